@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine:
+#   make lab   - set up (if needed) and open the course in JupyterLab
+#   make test  - set up (if needed) and run the whole test suite
+# When a virtual or conda environment is active it is used; otherwise .venv is created.
+
+SHELL := /bin/bash
+ACTIVE_ENV := $(or $(VIRTUAL_ENV),$(CONDA_PREFIX))
+ifeq ($(ACTIVE_ENV),)
+  ENV_DIR := .venv
+else
+  ENV_DIR := $(ACTIVE_ENV)
+endif
+PY := $(ENV_DIR)/bin/python
+STAMP := $(ENV_DIR)/.course-installed
+# Tests and notebooks run on the CPU with a fixed thread count so results are repeatable.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CUBLAS_WORKSPACE_CONFIG=:4096:8 MPLBACKEND=Agg
+
+.PHONY: lab test setup unit notebooks bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(PY)" ]; then echo "Creating a virtual environment in $(ENV_DIR)"; python3 -m venv $(ENV_DIR); fi
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+lab: setup
+	$(ENV_DIR)/bin/jupyter lab notebooks/
+
+test: setup
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadscope tests notebooks \
+	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+unit: setup
+	$(TEST_ENV) $(PY) -m pytest -n 2 tests
+
+bench: setup
+	$(PY) benchmarks/bench_losses.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
+
+# Re-execute the stored notebooks in quick CPU mode (what the tests compare against).
+notebooks: setup
+	$(TEST_ENV) COURSE_MODE=quick CUDA_VISIBLE_DEVICES= $(ENV_DIR)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.store_widget_state=False \
+	  --ExecutePreprocessor.kernel_name=python3 $(or $(NB),notebooks/[0-9]*.ipynb)

@@ -1,0 +1,40 @@
+"""Helper package for the hands-on triplet loss course.
+
+One module per concept; this file only re-exports the public names.
+"""
+from .distances import cosine_distance, euclidean, pairwise_distances, squared_euclidean
+from .losses import (
+    DegenerateBatchWarning,
+    TripletLoss,
+    TripletStats,
+    batch_all_triplet_loss,
+    batch_hard_triplet_loss,
+    batch_semihard_triplet_loss,
+    triplet_loss,
+)
+from .mining import (
+    anchor_negative_mask,
+    anchor_positive_mask,
+    count_valid_triplets,
+    mine_triplets,
+    valid_triplet_mask,
+)
+
+__all__ = [
+    "DegenerateBatchWarning",
+    "TripletLoss",
+    "TripletStats",
+    "anchor_negative_mask",
+    "anchor_positive_mask",
+    "batch_all_triplet_loss",
+    "batch_hard_triplet_loss",
+    "batch_semihard_triplet_loss",
+    "cosine_distance",
+    "count_valid_triplets",
+    "euclidean",
+    "mine_triplets",
+    "pairwise_distances",
+    "squared_euclidean",
+    "triplet_loss",
+    "valid_triplet_mask",
+]

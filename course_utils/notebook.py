@@ -1,0 +1,100 @@
+"""The one set-up call at the top of every course notebook.
+
+``settings = setup(seed=0)`` seeds every random generator, picks the device, decides
+between the quick mode (CPU, what the stored notebooks and the tests run) and the
+full mode (chosen by itself on a GPU), and makes figures small PNGs.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MODES = ("auto", "quick", "full")
+FIGURE_DPI = 72
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a notebook runs with.
+
+    device: where tensors and models go.
+    quick: True for the short CPU run, False for the longer run.
+    seed: the seed every generator was given.
+    data_dir: the course's data folder (downloads are cached here).
+    """
+
+    device: torch.device
+    quick: bool
+    seed: int
+    data_dir: Path
+
+    def __str__(self) -> str:
+        mode = "quick" if self.quick else "full"
+        return f"device={self.device.type}, mode={mode}, seed={self.seed}"
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """"auto" gives cuda if available, then mps, then cpu; anything else is taken as asked."""
+    if requested != "auto":
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _png_figures() -> None:
+    import matplotlib
+
+    matplotlib.rcParams.update({"figure.dpi": FIGURE_DPI, "savefig.dpi": FIGURE_DPI, "figure.figsize": (6.0, 3.6)})
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        # PNG, not SVG: SVG outputs carry random ids and would break the stored-output tests.
+        set_matplotlib_formats("png")
+
+
+def setup(seed: int = 0, mode: str = "auto", device: str = "auto") -> Settings:
+    """Seed everything, choose device and mode, configure figures; print one line saying so.
+
+    Args:
+        seed: seed for every random generator.
+        mode: "quick" (short CPU run), "full" (longer run) or "auto": full on a CUDA GPU,
+            quick otherwise. The environment variable COURSE_MODE overrides "auto".
+        device: "auto", "cpu", "cuda", "mps", ...
+    Returns:
+        Settings.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(map(repr, MODES))}.")
+    chosen = pick_device(device)
+    if mode == "auto":
+        mode = os.environ.get("COURSE_MODE", "full" if chosen.type == "cuda" else "quick")
+        if mode not in ("quick", "full"):
+            raise ValueError(f"COURSE_MODE must be 'quick' or 'full', got {mode!r}.")
+    seed_everything(seed)
+    _png_figures()
+    data_dir = Path(__file__).resolve().parent.parent / "data"
+    settings = Settings(device=chosen, quick=mode == "quick", seed=seed, data_dir=data_dir)
+    print(f"Course set-up: {settings}")
+    return settings

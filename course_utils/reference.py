@@ -1,0 +1,169 @@
+"""Slow, obvious versions of the distances, masks, miners and losses.
+
+Every function here is a plain loop over pairs or triplets, written to be read, not
+run on big batches. They compute in float64 and are the ground truth that the fast
+code in `distances`, `mining` and `losses` is tested against, and that the
+notebooks' exercise checks compare a learner's answer with. They stay
+differentiable (torch scalar operations), so gradients can be compared too.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def distance(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean") -> torch.Tensor:
+    """d(a, b) for two 1-D vectors, straight from the definition, in float64."""
+    a, b = a.double(), b.double()
+    if metric == "squared_euclidean":
+        return ((a - b) ** 2).sum()
+    if metric == "euclidean":
+        squared = ((a - b) ** 2).sum()
+        # Same convention as the fast code: distance 0 has gradient 0.
+        return squared.clamp_min(torch.finfo(torch.float64).tiny).sqrt() if squared > 0 else squared * 0
+    if metric == "cosine":
+        return 1 - (a @ b) / (a.norm() * b.norm())
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def pairwise_distances(x: torch.Tensor, y: torch.Tensor | None = None, metric: str = "squared_euclidean") -> torch.Tensor:
+    """(n, m) matrix of d(x_i, y_j), one pair at a time."""
+    y = x if y is None else y
+    rows = []
+    for i in range(x.shape[0]):
+        rows.append(torch.stack([distance(x[i], y[j], metric) for j in range(y.shape[0])]))
+    return torch.stack(rows)
+
+
+def anchor_positive_mask(labels: torch.Tensor) -> torch.Tensor:
+    """mask[a, p] is True when a != p and both pictures show the same person."""
+    n = len(labels)
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    for a in range(n):
+        for p in range(n):
+            mask[a, p] = a != p and labels[a] == labels[p]
+    return mask
+
+
+def anchor_negative_mask(labels: torch.Tensor) -> torch.Tensor:
+    """mask[a, n] is True when the pictures show different persons."""
+    n = len(labels)
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    for a in range(n):
+        for k in range(n):
+            mask[a, k] = labels[a] != labels[k]
+    return mask
+
+
+def valid_triplet_mask(labels: torch.Tensor) -> torch.Tensor:
+    """mask[a, p, n] is True for every valid triplet (a != p, same person; n another person)."""
+    n = len(labels)
+    mask = torch.zeros(n, n, n, dtype=torch.bool)
+    for a in range(n):
+        for p in range(n):
+            for k in range(n):
+                mask[a, p, k] = a != p and labels[a] == labels[p] and labels[a] != labels[k]
+    return mask
+
+
+def triplet_loss(anchor, positive, negative, alpha=0.2, metric="squared_euclidean", reduction="none"):
+    """max(d(A,P) - d(A,N) + alpha, 0) for each row, then the chosen reduction."""
+    losses = []
+    for a, p, n in zip(anchor, positive, negative):
+        losses.append(torch.clamp(distance(a, p, metric) - distance(a, n, metric) + alpha, min=0))
+    losses = torch.stack(losses) if losses else torch.zeros(0, dtype=torch.float64)
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "mean":
+        return losses.mean()
+    return losses
+
+
+def all_triplets(labels: torch.Tensor) -> list[tuple[int, int, int]]:
+    """Every valid (anchor, positive, negative) index triplet."""
+    labels = labels.tolist()
+    n = len(labels)
+    return [
+        (a, p, k)
+        for a in range(n)
+        for p in range(n)
+        for k in range(n)
+        if a != p and labels[a] == labels[p] and labels[k] != labels[a]
+    ]
+
+
+def batch_all_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_euclidean"):
+    """Mean loss over the valid triplets whose loss is positive, with the counts.
+
+    Returns:
+        (loss, number of valid triplets, number of triplets with positive loss).
+    """
+    dist = pairwise_distances(embeddings, metric=metric)
+    positive_losses = []
+    valid = 0
+    for a, p, k in all_triplets(labels):
+        valid += 1
+        loss = dist[a, p] - dist[a, k] + alpha
+        if loss > 0:
+            positive_losses.append(loss)
+    if not positive_losses:
+        return dist.sum() * 0, valid, 0
+    return torch.stack(positive_losses).mean(), valid, len(positive_losses)
+
+
+def hard_triplets(embeddings, labels, metric="squared_euclidean") -> list[tuple[int, int, int]]:
+    """Batch-hard: for each anchor, its farthest positive and its closest negative."""
+    dist = pairwise_distances(embeddings, metric=metric)
+    labels = labels.tolist()
+    triplets = []
+    for a in range(len(labels)):
+        positives = [p for p in range(len(labels)) if p != a and labels[p] == labels[a]]
+        negatives = [k for k in range(len(labels)) if labels[k] != labels[a]]
+        if positives and negatives:
+            p = max(positives, key=lambda j: dist[a, j].item())
+            k = min(negatives, key=lambda j: dist[a, j].item())
+            triplets.append((a, p, k))
+    return triplets
+
+
+def batch_hard_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_euclidean", soft=False):
+    """Mean over anchors (with a positive and a negative) of the batch-hard loss."""
+    dist = pairwise_distances(embeddings, metric=metric)
+    losses = []
+    for a, p, k in hard_triplets(embeddings, labels, metric):
+        gap = dist[a, p] - dist[a, k]
+        losses.append(torch.nn.functional.softplus(gap) if soft else torch.clamp(gap + alpha, min=0))
+    return torch.stack(losses).mean() if losses else dist.sum() * 0
+
+
+def semihard_triplets(embeddings, labels, metric="squared_euclidean") -> list[tuple[int, int, int]]:
+    """For each positive pair (a, p): the closest negative farther than p, else the farthest negative.
+
+    This is what TensorFlow Addons' TripletSemiHardLoss computes. The margin plays no
+    part in the choice: a negative beyond d(a, p) + alpha is still chosen when it is
+    the closest one beyond d(a, p).
+    """
+    dist = pairwise_distances(embeddings, metric=metric)
+    labels = labels.tolist()
+    n = len(labels)
+    triplets = []
+    for a in range(n):
+        negatives = [k for k in range(n) if labels[k] != labels[a]]
+        if not negatives:
+            continue
+        for p in range(n):
+            if p == a or labels[p] != labels[a]:
+                continue
+            farther = [k for k in negatives if dist[a, k] > dist[a, p]]
+            if farther:
+                k = min(farther, key=lambda j: dist[a, j].item())
+            else:
+                k = max(negatives, key=lambda j: dist[a, j].item())
+            triplets.append((a, p, k))
+    return triplets
+
+
+def batch_semihard_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_euclidean"):
+    """Mean over all positive pairs (zero losses included) of the semi-hard triplet loss."""
+    dist = pairwise_distances(embeddings, metric=metric)
+    losses = [torch.clamp(dist[a, p] - dist[a, k] + alpha, min=0) for a, p, k in semihard_triplets(embeddings, labels, metric)]
+    return torch.stack(losses).mean() if losses else dist.sum() * 0
