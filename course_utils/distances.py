@@ -117,15 +117,10 @@ def pairwise_distances(
             yu = xu if same else _unit_rows(y, "y")
             dist = (1 - xu @ yu.T).clamp(0, 2)
         else:
-            # Centring both sets on one point changes no distance but shrinks the norms,
-            # so the cancellation in ||x||^2 - 2 x.y + ||y||^2 loses fewer digits.
-            centre = x.mean(dim=0, keepdim=True) if same else torch.cat([x, y]).mean(dim=0, keepdim=True)
-            xc = x - centre
-            yc = xc if same else y - centre
-            x_sq = (xc * xc).sum(dim=1, keepdim=True)
-            y_sq = x_sq.T if same else (yc * yc).sum(dim=1).unsqueeze(0)
+            x_sq = (x * x).sum(dim=1, keepdim=True)
+            y_sq = x_sq.T if same else (y * y).sum(dim=1).unsqueeze(0)
             # Round-off can make the expansion slightly negative; a squared distance is not.
-            dist = (x_sq - 2 * xc @ yc.T + y_sq).clamp_min(0)
+            dist = (x_sq - 2 * x @ y.T + y_sq).clamp_min(0)
             if metric == "euclidean":
                 dist = _safe_sqrt(dist)
         if same:
