@@ -15,7 +15,7 @@ STAMP := $(ENV_DIR)/.course-installed
 # Tests and notebooks run on the CPU with a fixed thread count so results are repeatable.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CUBLAS_WORKSPACE_CONFIG=:4096:8 MPLBACKEND=Agg
 
-.PHONY: lab test setup unit notebooks bench clean
+.PHONY: lab test setup chromium unit notebooks student book bench clean
 
 setup: $(STAMP)
 
@@ -25,15 +25,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
+# The browser test drives Debian's Chromium (never a browser downloaded by a test tool).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "Installing Debian's chromium for the browser test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
 lab: setup
 	$(ENV_DIR)/bin/jupyter lab notebooks/
 
-test: setup
+test: setup chromium
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadscope tests notebooks \
 	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 unit: setup
 	$(TEST_ENV) $(PY) -m pytest -n 2 tests
+
+# Student copies (solutions replaced by stubs) and the rendered HTML course.
+student: setup
+	$(PY) -m course_utils.instructor student --out build/student
+
+book: setup
+	$(PY) -m course_utils.instructor book --out build/book
 
 bench: setup
 	$(PY) benchmarks/bench_losses.py

@@ -1,0 +1,130 @@
+"""A real JupyterLab on 127.0.0.1 driven by Debian's Chromium through Playwright.
+
+Used by tests/test_browser.py. The server runs in a temporary copy of the notebooks with a
+random free port and token; Chromium is Debian's binary (never one downloaded by a tool).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def jupyter_lab(notebooks: list[str], timeout: float = 90):
+    """Start JupyterLab in a temporary copy of the given notebooks; yield its base URL and token."""
+    workdir = Path(tempfile.mkdtemp(prefix="course-lab-"))
+    for name in notebooks:
+        shutil.copy2(ROOT / "notebooks" / name, workdir / name)
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--ServerApp.token={token}", f"--ServerApp.root_dir={workdir}",
+        "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--ServerApp.open_browser=False",
+    ]
+    log = open(workdir / "server.log", "w")
+    env = {**__import__("os").environ, "JUPYTER_CONFIG_DIR": str(workdir / ".jupyter-config"), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    server = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as response:
+                    json.load(response)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not start; its log:\n{(workdir / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield base, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def chromium_page():
+    """A Playwright page in headless Debian Chromium."""
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(
+            "Chromium is not installed, so the browser test cannot run. `make test` installs "
+            "Debian's package (apt-get install chromium); install it by hand if that failed."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            yield page
+        finally:
+            browser.close()
+
+
+def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int = 120_000) -> None:
+    """Open a notebook in JupyterLab, run all cells and wait until the kernel is idle again."""
+    page.goto(f"{base}/lab/tree/{notebook}?reset&token={token}")
+    page.wait_for_selector(".jp-Notebook", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='busy']", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+
+def widget_problems(page) -> list[str]:
+    """What is wrong with the widgets on the page, in words (empty when all render)."""
+    problems = []
+    if page.locator(".jupyter-widgets-error-widget").count():
+        problems.append("a widget shows an error box")
+    text = page.locator(".jp-Notebook").inner_text()
+    for sign, meaning in [
+        ("Error displaying widget", "a widget failed to display"),
+        ("Loading widget...", "a widget stayed 'Loading widget...'"),
+        ("FloatSlider(", "a slider fell back to its text repr (widget extension missing?)"),
+        ("IntSlider(", "a slider fell back to its text repr (widget extension missing?)"),
+    ]:
+        if sign in text:
+            problems.append(meaning)
+    if page.locator(".widget-slider").count() == 0:
+        problems.append("no slider widget rendered")
+    return problems
+
+
+def slider(page, description: str):
+    """The slider whose label reads exactly `description`."""
+    return page.locator(".widget-slider", has=page.locator(".widget-label", has_text=description)).first
