@@ -1,0 +1,542 @@
+"""Checks for the notebooks' exercises: run the learner's function, say precisely what is wrong.
+
+A check calls the learner's function on a few small test cases and compares each
+answer with `course_utils.reference`. When an answer is wrong it looks for the
+typical mistake that explains it (forgot the max with 0, used the distance instead of
+its square, summed over the wrong axis, ...) by computing what each known mistake
+would have returned and comparing. A function that still raises NotImplementedError
+gets a kind "not implemented yet" message instead of a traceback.
+
+Every check prints one clear message and returns a `CheckResult` (true when passed).
+
+Adding a check for a new exercise (notebooks 04-08 do it the same way):
+1. write its test cases as `Case` objects (small, with shapes that cannot be confused,
+   for example n != d, so a sum over the wrong axis shows up as a wrong shape);
+2. write the typical mistakes as `Mistake` objects: a function computing what the
+   mistaken code returns, and the hint to show;
+3. describe it in an `Exercise` (the reference answer comes from `course_utils.reference`);
+4. add a one-line public function ``check_<name>(function)`` returning
+   ``run_check(function, EXERCISE)``, and a test that feeds it real mistaken code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from . import reference
+
+# Learners compute in float32; answers are compared in float64 with float32-sized tolerances.
+RELATIVE_TOLERANCE = 1e-4
+ABSOLUTE_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check.
+
+    Attributes:
+        exercise: the exercise's name.
+        passed: True when every case matched the reference.
+        message: what was printed for the learner.
+        mistake: short name of what went wrong ("forgot_max", "not_implemented", ...),
+            None when passed or when no known mistake explains the answer.
+    """
+
+    exercise: str
+    passed: bool
+    message: str
+    mistake: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test case: the arguments passed to the learner's function.
+
+    Attributes:
+        description: a few words a learner recognises, for example "three pairs in 4-D".
+        args: positional arguments; tensors are copied before each call.
+    """
+
+    description: str
+    args: tuple
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A typical mistake: what the mistaken code returns, and what to change.
+
+    Attributes:
+        name: short identifier, for example "forgot_max".
+        compute: function of the case's arguments returning the mistaken answer.
+        hint: the advice shown when the learner's answer matches this mistake.
+    """
+
+    name: str
+    compute: Callable[..., torch.Tensor]
+    hint: str
+
+
+@dataclass(frozen=True)
+class ErrorHint:
+    """Advice for an exception whose message contains a known phrase.
+
+    Attributes:
+        name: short identifier of the mistake.
+        phrase: text to look for in the exception's message.
+        hint: the advice shown.
+    """
+
+    name: str
+    phrase: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """Everything a check needs to know about one exercise.
+
+    Attributes:
+        name: the function name the notebook asks for.
+        returns: what the answer should be, in words ("one distance per row, shape (n,)").
+        expected: reference answer (float64 tensor) for a case's arguments.
+        cases: the test cases.
+        mistakes: typical mistakes, most specific first.
+        error_hints: advice for typical exceptions.
+        needs_gradient: the answer must stay attached to the autograd graph.
+    """
+
+    name: str
+    returns: str
+    expected: Callable[..., torch.Tensor]
+    cases: tuple[Case, ...]
+    mistakes: tuple[Mistake, ...]
+    error_hints: tuple[ErrorHint, ...] = field(default_factory=tuple)
+    needs_gradient: bool = True
+
+
+# ---------------------------------------------------------------------------
+# The machinery shared by every check.
+
+
+def _fresh_copies(args: tuple, requires_grad: bool) -> tuple:
+    """Copies of the tensor arguments, so a learner's in-place change cannot leak into the next case."""
+    return tuple(a.detach().clone().requires_grad_(requires_grad) if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def _show(value) -> str:
+    """Short readable text for a tensor or number: values to 4 decimals, and the shape."""
+    if isinstance(value, torch.Tensor):
+        numbers = value.detach().double().flatten()
+        shown = ", ".join(f"{v:.4f}" for v in numbers[:6].tolist())
+        more = ", ..." if numbers.numel() > 6 else ""
+        if value.dim() == 0:
+            return f"tensor({shown}) (a 0-d tensor, shape ())"
+        return f"[{shown}{more}] (shape {tuple(value.shape)})"
+    return repr(value)
+
+
+def _describe_args(args: tuple) -> str:
+    """"shape (3, 4), shape (3, 4), 0.2": tensors by their shape, numbers as they are."""
+    return ", ".join(f"shape {tuple(a.shape)}" if isinstance(a, torch.Tensor) else repr(a) for a in args)
+
+
+def _matches(answer, target: torch.Tensor) -> bool:
+    """Same shape and the same numbers up to float32 round-off."""
+    return (
+        isinstance(answer, torch.Tensor)
+        and answer.shape == target.shape
+        and bool(torch.allclose(answer.detach().double(), target.double(),
+                                rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE))
+    )
+
+
+def _fail(exercise: Exercise, headline: str, details: str, mistake: str | None) -> CheckResult:
+    message = f"Not yet: {exercise.name} {headline}\n{details}"
+    return CheckResult(exercise.name, False, message, mistake)
+
+
+def _diagnose_exception(exercise: Exercise, case: Case, error: Exception) -> CheckResult:
+    text = f"{type(error).__name__}: {error}"
+    for known in exercise.error_hints:
+        if known.phrase in str(error):
+            return _fail(exercise, f"raised an error on the test case \"{case.description}\".",
+                         f"  The error: {text}\n  Hint: {known.hint}", known.name)
+    return _fail(exercise, f"raised an error on the test case \"{case.description}\".",
+                 f"  Arguments: {_describe_args(case.args)}\n  The error: {text}\n"
+                 "  Hint: run your function on these arguments in a new cell to see where it fails.", None)
+
+
+def _wrong_type(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -> CheckResult | None:
+    """A message when the answer is not a floating-point tensor at all; None when it is."""
+    where = f"on the test case \"{case.description}\""
+    if answer is None:
+        return _fail(exercise, f"returned None {where}.",
+                     "  Hint: did you forget the `return` statement at the end of the function?", "returned_none")
+    if isinstance(answer, (bool, int, float)):
+        same = expected.dim() == 0 and _matches(torch.tensor(float(answer)), expected)
+        value_note = " The value is right; only its type is wrong." if same else ""
+        return _fail(
+            exercise, f"returned a Python {type(answer).__name__} ({answer!r}) {where}, not a torch tensor.",
+            f"  Expected {exercise.returns}.{value_note}\n"
+            "  Hint: a Python number has no gradient, so training could not learn from it. Keep the result a "
+            "tensor: don't call .item() or float(), and use torch.clamp(x, min=0) (or torch.relu) rather than "
+            "Python's built-in max(x, 0).", "python_number")
+    if not isinstance(answer, torch.Tensor):
+        return _fail(exercise, f"returned a {type(answer).__name__} {where}, not a torch tensor.",
+                     f"  Expected {exercise.returns}.\n"
+                     "  Hint: use torch operations on the input tensors all the way through (no NumPy, no lists).",
+                     "not_a_tensor")
+    if not answer.is_floating_point():
+        return _fail(exercise, f"returned a tensor of dtype {answer.dtype} {where}.",
+                     f"  Expected {exercise.returns}, as floating-point numbers.\n"
+                     "  Hint: distances and losses are real numbers; an integer or boolean result means a "
+                     "comparison or a rounding crept in.", "not_floating")
+    return None
+
+
+def _diagnose_wrong_answer(exercise: Exercise, failing: int, answers: list, expected: torch.Tensor) -> CheckResult:
+    """Explain the wrong answer to case number `failing`: by a known mistake that reproduces it, else by the numbers."""
+    case, answer = exercise.cases[failing], answers[failing]
+    explaining = [m for m in exercise.mistakes if _matches(answer, m.compute(*case.args))]
+    # Prefer a mistake that reproduces every tensor answer, not only the first wrong one.
+    everywhere = [
+        m for m in explaining
+        if all(_matches(a, m.compute(*c.args)) for c, a in zip(exercise.cases, answers) if isinstance(a, torch.Tensor))
+    ]
+    found = (everywhere or explaining or [None])[0]
+    got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
+           f"    your answer: {_show(answer)}\n    expected:    {_show(expected)}")
+    if found is not None:
+        return _fail(exercise, "gives a wrong answer.", f"{got}\n  Hint: {found.hint}", found.name)
+    if answer.shape != expected.shape:
+        return _fail(exercise, f"returns shape {tuple(answer.shape)} where {tuple(expected.shape)} is expected.",
+                     f"{got}\n  Hint: it should return {exercise.returns}. Check which dimension you reduce "
+                     "(dim=1 adds up the coordinates of each row) and whether you kept an extra dimension.",
+                     "wrong_shape")
+    return _fail(exercise, "gives a wrong answer.",
+                 f"{got}\n  Hint: compute this case by hand, step by step, and compare with your code.", None)
+
+
+def run_check(function, exercise: Exercise) -> CheckResult:
+    """Run a learner's function on every case of an exercise, print and return the verdict.
+
+    Args:
+        function: the learner's function.
+        exercise: what to check it against.
+    Returns:
+        CheckResult; true when every case matched the reference.
+    """
+    if not callable(function):
+        raise TypeError(
+            f"pass the function itself, for example check_{exercise.name}({exercise.name}) without "
+            f"parentheses after {exercise.name}; got a {type(function).__name__}."
+        )
+    result = _run_cases(function, exercise)
+    print(result.message)
+    return result
+
+
+def _run_cases(function, exercise: Exercise) -> CheckResult:
+    answers = []
+    for case in exercise.cases:
+        inputs = _fresh_copies(case.args, exercise.needs_gradient)
+        try:
+            answers.append(function(*inputs))
+        except NotImplementedError:
+            message = (
+                f"{exercise.name} is not implemented yet. Replace the line `raise NotImplementedError()` "
+                "with your code, run that cell, then run this check again. No hurry: everything you need "
+                "is in the text above."
+            )
+            return CheckResult(exercise.name, False, message, "not_implemented")
+        except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
+            return _diagnose_exception(exercise, case, error)
+        if any(isinstance(a, torch.Tensor) and not torch.equal(a, b) for a, b in zip(inputs, case.args)):
+            return _fail(exercise, f"changed its input tensors on the test case \"{case.description}\".",
+                         "  Hint: an in-place operation such as a -= b or x.clamp_(...) overwrote an argument; "
+                         "compute a new tensor instead (diff = a - b).", "modified_input")
+
+    for number, (case, answer) in enumerate(zip(exercise.cases, answers)):
+        expected = exercise.expected(*case.args)
+        wrong = _wrong_type(exercise, case, answer, expected)
+        if wrong is not None:
+            return wrong
+        if not _matches(answer, expected):
+            return _diagnose_wrong_answer(exercise, number, answers, expected)
+        if exercise.needs_gradient and answer.grad_fn is None:
+            return _fail(exercise, "gives the right numbers, but detached from the autograd graph.",
+                         f"  Test case \"{case.description}\": the answer has no grad_fn, so no gradient can "
+                         "flow back to the encodings.\n  Hint: build the result with torch operations on "
+                         "the inputs; torch.tensor(...), .detach(), .item() or .numpy() cut the graph.",
+                         "detached")
+    count = len(exercise.cases)
+    return CheckResult(exercise.name, True, f"Well done: {exercise.name} is correct on all {count} test cases.")
+
+
+# ---------------------------------------------------------------------------
+# Shared pieces of the reference answers and mistakes (all in float64).
+
+
+def _rows(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean") -> torch.Tensor:
+    """d(a_i, b_i) for every row, from the reference's one-pair definition."""
+    return torch.stack([reference.distance(x, y, metric) for x, y in zip(a, b)])
+
+
+def _violations(anchor, positive, negative, alpha, metric="squared_euclidean") -> torch.Tensor:
+    """d(A,P) - d(A,N) + alpha for every triplet, before the max with 0."""
+    return _rows(anchor, positive, metric) - _rows(anchor, negative, metric) + alpha
+
+
+def _diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.double() - b.double()
+
+
+def _grid(*rows) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def _random(seed: int, *shape: int) -> torch.Tensor:
+    """Fixed pseudo-random float32 values with one decimal, easy to recompute by hand."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(-20, 21, shape, generator=generator).float() / 10
+
+
+# ---------------------------------------------------------------------------
+# Notebook 01: squared Euclidean distance of paired rows.
+
+SQUARED_DISTANCE = Exercise(
+    name="squared_distance",
+    returns="one squared distance per row pair, a tensor of shape (n,)",
+    expected=lambda a, b: _rows(a, b),
+    cases=(
+        Case("one pair in 2-D, a 3-4-5 triangle", (_grid([0.0, 0.0]), _grid([3.0, 4.0]))),
+        Case("three pairs in 4-D", (_random(1, 3, 4), _random(2, 3, 4))),
+        Case("two identical pairs in 3-D (distance 0)", (_random(3, 2, 3), _random(3, 2, 3))),
+        Case("five pairs in 1-D", (_random(4, 5, 1), _random(5, 5, 1))),
+    ),
+    mistakes=(
+        Mistake("not_squared", lambda a, b: _rows(a, b, "euclidean"),
+                "these are plain Euclidean distances ||a - b||. The course's d is the SQUARE, ||a - b||²: "
+                "drop the square root (torch.sqrt or .norm()), or square its result."),
+        Mistake("sum_wrong_axis", lambda a, b: (_diff(a, b) ** 2).sum(dim=0),
+                "you added up over dim=0, across the different pairs. Each row is one pair; add up its "
+                "coordinates with .sum(dim=1) to get one distance per row."),
+        Mistake("no_sum", lambda a, b: _diff(a, b) ** 2,
+                "you squared the coordinate differences but did not add them up. Finish with .sum(dim=1)."),
+        Mistake("sum_all", lambda a, b: (_diff(a, b) ** 2).sum(),
+                "you added up everything into one number for the whole batch. The exercise wants one distance "
+                "per row: .sum(dim=1)."),
+        Mistake("kept_dim", lambda a, b: (_diff(a, b) ** 2).sum(dim=1, keepdim=True),
+                "your result is a column of shape (n, 1). Drop keepdim=True (or use .squeeze(1)) so the "
+                "shape is (n,)."),
+        Mistake("mean_not_sum", lambda a, b: (_diff(a, b) ** 2).mean(dim=1),
+                "you averaged the squared differences (.mean). The squared distance ADDS them: use .sum(dim=1)."),
+        Mistake("absolute_not_squared", lambda a, b: _diff(a, b).abs().sum(dim=1),
+                "you added up absolute differences |a - b| (the Manhattan distance). Square each difference "
+                "instead: ((a - b) ** 2).sum(dim=1)."),
+        Mistake("squared_after_sum", lambda a, b: _diff(a, b).sum(dim=1) ** 2,
+                "you added the differences first and squared the total. Square each coordinate's difference "
+                "first, then add: ((a - b) ** 2).sum(dim=1)."),
+        Mistake("squares_subtracted", lambda a, b: (a.double() ** 2 - b.double() ** 2).sum(dim=1),
+                "you squared a and b separately and then subtracted; ||a||² - ||b||² is not ||a - b||². "
+                "Subtract first, then square."),
+    ),
+    error_hints=(
+        ErrorHint("in_place_on_input", "a leaf Variable that requires grad is being used in an in-place operation",
+                  "an in-place operation (such as a -= b) changes the input tensor. "
+                  "Compute a new tensor: diff = a - b."),
+    ),
+)
+
+
+def check_squared_distance(function) -> CheckResult:
+    """Check a learner's squared_distance(a, b): (n, d), (n, d) -> (n,) of ||a_i - b_i||^2."""
+    return run_check(function, SQUARED_DISTANCE)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 01 (challenge): the vectorised matrix of all squared distances.
+
+
+def _expansion(x: torch.Tensor, row_norms: float = 1.0, cross: float = -2.0, column_norms: float = 1.0) -> torch.Tensor:
+    """row_norms * ||x_i||^2 + cross * x_i.x_j + column_norms * ||x_j||^2: the vectorised distance
+    matrix with the coefficients of its three terms adjustable, to reproduce slips in any of them."""
+    x = x.double()
+    squared_norms = (x * x).sum(dim=1)
+    return row_norms * squared_norms[:, None] + cross * (x @ x.T) + column_norms * squared_norms[None, :]
+
+
+NORMS_SAME_AXIS_HINT = (
+    "both squared-norm terms were added along the same axis. One must be a column, shape (n, 1), "
+    "the other a row, shape (1, n): sq[:, None] - 2 * x @ x.T + sq[None, :]."
+)
+ONE_NORM_MISSING_HINT = "one squared-norm term is missing: ||x_i - x_j||² = ||x_i||² - 2 x_i·x_j + ||x_j||²."
+
+DISTANCE_MATRIX = Exercise(
+    name="distance_matrix",
+    returns="the (n, n) matrix of squared distances between all rows",
+    expected=lambda x: reference.pairwise_distances(x),
+    cases=(
+        Case("three points in 2-D", (_grid([0.0, 0.0], [3.0, 4.0], [1.0, 0.0]),)),
+        Case("five points in 3-D", (_random(6, 5, 3),)),
+        Case("four points in 6-D, two of them equal", (torch.cat([_random(7, 3, 6), _random(7, 1, 6)]),)),
+    ),
+    mistakes=(
+        Mistake("not_squared", lambda x: reference.pairwise_distances(x, metric="euclidean"),
+                "these are plain Euclidean distances. The course's d is the square ||x_i - x_j||²: "
+                "drop the square root (torch.cdist gives plain distances; square them)."),
+        Mistake("no_sum", lambda x: (x.double()[:, None, :] - x.double()[None, :, :]) ** 2,
+                "the result still has the coordinate dimension, shape (n, n, d). Add it up with .sum(dim=-1)."),
+        Mistake("cross_term_sign", lambda x: _expansion(x, cross=2.0),
+                "check the sign of the cross term: ||x_i - x_j||² = ||x_i||² - 2 x_i·x_j + ||x_j||²."),
+        Mistake("cross_term_factor", lambda x: _expansion(x, cross=-1.0),
+                "the cross term needs a factor 2: ||x_i||² - 2 x_i·x_j + ||x_j||²."),
+        Mistake("norms_same_axis", lambda x: _expansion(x, row_norms=0.0, column_norms=2.0), NORMS_SAME_AXIS_HINT),
+        Mistake("norms_same_axis", lambda x: _expansion(x, row_norms=2.0, column_norms=0.0), NORMS_SAME_AXIS_HINT),
+        Mistake("one_norm_missing", lambda x: _expansion(x, column_norms=0.0), ONE_NORM_MISSING_HINT),
+        Mistake("one_norm_missing", lambda x: _expansion(x, row_norms=0.0), ONE_NORM_MISSING_HINT),
+    ),
+)
+
+
+def check_distance_matrix(function) -> CheckResult:
+    """Check a learner's distance_matrix(x): (n, d) -> (n, n) of ||x_i - x_j||^2."""
+    return run_check(function, DISTANCE_MATRIX)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 02: the triplet loss of each triplet.
+
+# Triplets chosen so every mistake gives different numbers: some meet the margin
+# (loss 0), some violate it, and n != d everywhere.
+_ANCHORS = _grid([0.0, 0.0], [1.0, 1.0], [0.0, 1.0])
+_POSITIVES = _grid([0.5, 0.5], [1.0, 1.5], [0.0, 0.5])
+_NEGATIVES = _grid([0.7, 0.1], [2.0, 2.0], [0.3, 1.0])
+
+TRIPLET_LOSS = Exercise(
+    name="triplet_loss",
+    returns="one loss per triplet, a tensor of shape (m,)",
+    expected=lambda anchor, positive, negative, alpha: reference.triplet_loss(anchor, positive, negative, alpha),
+    cases=(
+        Case("three triplets in 2-D, alpha = 0.2", (_ANCHORS, _POSITIVES, _NEGATIVES, 0.2)),
+        Case("four triplets in 3-D, alpha = 0.5", (_random(8, 4, 3), _random(9, 4, 3), _random(10, 4, 3), 0.5)),
+        Case("two triplets of all-equal encodings, alpha = 0.3",
+             (torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3), 0.3)),
+        Case("one triplet that meets the margin, alpha = 0.2",
+             (_grid([0.0, 0.0]), _grid([0.5, 0.0]), _grid([0.0, 1.0]), 0.2)),
+    ),
+    mistakes=(
+        Mistake("forgot_max", lambda a, p, n, alpha: _violations(a, p, n, alpha),
+                "some of your losses are negative: you forgot the max with 0. A triplet that meets the margin "
+                "has loss 0, not a reward: torch.clamp(d_ap - d_an + alpha, min=0)."),
+        Mistake("min_not_max", lambda a, p, n, alpha: _violations(a, p, n, alpha).clamp(max=0),
+                "you took the minimum with 0 where the loss needs the maximum: torch.clamp(..., min=0) or torch.relu."),
+        Mistake("swapped_distances", lambda a, p, n, alpha: (-_violations(a, p, n, 0) + alpha).clamp(min=0),
+                "d(A,P) and d(A,N) are swapped. The loss is max(d(A,P) - d(A,N) + alpha, 0): the positive's "
+                "distance comes first."),
+        Mistake("forgot_alpha", lambda a, p, n, alpha: _violations(a, p, n, 0).clamp(min=0),
+                "the margin alpha is missing: max(d(A,P) - d(A,N) + alpha, 0). Without it, all-equal "
+                "encodings get loss 0 and the network can cheat."),
+        Mistake("alpha_subtracted", lambda a, p, n, alpha: _violations(a, p, n, -alpha).clamp(min=0),
+                "alpha is subtracted; it must be added: max(d(A,P) - d(A,N) + alpha, 0)."),
+        Mistake("not_squared", lambda a, p, n, alpha: _violations(a, p, n, alpha, "euclidean").clamp(min=0),
+                "you used plain Euclidean distances. The course's d is the squared distance ||a - b||²: "
+                "drop the square root."),
+        Mistake("reduced_sum", lambda a, p, n, alpha: reference.triplet_loss(a, p, n, alpha, reduction="sum"),
+                "you added the losses into one number. This exercise wants one loss per triplet, shape (m,); "
+                "adding them up is the cost J of notebook 03."),
+        Mistake("reduced_mean", lambda a, p, n, alpha: reference.triplet_loss(a, p, n, alpha, reduction="mean"),
+                "you averaged the losses into one number. This exercise wants one loss per triplet, shape (m,)."),
+        Mistake("sum_wrong_axis",
+                lambda a, p, n, alpha: ((_diff(a, p) ** 2).sum(0) - (_diff(a, n) ** 2).sum(0) + alpha).clamp(min=0),
+                "your distances add up over dim=0, across the triplets. Add up each row's coordinates: .sum(dim=1)."),
+        Mistake("no_sum", lambda a, p, n, alpha: ((_diff(a, p) ** 2) - (_diff(a, n) ** 2) + alpha).clamp(min=0),
+                "the squared differences were never added up over the coordinates; use .sum(dim=1) for each distance."),
+    ),
+    error_hints=(
+        ErrorHint("builtin_max", "Boolean value of Tensor with more than one value is ambiguous",
+                  "Python's built-in max(x, 0) (or an `if x > 0`) works on one number at a time. For a whole "
+                  "tensor of triplets use torch.clamp(x, min=0) or torch.relu(x)."),
+        ErrorHint("in_place_on_input", "a leaf Variable that requires grad is being used in an in-place operation",
+                  "an in-place operation (such as anchor -= positive) changes an input. Compute new tensors instead."),
+    ),
+)
+
+
+def check_triplet_loss(function) -> CheckResult:
+    """Check a learner's triplet_loss(anchor, positive, negative, alpha): (m, d) x 3 -> (m,)."""
+    return run_check(function, TRIPLET_LOSS)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 03: the cost J, the sum of the losses of m triplets.
+
+
+def _losses(a, p, n, alpha) -> torch.Tensor:
+    return reference.triplet_loss(a, p, n, alpha)
+
+
+COST = Exercise(
+    name="cost",
+    returns="the cost J as one number, a 0-d tensor",
+    expected=lambda a, p, n, alpha: reference.triplet_loss(a, p, n, alpha, reduction="sum"),
+    cases=(
+        Case("three triplets in 2-D, two of them violated, alpha = 0.2", (_ANCHORS, _POSITIVES, _NEGATIVES, 0.2)),
+        Case("five triplets in 3-D, alpha = 0.5", (_random(11, 5, 3), _random(12, 5, 3), _random(13, 5, 3), 0.5)),
+        Case("four triplets of all-equal encodings, alpha = 0.3",
+             (torch.ones(4, 2), torch.ones(4, 2), torch.ones(4, 2), 0.3)),
+    ),
+    mistakes=(
+        Mistake("one_element_shape", lambda a, p, n, alpha: _losses(a, p, n, alpha).sum().reshape(1),
+                "your J has shape (1,); a 0-d tensor is expected. Start the sum from 0 rather than "
+                "torch.zeros(1), or simply use losses.sum()."),
+        Mistake("per_triplet", _losses,
+                "you returned one loss per triplet. J adds them up into one number: .sum()."),
+        Mistake("mean_not_sum", lambda a, p, n, alpha: _losses(a, p, n, alpha).mean(),
+                "you returned the mean J / m. This exercise asks for the sum J = L_1 + ... + L_m (the mean "
+                "is another common choice, compared later in this notebook)."),
+        Mistake("mean_over_nonzero",
+                lambda a, p, n, alpha: _losses(a, p, n, alpha).sum() / (_losses(a, p, n, alpha) > 0).sum().clamp(min=1),
+                "you averaged over the non-zero losses only. This exercise asks for the plain sum J."),
+        Mistake("forgot_max", lambda a, p, n, alpha: _violations(a, p, n, alpha).sum(),
+                "you added d(A,P) - d(A,N) + alpha without the max with 0, so triplets that meet the margin "
+                "subtract from J. Clamp each triplet's loss at 0 first, then add."),
+        Mistake("max_after_sum", lambda a, p, n, alpha: _violations(a, p, n, alpha).sum().clamp(min=0),
+                "you took the max with 0 after adding everything up. Each triplet gets its own max: "
+                "clamp the (m,) losses first, then .sum()."),
+        Mistake("skipped_first", lambda a, p, n, alpha: _losses(a, p, n, alpha)[1:].sum(),
+                "the first triplet (row 0) is left out. The maths counts i = 1..m; Python numbers the same m "
+                "rows 0..m-1, so loop over range(m) (or just use .sum())."),
+        Mistake("skipped_last", lambda a, p, n, alpha: _losses(a, p, n, alpha)[:-1].sum(),
+                "the last triplet is left out: range(m - 1) stops one row early. range(m) visits all m rows."),
+        Mistake("not_squared", lambda a, p, n, alpha: _violations(a, p, n, alpha, "euclidean").clamp(min=0).sum(),
+                "you used plain Euclidean distances. The course's d is the squared distance ||a - b||²."),
+        Mistake("swapped_distances", lambda a, p, n, alpha: (-_violations(a, p, n, 0) + alpha).clamp(min=0).sum(),
+                "d(A,P) and d(A,N) are swapped: each loss is max(d(A,P) - d(A,N) + alpha, 0)."),
+        Mistake("forgot_alpha", lambda a, p, n, alpha: _violations(a, p, n, 0).clamp(min=0).sum(),
+                "the margin alpha is missing from each loss: max(d(A,P) - d(A,N) + alpha, 0)."),
+    ),
+    error_hints=(
+        ErrorHint("index_past_end", "out of bounds",
+                  "your loop goes one row too far. The write-up's i = 0..m would count m + 1 triplets; "
+                  "there are only m, which Python numbers 0..m-1: loop over range(m)."),
+        ErrorHint("builtin_max", "Boolean value of Tensor with more than one value is ambiguous",
+                  "Python's built-in max(x, 0) works on one number at a time. For a tensor of losses use "
+                  "torch.clamp(x, min=0) or torch.relu(x)."),
+        ErrorHint("in_place_on_input", "a leaf Variable that requires grad is being used in an in-place operation",
+                  "an in-place operation changes an input tensor. Compute new tensors instead."),
+    ),
+)
+
+
+def check_cost(function) -> CheckResult:
+    """Check a learner's cost(anchor, positive, negative, alpha): (m, d) x 3 -> 0-d tensor J."""
+    return run_check(function, COST)

@@ -1,0 +1,338 @@
+"""The exercise checks: right code passes, each typical mistake gets its own hint, a stub gets a kind word.
+
+Every mistaken function below is written the way a learner would write it, not
+derived from the mistake models inside course_utils.checks, so these tests show that
+real mistaken code is recognised.
+"""
+import math
+
+import pytest
+import torch
+
+from course_utils.checks import (
+    COST,
+    DISTANCE_MATRIX,
+    SQUARED_DISTANCE,
+    TRIPLET_LOSS,
+    CheckResult,
+    check_cost,
+    check_distance_matrix,
+    check_squared_distance,
+    check_triplet_loss,
+)
+
+
+def stub(*args):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# --- squared distance (notebook 01) -------------------------------------------------
+
+
+def squared_distance(a, b):
+    return ((a - b) ** 2).sum(dim=1)
+
+
+def squared_distance_loop(a, b):
+    out = torch.zeros(a.shape[0])
+    for i in range(a.shape[0]):
+        out[i] = sum((a[i, k] - b[i, k]) ** 2 for k in range(a.shape[1]))
+    return out
+
+
+SQUARED_DISTANCE_MISTAKES = {
+    "not_squared": lambda a, b: torch.norm(a - b, dim=1),
+    "sum_wrong_axis": lambda a, b: ((a - b) ** 2).sum(dim=0),
+    "no_sum": lambda a, b: (a - b) ** 2,
+    "sum_all": lambda a, b: ((a - b) ** 2).sum(),
+    "kept_dim": lambda a, b: ((a - b) ** 2).sum(dim=1, keepdim=True),
+    "mean_not_sum": lambda a, b: ((a - b) ** 2).mean(dim=1),
+    "absolute_not_squared": lambda a, b: (a - b).abs().sum(dim=1),
+    "squared_after_sum": lambda a, b: (a - b).sum(dim=1) ** 2,
+    "squares_subtracted": lambda a, b: (a**2 - b**2).sum(dim=1),
+    "python_number": lambda a, b: ((a - b) ** 2).sum(dim=1).tolist()[0],
+    "not_a_tensor": lambda a, b: ((a - b) ** 2).sum(dim=1).detach().numpy(),
+    "returned_none": lambda a, b: None,
+    "detached": lambda a, b: torch.tensor(((a - b) ** 2).sum(dim=1).tolist()),
+    "not_floating": lambda a, b: ((a - b) ** 2).sum(dim=1).long(),
+}
+
+
+@pytest.mark.parametrize("solution", [squared_distance, squared_distance_loop])
+def test_squared_distance_correct_solutions_pass(solution, capsys):
+    result = check_squared_distance(solution)
+    assert isinstance(result, CheckResult)
+    assert result and result.passed and result.mistake is None
+    expected = f"Well done: squared_distance is correct on all {len(SQUARED_DISTANCE.cases)} test cases."
+    assert capsys.readouterr().out.strip() == expected
+
+
+@pytest.mark.parametrize("mistake", sorted(SQUARED_DISTANCE_MISTAKES))
+def test_squared_distance_mistakes_get_their_own_hint(mistake, capsys):
+    result = check_squared_distance(SQUARED_DISTANCE_MISTAKES[mistake])
+    assert not result
+    assert result.mistake == mistake
+    printed = capsys.readouterr().out
+    assert printed.strip() == result.message
+    assert printed.startswith("Not yet: squared_distance")
+    assert "Traceback" not in printed
+
+
+def test_square_root_hint_names_the_square():
+    result = check_squared_distance(lambda a, b: ((a - b) ** 2).sum(dim=1).sqrt())
+    assert result.mistake == "not_squared"
+    assert "SQUARE" in result.message and "sqrt" in result.message
+
+
+def test_in_place_change_of_the_input_is_reported():
+    def in_place(a, b):
+        a -= b
+        return (a**2).sum(dim=1)
+
+    result = check_squared_distance(in_place)
+    assert result.mistake == "in_place_on_input"
+    assert "diff = a - b" in result.message
+
+
+def test_input_changed_behind_autograd_s_back_is_reported():
+    def sneaky_in_place(a, b):
+        a.data.sub_(b)  # .data bypasses autograd's in-place guard
+        return (a**2).sum(dim=1)
+
+    result = check_squared_distance(sneaky_in_place)
+    assert result.mistake == "modified_input"
+    assert "in-place" in result.message
+
+
+@pytest.mark.parametrize("check", [check_squared_distance, check_distance_matrix, check_triplet_loss, check_cost])
+def test_untouched_stub_gets_the_kind_message(check, capsys):
+    result = check(stub)
+    assert not result and result.mistake == "not_implemented"
+    printed = capsys.readouterr().out
+    assert "not implemented yet" in printed and "raise NotImplementedError()" in printed
+    assert "Traceback" not in printed and "Error:" not in printed
+
+
+@pytest.mark.parametrize("check", [check_squared_distance, check_cost])
+def test_passing_the_result_instead_of_the_function_is_refused(check):
+    with pytest.raises(TypeError, match="pass the function itself"):
+        check(torch.zeros(3))
+
+
+def test_unknown_error_is_reported_with_the_case_and_no_traceback(capsys):
+    def broken(a, b):
+        return ((a - b) ** 2).sum(dim=1) + undefined_name  # noqa: F821
+
+    result = check_squared_distance(broken)
+    printed = capsys.readouterr().out
+    assert not result and result.mistake is None
+    assert "NameError" in printed and "undefined_name" in printed
+    assert SQUARED_DISTANCE.cases[0].description in printed
+    assert "Traceback" not in printed
+
+
+def test_unexplained_wrong_values_show_expected_and_received(capsys):
+    result = check_squared_distance(lambda a, b: ((a - b) ** 2).sum(dim=1) + 1)
+    printed = capsys.readouterr().out
+    assert not result and result.mistake is None
+    assert "your answer: [26.0000]" in printed and "expected:    [25.0000]" in printed
+
+
+def test_unexplained_wrong_shape_says_which_shape(capsys):
+    result = check_squared_distance(lambda a, b: torch.zeros(7))
+    assert result.mistake == "wrong_shape"
+    assert "returns shape (7,) where (1,) is expected" in capsys.readouterr().out
+
+
+# --- distance matrix (notebook 01, challenge) ------------------------------------
+
+
+def distance_matrix(x):
+    squares = (x * x).sum(dim=1)
+    return (squares[:, None] - 2 * x @ x.T + squares[None, :]).clamp(min=0)
+
+
+DISTANCE_MATRIX_MISTAKES = {
+    "not_squared": lambda x: torch.cdist(x, x),
+    "no_sum": lambda x: (x[:, None, :] - x[None, :, :]) ** 2,
+    "cross_term_sign": lambda x: (x * x).sum(1)[:, None] + 2 * x @ x.T + (x * x).sum(1)[None, :],
+    "cross_term_factor": lambda x: (x * x).sum(1)[:, None] - x @ x.T + (x * x).sum(1)[None, :],
+    "norms_same_axis": lambda x: (x * x).sum(1) - 2 * x @ x.T + (x * x).sum(1),
+    "one_norm_missing": lambda x: (x * x).sum(1)[:, None] - 2 * x @ x.T,
+}
+
+
+def test_distance_matrix_correct_solutions_pass():
+    assert check_distance_matrix(distance_matrix)
+    assert check_distance_matrix(lambda x: ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    assert check_distance_matrix(lambda x: torch.cdist(x, x) ** 2)
+
+
+@pytest.mark.parametrize("mistake", sorted(DISTANCE_MATRIX_MISTAKES))
+def test_distance_matrix_mistakes_get_their_own_hint(mistake):
+    result = check_distance_matrix(DISTANCE_MATRIX_MISTAKES[mistake])
+    assert not result and result.mistake == mistake
+
+
+# --- triplet loss (notebook 02) ---------------------------------------------------
+
+
+def triplet_loss(anchor, positive, negative, alpha):
+    d_ap = ((anchor - positive) ** 2).sum(dim=1)
+    d_an = ((anchor - negative) ** 2).sum(dim=1)
+    return torch.clamp(d_ap - d_an + alpha, min=0)
+
+
+def _d(x, y):
+    return ((x - y) ** 2).sum(dim=1)
+
+
+def builtin_max(anchor, positive, negative, alpha):
+    return max(_d(anchor, positive) - _d(anchor, negative) + alpha, 0)
+
+
+TRIPLET_LOSS_MISTAKES = {
+    "forgot_max": lambda a, p, n, alpha: _d(a, p) - _d(a, n) + alpha,
+    "min_not_max": lambda a, p, n, alpha: torch.clamp(_d(a, p) - _d(a, n) + alpha, max=0),
+    "swapped_distances": lambda a, p, n, alpha: torch.relu(_d(a, n) - _d(a, p) + alpha),
+    "forgot_alpha": lambda a, p, n, alpha: torch.relu(_d(a, p) - _d(a, n)),
+    "alpha_subtracted": lambda a, p, n, alpha: torch.relu(_d(a, p) - _d(a, n) - alpha),
+    "not_squared": lambda a, p, n, alpha: torch.relu((a - p).norm(dim=1) - (a - n).norm(dim=1) + alpha),
+    "reduced_sum": lambda a, p, n, alpha: torch.relu(_d(a, p) - _d(a, n) + alpha).sum(),
+    "reduced_mean": lambda a, p, n, alpha: torch.relu(_d(a, p) - _d(a, n) + alpha).mean(),
+    "sum_wrong_axis": lambda a, p, n, alpha: torch.relu(((a - p) ** 2).sum(0) - ((a - n) ** 2).sum(0) + alpha),
+    "no_sum": lambda a, p, n, alpha: torch.relu((a - p) ** 2 - (a - n) ** 2 + alpha),
+    "builtin_max": builtin_max,
+}
+
+
+def test_triplet_loss_correct_solution_passes(capsys):
+    result = check_triplet_loss(triplet_loss)
+    assert result.passed
+    assert "Well done: triplet_loss is correct" in capsys.readouterr().out
+
+
+def test_triplet_loss_with_the_course_function_passes():
+    from course_utils.losses import triplet_loss as course_triplet_loss
+
+    assert check_triplet_loss(lambda a, p, n, alpha: course_triplet_loss(a, p, n, alpha=alpha))
+
+
+@pytest.mark.parametrize("mistake", sorted(TRIPLET_LOSS_MISTAKES))
+def test_triplet_loss_mistakes_get_their_own_hint(mistake):
+    result = check_triplet_loss(TRIPLET_LOSS_MISTAKES[mistake])
+    assert not result and result.mistake == mistake
+
+
+def test_forgot_max_hint_mentions_the_max():
+    result = check_triplet_loss(TRIPLET_LOSS_MISTAKES["forgot_max"])
+    assert "forgot the max with 0" in result.message
+
+
+def test_builtin_max_on_one_triplet_is_a_python_number():
+    """On a single triplet that meets the margin, Python's max returns the int 0."""
+    one_triplet = TRIPLET_LOSS.cases[3]
+    assert builtin_max(*one_triplet.args) == 0 and isinstance(builtin_max(*one_triplet.args), int)
+    def builtin_max_on_single_triplets(a, p, n, alpha):
+        return builtin_max(a, p, n, alpha) if len(a) == 1 else triplet_loss(a, p, n, alpha)
+
+    result = check_triplet_loss(builtin_max_on_single_triplets)
+    assert result.mistake == "python_number"
+    assert "built-in max" in result.message
+
+
+# --- cost J (notebook 03) ---------------------------------------------------------
+
+
+def cost(anchor, positive, negative, alpha):
+    return triplet_loss(anchor, positive, negative, alpha).sum()
+
+
+def cost_loop(anchor, positive, negative, alpha):
+    total = 0
+    for i in range(len(anchor)):
+        d_ap = ((anchor[i] - positive[i]) ** 2).sum()
+        d_an = ((anchor[i] - negative[i]) ** 2).sum()
+        total = total + torch.clamp(d_ap - d_an + alpha, min=0)
+    return total
+
+
+def cost_zero_to_m_indexing(anchor, positive, negative, alpha):
+    total = 0
+    for i in range(len(anchor) + 1):
+        d_ap = ((anchor[i] - positive[i]) ** 2).sum()
+        total = total + torch.clamp(d_ap - ((anchor[i] - negative[i]) ** 2).sum() + alpha, min=0)
+    return total
+
+
+def losses(a, p, n, alpha):
+    return triplet_loss(a, p, n, alpha)
+
+
+COST_MISTAKES = {
+    "one_element_shape": lambda a, p, n, alpha: torch.zeros(1) + losses(a, p, n, alpha).sum(),
+    "per_triplet": losses,
+    "mean_not_sum": lambda a, p, n, alpha: losses(a, p, n, alpha).mean(),
+    "mean_over_nonzero": lambda a, p, n, alpha: losses(a, p, n, alpha)[losses(a, p, n, alpha) > 0].mean(),
+    "forgot_max": lambda a, p, n, alpha: (_d(a, p) - _d(a, n) + alpha).sum(),
+    "max_after_sum": lambda a, p, n, alpha: torch.clamp((_d(a, p) - _d(a, n) + alpha).sum(), min=0),
+    "skipped_first": lambda a, p, n, alpha: sum(losses(a, p, n, alpha)[i] for i in range(1, len(a))),
+    "skipped_last": lambda a, p, n, alpha: sum(losses(a, p, n, alpha)[i] for i in range(len(a) - 1)),
+    "not_squared": lambda a, p, n, alpha: torch.relu((a - p).norm(dim=1) - (a - n).norm(dim=1) + alpha).sum(),
+    "swapped_distances": lambda a, p, n, alpha: torch.relu(_d(a, n) - _d(a, p) + alpha).sum(),
+    "forgot_alpha": lambda a, p, n, alpha: torch.relu(_d(a, p) - _d(a, n)).sum(),
+    "python_number": lambda a, p, n, alpha: losses(a, p, n, alpha).sum().item(),
+    "detached": lambda a, p, n, alpha: torch.tensor(losses(a, p, n, alpha).sum().item()),
+    "index_past_end": cost_zero_to_m_indexing,
+}
+
+
+@pytest.mark.parametrize("solution", [cost, cost_loop])
+def test_cost_correct_solutions_pass(solution):
+    assert check_cost(solution).passed
+
+
+@pytest.mark.parametrize("mistake", sorted(COST_MISTAKES))
+def test_cost_mistakes_get_their_own_hint(mistake):
+    result = check_cost(COST_MISTAKES[mistake])
+    assert not result and result.mistake == mistake
+
+
+def test_python_float_with_right_value_says_so():
+    result = check_cost(COST_MISTAKES["python_number"])
+    assert "The value is right; only its type is wrong." in result.message
+
+
+def test_off_by_one_hint_explains_the_indexing():
+    result = check_cost(cost_zero_to_m_indexing)
+    assert "m + 1" in result.message and "range(m)" in result.message
+
+
+@pytest.mark.parametrize("exercise", [SQUARED_DISTANCE, DISTANCE_MATRIX, TRIPLET_LOSS, COST])
+def test_no_two_mistakes_look_alike_on_every_case(exercise):
+    """Each mistake must be told apart from the right answer and from the other mistakes,
+    otherwise its hint could be shown for the wrong slip."""
+    outputs = {}
+    for mistake in exercise.mistakes:
+        outputs.setdefault(mistake.name, []).append([mistake.compute(*case.args) for case in exercise.cases])
+    outputs["correct"] = [[exercise.expected(*case.args) for case in exercise.cases]]
+    names = sorted(outputs)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            for a_runs in outputs[first]:
+                for b_runs in outputs[second]:
+                    same = all(
+                        a.shape == b.shape and torch.allclose(a.double(), b.double(), atol=1e-4)
+                        for a, b in zip(a_runs, b_runs)
+                    )
+                    assert not same, f"{exercise.name}: {first} and {second} give the same answers on every case"
+
+
+def test_cases_are_not_degenerate():
+    """Rows and coordinates differ in number, so a sum over the wrong axis changes the shape."""
+    for exercise in (SQUARED_DISTANCE, TRIPLET_LOSS, COST):
+        for case in exercise.cases:
+            n, d = case.args[0].shape
+            assert n != d, case.description
+    assert math.isclose(float(TRIPLET_LOSS.expected(*TRIPLET_LOSS.cases[0].args)[0]), 0.2, abs_tol=1e-6)
