@@ -1,0 +1,49 @@
+"""Course data: the generated face set, real data sets, and P x K batches and triplets.
+
+One module per concept; this file only re-exports the public names.
+"""
+from .batches import (
+    PKBatchSampler,
+    TripletCount,
+    count_triplets,
+    keyed_generator,
+    make_hard_triplets,
+    make_random_triplets,
+    make_semihard_triplets,
+    one_shot_split,
+    split_by_identity,
+)
+from .faces import make_synthetic_faces, pixel_one_shot_accuracy, show_gallery
+from .real import (
+    DEFAULT_CACHE_DIR,
+    DatasetCheckError,
+    DatasetUnavailableError,
+    load_digits_dataset,
+    load_fashion_mnist,
+    load_lfw_people,
+    load_mnist,
+    load_olivetti_faces,
+)
+
+__all__ = [
+    "DEFAULT_CACHE_DIR",
+    "DatasetCheckError",
+    "DatasetUnavailableError",
+    "PKBatchSampler",
+    "TripletCount",
+    "count_triplets",
+    "keyed_generator",
+    "load_digits_dataset",
+    "load_fashion_mnist",
+    "load_lfw_people",
+    "load_mnist",
+    "load_olivetti_faces",
+    "make_hard_triplets",
+    "make_random_triplets",
+    "make_semihard_triplets",
+    "make_synthetic_faces",
+    "one_shot_split",
+    "pixel_one_shot_accuracy",
+    "show_gallery",
+    "split_by_identity",
+]

@@ -1,0 +1,411 @@
+"""From a labelled picture set to what the triplet loss needs: splits, P x K batches, triplets.
+
+Everything here works on index tensors (which pictures), never on the pictures
+themselves, so it serves the generated faces, the digits and the downloaded sets alike.
+A triplet (anchor A, positive P, negative N) needs two different pictures of one person
+(A and P) and a picture of someone else (N): a set with one picture per person is refused
+with a message that says so (course fact F8).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from .._validate import check_alpha, check_choice, check_labels, check_tensor
+from ..mining import hardest_pairs, semihard_negatives
+
+Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+FEWER_THAN_K = ("repeat", "skip")
+
+
+class TripletCount(NamedTuple):
+    """How many training examples a labelled set holds.
+
+    anchor_positive_pairs: ordered pairs (a, p), a != p, same identity: sum_c n_c (n_c - 1).
+    triplets: valid (a, p, n) with n of another identity: sum_c n_c (n_c - 1) (N - n_c),
+        where n_c is the number of pictures of identity c and N the number of pictures.
+    """
+
+    anchor_positive_pairs: int
+    triplets: int
+
+
+def keyed_generator(seed: int, *keys: int) -> torch.Generator:
+    """A CPU torch.Generator whose numbers depend on (seed, *keys) and on nothing else.
+
+    The pair (seed, epoch) gives each epoch of a sampler its own order, and (seed, stream)
+    gives independent streams of random numbers, without one draw shifting another.
+    NumPy's SeedSequence mixes the numbers, so nearby keys give unrelated streams.
+
+    Args:
+        seed: non-negative int.
+        keys: further non-negative ints (an epoch, a stream number).
+    Returns:
+        A freshly seeded CPU torch.Generator.
+    """
+    for value, name in [(seed, "seed"), *((key, "key") for key in keys)]:
+        _check_int(value, name, smallest=0)
+    state = np.random.SeedSequence([seed, *keys]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def count_triplets(labels: torch.Tensor) -> TripletCount:
+    """Count anchor-positive pairs and valid triplets from the identity sizes alone.
+
+    For identity c with n_c of the N pictures: each of its n_c anchors has n_c - 1
+    positives and N - n_c negatives. 10,000 pictures of 1,000 persons (10 each) give
+    1,000 * 10 * 9 = 90,000 pairs and 90,000 * 9,990 = 899,100,000 triplets.
+
+    Args:
+        labels: (N,) integer identity ids.
+    Returns:
+        TripletCount(anchor_positive_pairs, triplets) as Python ints (no overflow).
+    """
+    labels = _check_label_vector(labels)
+    sizes = torch.unique(labels.cpu(), return_counts=True)[1].tolist()
+    total = len(labels)
+    pairs = sum(n * (n - 1) for n in sizes)
+    triplets = sum(n * (n - 1) * (total - n) for n in sizes)
+    return TripletCount(pairs, triplets)
+
+
+def split_by_identity(
+    labels: torch.Tensor, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split pictures so that no person is on both sides: train on some, test one-shot on others.
+
+    Args:
+        labels: (N,) integer identity ids, at least 2 identities.
+        test_fraction: share of the identities (not pictures) held out, in (0, 1); the
+            count is rounded and kept between 1 and (identities - 1).
+        seed: non-negative int choosing the held-out identities.
+    Returns:
+        train_idx, test_idx: ascending long index tensors into labels (on the CPU) whose
+        identity sets are disjoint and together cover every picture.
+    """
+    labels = _check_label_vector(labels).cpu()
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}.")
+    identities = torch.unique(labels)
+    if len(identities) < 2:
+        raise ValueError(
+            f"labels hold {len(identities)} identity; a split by identity needs at least 2 "
+            "(one side to train on, the other to test on)."
+        )
+    n_test = min(max(round(test_fraction * len(identities)), 1), len(identities) - 1)
+    order = torch.randperm(len(identities), generator=keyed_generator(seed))
+    is_test = torch.isin(labels, identities[order[:n_test]])
+    return (~is_test).nonzero().flatten(), is_test.nonzero().flatten()
+
+
+def one_shot_split(labels: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Enrol one random picture of each identity; every other picture becomes a query.
+
+    This is one-shot recognition (F9): a single enrolled picture per person, later
+    pictures are recognised by comparing them with the enrolled ones.
+
+    Args:
+        labels: (N,) integer identity ids; at least one identity needs 2 pictures.
+        seed: non-negative int choosing which picture is enrolled.
+    Returns:
+        enrol_idx: (identities,) long indices, one per identity in increasing identity order.
+        query_idx: (N - identities,) ascending long indices of the other pictures.
+    """
+    labels = _check_label_vector(labels).cpu()
+    if len(labels) == 0 or len(torch.unique(labels)) == len(labels):
+        raise ValueError(
+            "one-shot evaluation needs at least one identity with 2 pictures: one to enrol "
+            "and one to recognise, but every identity in labels has a single picture."
+        )
+    order = _shuffled_by_identity(labels, keyed_generator(seed))
+    sizes = torch.unique_consecutive(labels[order], return_counts=True)[1]
+    firsts = torch.cumsum(sizes, dim=0) - sizes
+    enrol_idx = order[firsts]
+    is_query = torch.ones(len(labels), dtype=torch.bool)
+    is_query[enrol_idx] = False
+    return enrol_idx, is_query.nonzero().flatten()
+
+
+class PKBatchSampler(Sampler[list[int]]):
+    """Batches of P identities x K pictures each: the batch shape online mining needs.
+
+    Every anchor of such a batch has K - 1 positives and (P - 1) K negatives in it. Use it as
+    ``DataLoader(dataset, batch_sampler=PKBatchSampler(labels, p=16, k=4))`` and call
+    ``set_epoch(epoch)`` before each epoch: the order is a pure function of (seed, epoch),
+    so a resumed run sees exactly the batches it would have seen (without ``set_epoch``
+    every epoch repeats epoch 0, as with PyTorch's DistributedSampler).
+
+    How an epoch is built:
+
+    1. Identities with a single picture are skipped: they have no positive.
+    2. Each identity's pictures are shuffled and read in a cycle to form ceil(n / K)
+       groups of K. When n is not a multiple of K, the last group is completed with the
+       identity's first pictures again (all distinct when n >= K), so every picture is
+       used every epoch.
+    3. Identities with 2 <= n < K pictures: with ``fewer_than_k="repeat"`` (default) they
+       form one group in which their pictures repeat (sampling with replacement; the
+       repeats are counted in ``duplicates_per_epoch`` and a warning names how many
+       identities are affected); with ``fewer_than_k="skip"`` they are left out.
+    4. The groups are listed identity after identity in a random identity order and dealt
+       like cards into B = (number of groups) // P batches: group j goes to batch j mod B.
+       An identity's groups are consecutive and it has at most B of them, so they land in
+       different batches: the P identities of a batch are always distinct. The last
+       (number of groups) mod P groups of the list wait for the next epoch. An identity with
+       more than B groups is cut down to B groups (``capped_identities``).
+    5. The batches are shuffled.
+
+    The whole epoch is one (B, P K) tensor (`batches_for_epoch`), so a later distributed
+    version can give replica r the rows r, r + R, r + 2R, ... of the same plan.
+
+    Args:
+        labels: (N,) integer identity ids of the dataset.
+        p: identities per batch (>= 2: an anchor needs negatives).
+        k: pictures per identity in a batch (>= 2: an anchor needs a positive).
+        seed: non-negative int.
+        fewer_than_k: "repeat" or "skip", for identities with 2 <= n < K pictures.
+
+    Attributes (what was left out or repeated, also summarised in one warning):
+        skipped_identities: ids never used (a single picture, or fewer than K with "skip").
+        short_identities: ids with fewer than K pictures whose pictures repeat in a batch.
+        capped_identities: ids cut down to B groups.
+        duplicates_per_epoch: batch slots per epoch, at most, that repeat a picture of the
+            same batch (K - n for each short identity).
+    """
+
+    def __init__(self, labels: torch.Tensor, p: int, k: int, seed: int = 0, fewer_than_k: str = "repeat"):
+        labels = _check_label_vector(labels).cpu()
+        _check_int(p, "p", smallest=2, why="with one identity per batch no anchor has a negative")
+        _check_int(k, "k", smallest=2, why="with one picture per identity no anchor has a positive in its batch")
+        _check_int(seed, "seed", smallest=0)
+        check_choice(fewer_than_k, "fewer_than_k", FEWER_THAN_K)
+        self.p, self.k, self.seed, self.epoch = p, k, seed, 0
+        identities, sizes = torch.unique(labels, return_counts=True)
+        if int((sizes >= 2).sum()) < 2:
+            raise ValueError(
+                f"PKBatchSampler needs at least 2 identities with 2 or more pictures, but labels "
+                f"have {int((sizes >= 2).sum())}. {_NEEDS_POSITIVE}"
+            )
+        smallest = k if fewer_than_k == "skip" else 2
+        kept = sizes >= smallest
+        self.skipped_identities = identities[~kept]
+        self.short_identities = identities[kept & (sizes < k)]
+        if int(kept.sum()) < p:
+            raise ValueError(
+                f"p={p} identities per batch, but only {int(kept.sum())} identities have at least "
+                f"{smallest} pictures. Lower p, or lower k (with fewer_than_k='skip')."
+            )
+        # Pictures sorted by identity: identity i owns members[starts[i] : starts[i] + sizes[i]].
+        order = torch.argsort(labels, stable=True)
+        members_per_identity = torch.split(order, sizes.tolist())
+        self._members = torch.cat([m for m, keep in zip(members_per_identity, kept.tolist()) if keep])
+        self._sizes = sizes[kept]
+        self._starts = torch.cumsum(self._sizes, dim=0) - self._sizes
+        groups = (self._sizes + k - 1) // k
+        # Cap the group counts until no identity has more groups than there are batches.
+        while int(groups.max()) > int(groups.sum()) // p:
+            groups = groups.clamp(max=int(groups.sum()) // p)
+        self._groups = groups
+        self.capped_identities = identities[kept][groups < (self._sizes + k - 1) // k]
+        self.duplicates_per_epoch = int((k - self._sizes).clamp(min=0).sum())
+        self._num_batches = int(groups.sum()) // p
+        self._warn_about_dropped_identities()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose which epoch the next iteration yields (its order depends only on seed and epoch)."""
+        _check_int(epoch, "epoch", smallest=0)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self._num_batches
+
+    def __iter__(self):
+        yield from self.batches_for_epoch(self.epoch).tolist()
+
+    def batches_for_epoch(self, epoch: int) -> torch.Tensor:
+        """The plan of one epoch.
+
+        Args:
+            epoch: non-negative int.
+        Returns:
+            (B, P * K) long tensor of picture indices, B = len(self); in each row the K
+            pictures of one identity are next to each other.
+        """
+        _check_int(epoch, "epoch", smallest=0)
+        generator = keyed_generator(self.seed, epoch)
+        owner = torch.repeat_interleave(torch.arange(len(self._sizes)), self._sizes)
+        shuffled = self._members[_shuffled_by_identity(owner, generator)]
+        identity_order = torch.randperm(len(self._sizes), generator=generator)
+        groups = self._groups[identity_order]
+        group_owner = torch.repeat_interleave(identity_order, groups)
+        # Rank of each group within its identity: 0, 1, 2, ... restarting at every identity.
+        rank = torch.arange(len(group_owner)) - torch.repeat_interleave(torch.cumsum(groups, 0) - groups, groups)
+        slot = rank.unsqueeze(1) * self.k + torch.arange(self.k)  # (groups, K) positions in the cycle
+        picks = self._starts[group_owner].unsqueeze(1) + slot % self._sizes[group_owner].unsqueeze(1)
+        kept = shuffled[picks][: self._num_batches * self.p]
+        # Deal group j to batch j mod B: (P, B, K) -> (B, P, K).
+        batches = kept.view(self.p, self._num_batches, self.k).transpose(0, 1).reshape(self._num_batches, -1)
+        return batches[torch.randperm(self._num_batches, generator=generator)]
+
+    def _warn_about_dropped_identities(self) -> None:
+        notes = []
+        if len(self.skipped_identities):
+            notes.append(f"{len(self.skipped_identities)} identities are skipped (too few pictures)")
+        if len(self.short_identities):
+            notes.append(
+                f"{len(self.short_identities)} identities have fewer than k={self.k} pictures and repeat "
+                f"pictures within their batch ({self.duplicates_per_epoch} repeated slots per epoch; a "
+                "picture paired with itself has d(A,P) = 0 and teaches nothing)"
+            )
+        if len(self.capped_identities):
+            notes.append(
+                f"{len(self.capped_identities)} identities have more groups than there are batches and are cut down"
+            )
+        if notes:
+            warnings.warn("PKBatchSampler: " + "; ".join(notes) + ".", UserWarning, stacklevel=3)
+
+
+def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0) -> Triplets:
+    """Draw n valid triplets uniformly, for offline training or to show random triplets (F10).
+
+    The anchor is uniform over the pictures that have a positive, the positive uniform over
+    the anchor's other pictures, the negative uniform over the pictures of other identities.
+    Runs in O(N + n) time: no N x N matrix is built.
+
+    Args:
+        labels: (N,) integer identity ids of a set with at least one identity of 2 or more
+            pictures and at least 2 identities.
+        n: number of triplets.
+        seed: non-negative int.
+    Returns:
+        (anchor_idx, positive_idx, negative_idx): three (n,) long tensors on labels' device.
+    """
+    labels = _check_label_vector(labels)
+    _check_int(n, "n", smallest=0)
+    _check_int(seed, "seed", smallest=0)
+    device = labels.device
+    labels = labels.cpu()
+    _refuse_without_triplets(labels)
+    generator = keyed_generator(seed)
+    order = torch.argsort(labels, stable=True)
+    sizes = torch.unique_consecutive(labels[order], return_counts=True)[1]
+    starts = torch.cumsum(sizes, dim=0) - sizes
+    # Per sorted position: its identity's start and size, and its rank within the identity.
+    size_at = torch.repeat_interleave(sizes, sizes)
+    start_at = torch.repeat_interleave(starts, sizes)
+    rank_at = torch.arange(len(labels)) - start_at
+    with_positive = (size_at >= 2).nonzero().flatten()
+    uniforms = torch.rand(3, n, generator=generator, dtype=torch.float64)
+    anchor = with_positive[_below(uniforms[0], len(with_positive))]
+    size, start = size_at[anchor], start_at[anchor]
+    # Positive: step 1 .. size - 1 places further round the anchor's identity (never itself).
+    positive = start + (rank_at[anchor] + 1 + _below(uniforms[1], size - 1)) % size
+    # Negative: one of the N - size pictures outside the identity; skip over the identity's block.
+    outside = _below(uniforms[2], len(labels) - size)
+    negative = torch.where(outside < start, outside, outside + size)
+    return order[anchor].to(device), order[positive].to(device), order[negative].to(device)
+
+
+def make_hard_triplets(dist: torch.Tensor, labels: torch.Tensor) -> Triplets:
+    """Batch-hard triplets from a distance matrix: per anchor its farthest positive and closest negative.
+
+    Args:
+        dist: (N, N) distances between the embeddings of N pictures (O(N^2) memory: use
+            a subset of a large set).
+        labels: (N,) integer identity ids.
+    Returns:
+        (anchor_idx, positive_idx, negative_idx): (T,) long tensors on dist's device, one
+        triplet per anchor that has a positive.
+    """
+    labels = _check_distance_matrix(dist, labels)
+    positive_idx, negative_idx, has_both = hardest_pairs(dist, labels)
+    anchor_idx = has_both.nonzero().flatten()
+    return anchor_idx, positive_idx[anchor_idx], negative_idx[anchor_idx]
+
+
+def make_semihard_triplets(dist: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2) -> Triplets:
+    """Semi-hard triplets from a distance matrix (FaceNet): d(A,P) < d(A,N) < d(A,P) + alpha.
+
+    For each anchor-positive pair the closest negative farther than the positive is taken;
+    the pair is kept only when that negative lies within the margin. Pairs with no semi-hard
+    negative are left out (their triplets would be easy, loss 0, or hard).
+
+    Args:
+        dist: (N, N) distances between the embeddings of N pictures.
+        labels: (N,) integer identity ids.
+        alpha: the margin, >= 0.
+    Returns:
+        (anchor_idx, positive_idx, negative_idx): (T,) long tensors on dist's device; T may be 0.
+    """
+    labels = _check_distance_matrix(dist, labels)
+    alpha = check_alpha(alpha)
+    anchor_idx, positive_idx, negative_idx = semihard_negatives(dist, labels)
+    positive_dist, negative_dist = dist[anchor_idx, positive_idx], dist[anchor_idx, negative_idx]
+    semihard = (negative_dist > positive_dist) & (negative_dist < positive_dist + alpha)
+    return anchor_idx[semihard], positive_idx[semihard], negative_idx[semihard]
+
+
+# ---------------------------------------------------------------- helpers
+
+_NEEDS_POSITIVE = (
+    "A triplet needs an anchor A and a positive P, two different pictures of the same person, "
+    "besides a negative N of someone else: the loss max(d(A,P) - d(A,N) + alpha, 0) learns by "
+    "pulling P towards A while pushing N away, and with one picture per person there is no "
+    "(A, P) pair, so there is nothing to pull together and no triplet at all. Collect several "
+    "pictures of each person (the course's running example has 10,000 pictures of 1,000 "
+    "persons, about 10 each)."
+)
+
+
+def _check_int(value, name: str, smallest: int, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+    if value < smallest:
+        raise ValueError(f"{name} must be at least {smallest}, got {value}" + (f": {why}." if why else "."))
+
+
+def _check_label_vector(labels) -> torch.Tensor:
+    check_tensor(labels, "labels")
+    return check_labels(labels, labels.shape[0] if labels.dim() else 0)
+
+
+def _refuse_without_triplets(labels: torch.Tensor) -> None:
+    """Raise ValueError when labels allow no (anchor, positive, negative) triplet."""
+    sizes = torch.unique(labels, return_counts=True)[1]
+    if len(sizes) == 0 or int(sizes.max()) < 2:
+        raise ValueError(f"Every identity in labels has a single picture ({len(labels)} pictures). {_NEEDS_POSITIVE}")
+    if len(sizes) < 2:
+        raise ValueError(
+            "All pictures show the same identity: a triplet also needs a negative, a picture of "
+            "another person that the loss pushes away from the anchor. Add other identities."
+        )
+
+
+def _check_distance_matrix(dist, labels) -> torch.Tensor:
+    check_tensor(dist, "dist")
+    if dist.dim() != 2 or dist.shape[0] != dist.shape[1] or not dist.is_floating_point():
+        raise ValueError(
+            f"dist must be a square floating matrix (N, N) of distances, got shape {tuple(dist.shape)} "
+            f"and dtype {dist.dtype}. Build it with course_utils.pairwise_distances(embeddings)."
+        )
+    labels = check_labels(labels, dist.shape[0], dist.device)
+    if not bool(torch.isfinite(dist).all()) or bool((dist < 0).any()):
+        raise ValueError("dist must hold finite distances >= 0; check the embeddings for NaN or inf.")
+    _refuse_without_triplets(labels)
+    return labels
+
+
+def _below(uniforms: torch.Tensor, limit) -> torch.Tensor:
+    """Uniform integers in [0, limit) from uniforms in [0, 1); limit may vary per element."""
+    limit = torch.as_tensor(limit)
+    # float64 uniforms keep the step 2^-53, far below 1 / limit for any realistic set.
+    return torch.minimum((uniforms * limit).long(), limit - 1)
+
+
+def _shuffled_by_identity(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Indices sorted by identity, in random order within each identity."""
+    shuffled = torch.randperm(len(labels), generator=generator)
+    return shuffled[torch.argsort(labels[shuffled], stable=True)]

@@ -1,0 +1,287 @@
+"""Real data sets in the course's format: (images (N, C, H, W) float32 in [0, 1], labels long (N,)).
+
+* ``load_digits_dataset``: scikit-learn's handwritten digits, installed with scikit-learn
+  (works offline).
+* ``load_olivetti_faces``, ``load_lfw_people``: face sets downloaded by scikit-learn.
+* ``load_mnist``, ``load_fashion_mnist``: downloaded by torchvision.
+
+Downloads are cached under ``data/cache/<name>/`` (ignored by git). A download goes
+into a temporary folder beside it and is renamed to ``<name>`` only once the loaded
+arrays have passed their checks (shapes, counts; the fetchers themselves verify the
+published SHA-256 or MD5 checksums of the files), so a failed or interrupted download
+leaves no half-written cache behind. Without the files and without a network, a loader
+raises `DatasetUnavailableError` naming the data set, the folder it expected and how to
+get the files.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+#: Where downloads are cached unless a loader is given another cache_dir.
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "cache"
+
+# Published sizes of LFW people (funneled) per min_faces_per_person, as (pictures, persons):
+# scikit-learn's face recognition example reports 1288 pictures of 7 persons for 70.
+LFW_PEOPLE_SIZES = {70: (1288, 7)}
+# LFW's pictures are 250 x 250; scikit-learn keeps the centre slice rows 70:195, columns 78:172.
+_LFW_SLICE_SHAPE = (125, 94)
+
+Loaded = tuple[torch.Tensor, torch.Tensor]
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A data set is neither in the cache nor downloadable (offline, or the download failed)."""
+
+
+class DatasetCheckError(RuntimeError):
+    """Loaded data do not look as published (wrong shape or counts): the files are damaged."""
+
+
+def load_digits_dataset() -> Loaded:
+    """scikit-learn's 1,797 handwritten digits, 8 x 8 pixels: real data that needs no download.
+
+    Returns:
+        images: (1797, 1, 8, 8) float32 in [0, 1] (the original grey levels 0..16 divided by 16).
+        labels: (1797,) long digits 0..9.
+    """
+    import sklearn.datasets
+
+    digits = sklearn.datasets.load_digits()
+    images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
+    labels = torch.as_tensor(digits.target, dtype=torch.long)
+    _check_loaded("digits", images, labels, n_pictures=1797, picture_shape=(1, 8, 8), n_identities=10)
+    return images, labels
+
+
+def load_olivetti_faces(cache_dir: str | Path | None = None) -> Loaded:
+    """The Olivetti (AT&T) faces: 40 persons x 10 pictures, 64 x 64 grey, through scikit-learn.
+
+    Args:
+        cache_dir: folder of the download cache (default data/cache); the files go in
+            cache_dir/olivetti.
+    Returns:
+        images: (400, 1, 64, 64) float32 in [0, 1].
+        labels: (400,) long person ids 0..39, ten pictures each, grouped by person.
+    Raises:
+        DatasetUnavailableError: not cached and the download failed.
+    """
+
+    def fetch(folder: Path, download: bool) -> Loaded:
+        import sklearn.datasets
+
+        faces = sklearn.datasets.fetch_olivetti_faces(data_home=str(folder), download_if_missing=download)
+        images = torch.as_tensor(faces.images, dtype=torch.float32).unsqueeze(1)
+        return images, torch.as_tensor(faces.target, dtype=torch.long)
+
+    def check(images: torch.Tensor, labels: torch.Tensor) -> None:
+        _check_loaded("olivetti", images, labels, n_pictures=400, picture_shape=(1, 64, 64), n_identities=40)
+        if not bool((torch.bincount(labels) == 10).all()):
+            raise DatasetCheckError("olivetti: every person must have exactly 10 pictures.")
+
+    how = "run load_olivetti_faces() once with internet access (scikit-learn downloads it from figshare)"
+    return _load_cached("olivetti", cache_dir, fetch, check, how)
+
+
+def load_lfw_people(
+    min_faces_per_person: int = 20,
+    resize: float = 0.5,
+    color: bool = False,
+    cache_dir: str | Path | None = None,
+) -> Loaded:
+    """Labeled Faces in the Wild: public figures with at least min_faces_per_person pictures.
+
+    Args:
+        min_faces_per_person: keep the persons with at least this many pictures (>= 1).
+        resize: scale of the 125 x 94 centre crop (0.5 gives 62 x 47 pictures).
+        color: True for RGB pictures, False for grey.
+        cache_dir: folder of the download cache (default data/cache); the files go in
+            cache_dir/lfw (about 230 MB once unpacked).
+    Returns:
+        images: (N, C, H, W) float32 in [0, 1], C = 3 with color else 1.
+        labels: (N,) long person ids 0..(persons - 1).
+    Raises:
+        DatasetUnavailableError: not cached and the download failed.
+    """
+    if isinstance(min_faces_per_person, bool) or not isinstance(min_faces_per_person, int) or min_faces_per_person < 1:
+        raise ValueError(f"min_faces_per_person must be an int >= 1, got {min_faces_per_person!r}.")
+    if isinstance(resize, bool) or not isinstance(resize, (int, float)) or not 0 < resize <= 1:
+        raise ValueError(f"resize must be a number in (0, 1], got {resize!r}.")
+    height, width = int(_LFW_SLICE_SHAPE[0] * resize), int(_LFW_SLICE_SHAPE[1] * resize)
+
+    def fetch(folder: Path, download: bool) -> Loaded:
+        import sklearn.datasets
+
+        people = sklearn.datasets.fetch_lfw_people(
+            data_home=str(folder),
+            min_faces_per_person=min_faces_per_person,
+            resize=resize,
+            color=color,
+            download_if_missing=download,
+        )
+        images = torch.as_tensor(people.images, dtype=torch.float32)
+        images = images.permute(0, 3, 1, 2) if color else images.unsqueeze(1)
+        return images.contiguous(), torch.as_tensor(people.target, dtype=torch.long)
+
+    def check(images: torch.Tensor, labels: torch.Tensor) -> None:
+        n_pictures, n_identities = LFW_PEOPLE_SIZES.get(min_faces_per_person, (None, None))
+        shape = (3 if color else 1, height, width)
+        _check_loaded("lfw", images, labels, n_pictures=n_pictures, picture_shape=shape, n_identities=n_identities)
+        if int(torch.bincount(labels).min()) < min_faces_per_person:
+            raise DatasetCheckError(
+                f"lfw: a person has fewer than min_faces_per_person={min_faces_per_person} pictures."
+            )
+
+    how = "run load_lfw_people() once with internet access (scikit-learn downloads a 233 MB archive from figshare)"
+    return _load_cached("lfw", cache_dir, fetch, check, how)
+
+
+def load_mnist(train: bool = True, cache_dir: str | Path | None = None) -> Loaded:
+    """MNIST handwritten digits, 28 x 28 grey, through torchvision.
+
+    Args:
+        train: the 60,000 training pictures (True) or the 10,000 test pictures (False).
+        cache_dir: folder of the download cache (default data/cache); the files go in
+            cache_dir/mnist (both splits are downloaded together).
+    Returns:
+        images: (60000 or 10000, 1, 28, 28) float32 in [0, 1].
+        labels: long digits 0..9.
+    Raises:
+        DatasetUnavailableError: not cached and the download failed.
+    """
+    return _load_torchvision("mnist", "MNIST", 12, train, cache_dir)
+
+
+def load_fashion_mnist(train: bool = True, cache_dir: str | Path | None = None) -> Loaded:
+    """Fashion-MNIST (Zalando): 10 kinds of clothing, 28 x 28 grey, through torchvision.
+
+    Args:
+        train: the 60,000 training pictures (True) or the 10,000 test pictures (False).
+        cache_dir: folder of the download cache (default data/cache); the files go in
+            cache_dir/fashion_mnist.
+    Returns:
+        images: (60000 or 10000, 1, 28, 28) float32 in [0, 1].
+        labels: long classes 0..9, 6,000 (train) or 1,000 (test) of each.
+    Raises:
+        DatasetUnavailableError: not cached and the download failed.
+    """
+    return _load_torchvision("fashion_mnist", "FashionMNIST", 31, train, cache_dir)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _load_torchvision(name: str, class_name: str, megabytes: int, train: bool, cache_dir) -> Loaded:
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be True or False, got {train!r}.")
+    n_pictures = 60000 if train else 10000
+
+    def fetch(folder: Path, download: bool) -> Loaded:
+        import torchvision.datasets
+
+        dataset = getattr(torchvision.datasets, class_name)(root=str(folder), train=train, download=download)
+        return dataset.data.unsqueeze(1).float() / 255, dataset.targets.long()
+
+    def check(images: torch.Tensor, labels: torch.Tensor) -> None:
+        _check_loaded(name, images, labels, n_pictures=n_pictures, picture_shape=(1, 28, 28), n_identities=10)
+        if name == "fashion_mnist" and not bool((torch.bincount(labels) == n_pictures // 10).all()):
+            raise DatasetCheckError(f"fashion_mnist: each class must have {n_pictures // 10} pictures.")
+
+    how = (
+        f"run load_{name}() once with internet access (torchvision downloads about {megabytes} MB "
+        f"and checks the published MD5 sums), or put its four files, decompressed (train-images-idx3-ubyte, "
+        f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte), in {{folder}}/{class_name}/raw/"
+    )
+    return _load_cached(name, cache_dir, fetch, check, how)
+
+
+def _load_cached(
+    name: str,
+    cache_dir: str | Path | None,
+    fetch: Callable[[Path, bool], Loaded],
+    check: Callable[[torch.Tensor, torch.Tensor], None],
+    how_to_get: str,
+) -> Loaded:
+    """Load from cache_dir/name, or download into a temporary folder renamed there once checked.
+
+    Args:
+        name: the data set's folder name in the cache.
+        cache_dir: the cache folder (None: DEFAULT_CACHE_DIR).
+        fetch: fetch(folder, download) -> (images, labels), reading or downloading into folder.
+        check: raises DatasetCheckError when the loaded arrays look wrong.
+        how_to_get: the instruction shown when the data cannot be had ("{folder}" becomes
+            the data set's cache folder).
+    Returns:
+        (images, labels) as returned by fetch.
+    """
+    root = DEFAULT_CACHE_DIR if cache_dir is None else Path(cache_dir)
+    final = root / name
+    how_to_get = how_to_get.format(folder=final)
+    if final.is_dir():
+        try:
+            images, labels = fetch(final, False)
+        except (OSError, RuntimeError) as error:
+            raise DatasetUnavailableError(
+                f"The {name} cache at {final} exists but cannot be read ({error}). Delete that folder "
+                f"and load again to download it afresh: {how_to_get}."
+            ) from error
+        _check_with_hint(check, images, labels, final)
+        return images, labels
+    root.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{name}-partial-", dir=root))
+    try:
+        try:
+            images, labels = fetch(partial, True)
+        except (OSError, RuntimeError) as error:  # urllib's URLError is an OSError
+            raise DatasetUnavailableError(
+                f"The {name} data set is not in the cache (expected at {final}) and could not be "
+                f"downloaded ({type(error).__name__}: {error}). To get it, {how_to_get}; on a machine "
+                f"without internet, copy the folder {final} from a machine that has it."
+            ) from error
+        _check_with_hint(check, images, labels, partial)
+        try:
+            partial.rename(final)  # atomic: the cache appears complete or not at all
+        except OSError:
+            if not final.is_dir():  # another process finishing first is fine; anything else is not
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already after a successful rename
+    return images, labels
+
+
+def _check_with_hint(check, images: torch.Tensor, labels: torch.Tensor, folder: Path) -> None:
+    try:
+        check(images, labels)
+    except DatasetCheckError as error:
+        raise DatasetCheckError(
+            f"{error} The files in {folder} look damaged: delete that folder and load again."
+        ) from None
+
+
+def _check_loaded(
+    name: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    n_pictures: int | None,
+    picture_shape: tuple[int, int, int],
+    n_identities: int | None,
+) -> None:
+    """Raise DatasetCheckError unless images and labels have the published shape and counts."""
+    problems = []
+    if images.dim() != 4 or tuple(images.shape[1:]) != picture_shape:
+        problems.append(f"pictures of shape {tuple(images.shape[1:])} instead of {picture_shape}")
+    if n_pictures is not None and images.shape[0] != n_pictures:
+        problems.append(f"{images.shape[0]} pictures instead of {n_pictures}")
+    if labels.shape != (images.shape[0],):
+        problems.append(f"labels of shape {tuple(labels.shape)} for {images.shape[0]} pictures")
+    if images.numel() and not (float(images.min()) >= 0 and float(images.max()) <= 1):
+        problems.append("pixel values outside [0, 1]")
+    found = len(torch.unique(labels))
+    if n_identities is not None and found != n_identities:
+        problems.append(f"{found} classes instead of {n_identities}")
+    if problems:
+        raise DatasetCheckError(f"{name}: " + "; ".join(problems) + ".")

@@ -1,0 +1,247 @@
+"""Real data loaders: the bundled digits, and the downloading loaders against faked sources.
+
+No test touches the network: the scikit-learn fetchers and the torchvision data set
+classes are replaced (monkeypatch) by fakes that fail like an offline machine, write
+a partial file and fail, or return small arrays shaped like the real data.
+"""
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import sklearn.datasets
+import torch
+import torchvision.datasets
+from sklearn.utils import Bunch
+
+from course_utils.data import (
+    DatasetCheckError,
+    DatasetUnavailableError,
+    load_digits_dataset,
+    load_fashion_mnist,
+    load_lfw_people,
+    load_mnist,
+    load_olivetti_faces,
+)
+
+
+def cache_entries(cache_dir: Path) -> list[str]:
+    return sorted(path.name for path in cache_dir.iterdir()) if cache_dir.exists() else []
+
+
+def test_digits_are_real_offline_data_in_the_course_format():
+    images, labels = load_digits_dataset()
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == torch.float32
+    assert labels.dtype == torch.long and sorted(labels.unique().tolist()) == list(range(10))
+    assert float(images.min()) == 0.0 and float(images.max()) == 1.0
+
+
+# ---------------------------------------------------------------- Olivetti
+
+
+def fake_olivetti(calls, images=None):
+    """A stand-in for fetch_olivetti_faces that keeps its 'download' in data_home."""
+
+    def fetch(data_home, download_if_missing):
+        calls.append(download_if_missing)
+        stored = Path(data_home) / "olivetti.npy"
+        if not stored.exists():
+            if not download_if_missing:
+                raise OSError("Data not found and `download_if_missing` is False")
+            pictures = np.random.default_rng(0).random((400, 64, 64), dtype=np.float32) if images is None else images
+            np.save(stored, pictures)
+        pictures = np.load(stored)
+        return Bunch(images=pictures, target=np.repeat(np.arange(40), 10))
+
+    return fetch
+
+
+def test_olivetti_download_is_checked_cached_and_reused(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", fake_olivetti(calls))
+    images, labels = load_olivetti_faces(cache_dir=tmp_path)
+    assert images.shape == (400, 1, 64, 64) and images.dtype == torch.float32
+    assert torch.equal(labels, torch.arange(40).repeat_interleave(10)) and labels.dtype == torch.long
+    assert cache_entries(tmp_path) == ["olivetti"], "only the finished cache folder remains"
+    assert (tmp_path / "olivetti" / "olivetti.npy").exists()
+    again, _ = load_olivetti_faces(cache_dir=tmp_path)
+    assert calls == [True, False], "the second call reads the cache and never downloads"
+    assert torch.equal(again, images)
+
+
+def test_olivetti_offline_error_names_data_set_cache_and_remedy(tmp_path, monkeypatch):
+    def offline(data_home, download_if_missing):
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", offline)
+    with pytest.raises(DatasetUnavailableError) as error:
+        load_olivetti_faces(cache_dir=tmp_path)
+    message = str(error.value)
+    assert "olivetti" in message and str(tmp_path / "olivetti") in message
+    assert "internet" in message and "Name or service not known" in message
+    assert cache_entries(tmp_path) == []
+
+
+def test_a_download_failing_half_way_leaves_nothing_behind(tmp_path, monkeypatch):
+    def half_written(data_home, download_if_missing):
+        (Path(data_home) / "olivetti.mat.part").write_bytes(b"\x00" * 1000)
+        raise ConnectionResetError("connection reset by peer")
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", half_written)
+    with pytest.raises(DatasetUnavailableError, match="connection reset"):
+        load_olivetti_faces(cache_dir=tmp_path)
+    assert cache_entries(tmp_path) == []
+
+
+def test_an_interrupted_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    def interrupted(data_home, download_if_missing):
+        (Path(data_home) / "olivetti.mat.part").write_bytes(b"\x00" * 10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_olivetti_faces(cache_dir=tmp_path)
+    assert cache_entries(tmp_path) == []
+
+
+def test_data_that_fail_their_check_are_not_cached(tmp_path, monkeypatch):
+    wrong_size = np.zeros((400, 32, 32), dtype=np.float32)
+    monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", fake_olivetti([], images=wrong_size))
+    with pytest.raises(DatasetCheckError, match=r"shape \(1, 32, 32\) instead of \(1, 64, 64\)"):
+        load_olivetti_faces(cache_dir=tmp_path)
+    assert cache_entries(tmp_path) == []
+
+
+def test_an_unreadable_cache_says_to_delete_it(tmp_path, monkeypatch):
+    (tmp_path / "olivetti").mkdir()
+    monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", fake_olivetti([]))
+    with pytest.raises(DatasetUnavailableError, match="Delete that folder"):
+        load_olivetti_faces(cache_dir=tmp_path)
+
+
+def test_a_damaged_cache_fails_its_check(tmp_path, monkeypatch):
+    (tmp_path / "olivetti").mkdir()
+    np.save(tmp_path / "olivetti" / "olivetti.npy", np.full((400, 64, 64), 2.0, dtype=np.float32))
+    monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", fake_olivetti([]))
+    with pytest.raises(DatasetCheckError, match=r"outside \[0, 1\].*delete that folder"):
+        load_olivetti_faces(cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- LFW
+
+
+def fake_lfw(people, per_person, height=62, width=47):
+    def fetch(data_home, min_faces_per_person, resize, color, download_if_missing):
+        assert (height, width) == (int(125 * resize), int(94 * resize))
+        shape = (people * per_person, height, width) + ((3,) if color else ())
+        pictures = np.random.default_rng(1).random(shape, dtype=np.float32)
+        return Bunch(images=pictures, target=np.repeat(np.arange(people), per_person))
+
+    return fetch
+
+
+@pytest.mark.parametrize("color, channels", [(False, 1), (True, 3)])
+def test_lfw_people_in_grey_and_colour(tmp_path, monkeypatch, color, channels):
+    monkeypatch.setattr(sklearn.datasets, "fetch_lfw_people", fake_lfw(people=5, per_person=20))
+    images, labels = load_lfw_people(min_faces_per_person=20, color=color, cache_dir=tmp_path)
+    assert images.shape == (100, channels, 62, 47) and images.is_contiguous()
+    assert labels.dtype == torch.long and len(labels.unique()) == 5
+
+
+def test_lfw_published_size_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(sklearn.datasets, "fetch_lfw_people", fake_lfw(people=7, per_person=100))
+    with pytest.raises(DatasetCheckError, match="700 pictures instead of 1288"):
+        load_lfw_people(min_faces_per_person=70, cache_dir=tmp_path)
+    assert cache_entries(tmp_path) == []
+
+
+def test_lfw_persons_with_too_few_pictures_fail_the_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(sklearn.datasets, "fetch_lfw_people", fake_lfw(people=4, per_person=5))
+    with pytest.raises(DatasetCheckError, match="fewer than min_faces_per_person=10"):
+        load_lfw_people(min_faces_per_person=10, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"min_faces_per_person": 0}, {"min_faces_per_person": 2.0}, {"resize": 0}, {"resize": 1.5}]
+)
+def test_lfw_refuses_bad_arguments(kwargs, tmp_path):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        load_lfw_people(cache_dir=tmp_path, **kwargs)
+
+
+# ---------------------------------------------------------------- MNIST and Fashion-MNIST
+
+
+def fake_torchvision(calls, per_class=None):
+    class FakeSet:
+        def __init__(self, root, train, download):
+            calls.append((Path(root).name, train, download))
+            n = 60000 if train else 10000
+            generator = torch.Generator().manual_seed(0)
+            self.data = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=generator)
+            self.targets = torch.arange(10).repeat_interleave(per_class or n // 10)[:n]
+
+    return FakeSet
+
+
+@pytest.mark.parametrize("loader, class_name", [(load_mnist, "MNIST"), (load_fashion_mnist, "FashionMNIST")])
+def test_torchvision_sets_in_the_course_format(tmp_path, monkeypatch, loader, class_name):
+    calls = []
+    monkeypatch.setattr(torchvision.datasets, class_name, fake_torchvision(calls))
+    images, labels = loader(train=False, cache_dir=tmp_path)
+    assert images.shape == (10000, 1, 28, 28) and images.dtype == torch.float32
+    assert float(images.max()) <= 1.0 and labels.dtype == torch.long
+    name = "mnist" if class_name == "MNIST" else "fashion_mnist"
+    assert cache_entries(tmp_path) == [name]
+    loader(train=True, cache_dir=tmp_path)
+    assert [download for _, _, download in calls] == [True, False]
+    assert calls[1] == (name, True, False)
+
+
+@pytest.mark.parametrize(
+    "loader, class_name, name",
+    [(load_mnist, "MNIST", "mnist"), (load_fashion_mnist, "FashionMNIST", "fashion_mnist")],
+)
+def test_torchvision_offline_error(tmp_path, monkeypatch, loader, class_name, name):
+    class Offline:
+        def __init__(self, root, train, download):
+            (Path(root) / class_name).mkdir()
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error>")
+
+    monkeypatch.setattr(torchvision.datasets, class_name, Offline)
+    with pytest.raises(DatasetUnavailableError) as error:
+        loader(cache_dir=tmp_path)
+    message = str(error.value)
+    assert name in message and str(tmp_path / name) in message and f"{class_name}/raw" in message
+    assert cache_entries(tmp_path) == []
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """The IDX format of MNIST's files: magic (0, 0, 8 = unsigned byte, dims), sizes, bytes."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_files_placed_by_hand_are_read_offline_by_torchvision(tmp_path):
+    """The real torchvision class, no network: the decompressed files the error message names."""
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    write_idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, (10000, 28, 28)))
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(10000) % 10)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (raw / name).touch()  # present, as torchvision requires; only the test split is read
+    images, labels = load_mnist(train=False, cache_dir=tmp_path)
+    assert images.shape == (10000, 1, 28, 28) and float(images.max()) <= 1.0
+    assert torch.equal(labels, torch.arange(10000) % 10)
+
+
+def test_fashion_mnist_class_balance_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", fake_torchvision([], per_class=6001))
+    with pytest.raises(DatasetCheckError, match="6000 pictures"):
+        load_fashion_mnist(cache_dir=tmp_path)
+
+
+def test_train_must_be_a_bool(tmp_path):
+    with pytest.raises(TypeError, match="train"):
+        load_mnist(train="yes", cache_dir=tmp_path)
