@@ -51,6 +51,7 @@ book: setup
 
 bench: setup
 	$(PY) benchmarks/bench_losses.py
+	$(PY) benchmarks/bench_data.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

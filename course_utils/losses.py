@@ -48,7 +48,7 @@ class TripletStats(NamedTuple):
         return self.num_active / self.num_triplets if self.num_triplets else 0.0
 
 
-def _zero_loss(dist: torch.Tensor, why: str) -> torch.Tensor:
+def _zero_loss(embeddings: torch.Tensor, dtype: torch.dtype, why: str) -> torch.Tensor:
     warnings.warn(
         f"{why} The loss is 0 and this batch teaches nothing. Build batches of P identities "
         "x K >= 2 pictures each (see course_utils.data.PKBatchSampler).",
@@ -56,7 +56,7 @@ def _zero_loss(dist: torch.Tensor, why: str) -> torch.Tensor:
         stacklevel=3,
     )
     # Still attached to the graph, so backward() runs and gives zero (finite) gradients.
-    return dist.sum() * 0
+    return embeddings.sum().to(dtype) * 0
 
 
 def _degenerate_reason(labels: torch.Tensor) -> str:
@@ -137,7 +137,7 @@ def batch_all_triplet_loss(
     num_negatives = anchor_negative.sum(dim=1, keepdim=True)
     num_valid = int((anchor_positive.sum(dim=1) * num_negatives.squeeze(1)).sum())
     if num_valid == 0:
-        loss = _zero_loss(dist, _degenerate_reason(labels))
+        loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
         return (loss, TripletStats(0, 0)) if return_stats else loss
 
     # Non-negatives get a sentinel larger than any distance and sort to the end of each row.
@@ -182,18 +182,22 @@ def batch_hard_triplet_loss(
         scalar loss, and the stats if asked.
     """
     labels, alpha, metric = _prepare(embeddings, labels, alpha, metric)
-    dist = pairwise_distances(embeddings, metric=metric)
-    positive_idx, negative_idx, has_both = hardest_pairs(dist.detach(), labels)
-    num_anchors = int(has_both.sum())
-    if num_anchors == 0:
-        loss = _zero_loss(dist, _degenerate_reason(labels))
+    # Choosing needs the whole matrix but only 2 entries per anchor get a gradient: choose
+    # without autograd, then recompute just the chosen distances with it (less memory, faster).
+    with torch.no_grad():
+        dist = pairwise_distances(embeddings, metric=metric)
+    positive_idx, negative_idx, has_both = hardest_pairs(dist, labels)
+    anchors = has_both.nonzero().flatten()
+    if anchors.numel() == 0:
+        loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
         return (loss, TripletStats(0, 0)) if return_stats else loss
-    gap = dist.gather(1, positive_idx[:, None]).squeeze(1) - dist.gather(1, negative_idx[:, None]).squeeze(1)
+    distance = _ROW_DISTANCES[metric]
+    anchor = embeddings[anchors]
+    gap = distance(anchor, embeddings[positive_idx[anchors]]) - distance(anchor, embeddings[negative_idx[anchors]])
     losses = F.softplus(gap) if soft else (gap + alpha).clamp_min(0)
-    losses = losses.masked_fill(~has_both, 0)
-    loss = losses.sum() / num_anchors
+    loss = losses.mean()
     if return_stats:
-        return loss, TripletStats(num_anchors, int((losses > 0).sum()))
+        return loss, TripletStats(len(losses), int((losses > 0).sum()))
     return loss
 
 
@@ -227,7 +231,7 @@ def batch_semihard_triplet_loss(
     dist = pairwise_distances(embeddings, metric=metric)
     anchor_idx, positive_idx, negative_idx = semihard_negatives(dist, labels)
     if anchor_idx.numel() == 0:
-        loss = _zero_loss(dist, _degenerate_reason(labels))
+        loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
         return (loss, TripletStats(0, 0)) if return_stats else loss
     losses = (dist[anchor_idx, positive_idx] - dist[anchor_idx, negative_idx] + alpha).clamp_min(0)
     loss = losses.mean()

@@ -6,6 +6,7 @@ random free port and token; Chromium is Debian's binary (never one downloaded by
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -48,10 +49,24 @@ def jupyter_lab(notebooks: list[str], timeout: float = 90):
         f"--ServerApp.token={token}", f"--ServerApp.root_dir={workdir}",
         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--ServerApp.open_browser=False",
+        "--ServerApp.open_browser=False", "--allow-root",
     ]
-    log = open(workdir / "server.log", "w")
-    env = {**__import__("os").environ, "JUPYTER_CONFIG_DIR": str(workdir / ".jupyter-config"), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    log = open(workdir / ".server.log", "w")
+    # JupyterLab 4 renders only the cells in view; the test needs every output in the page.
+    settings = workdir / ".lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    # No "get notified about Jupyter news?" pop-up over the screenshot (and no fetch attempt).
+    notification = workdir / ".lab-settings" / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True)
+    (notification / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    # Runtime files (connection files, cookie secret) stay in the temporary folder too.
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(workdir / ".runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(workdir / ".lab-settings"),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
     server = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -63,7 +78,7 @@ def jupyter_lab(notebooks: list[str], timeout: float = 90):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start; its log:\n{(workdir / 'server.log').read_text()[-3000:]}")
+                    raise RuntimeError(f"JupyterLab did not start; its log:\n{(workdir / '.server.log').read_text()[-3000:]}")
                 time.sleep(0.5)
         yield base, token
     finally:
@@ -91,19 +106,40 @@ def chromium_page():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            yield page
+            try:
+                yield page
+            except Exception:
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+                raise
         finally:
             browser.close()
 
 
-def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int = 120_000) -> None:
-    """Open a notebook in JupyterLab, run all cells and wait until the kernel is idle again."""
+def open_and_run_all(page, base: str, token: str, notebook: str, timeout_ms: int = 150_000) -> None:
+    """Open a notebook in JupyterLab, run all cells and wait until every code cell has run."""
     page.goto(f"{base}/lab/tree/{notebook}?reset&token={token}")
-    page.wait_for_selector(".jp-Notebook", timeout=timeout_ms)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
+    page.locator(".jp-Notebook .jp-Cell").first.click()  # the command acts on the active notebook
+    # The page can look idle before its kernel is connected; run-all would then do nothing.
+    page.wait_for_function(
+        """() => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const kernel = panel && panel.sessionContext && panel.sessionContext.session
+                && panel.sessionContext.session.kernel;
+            return kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+        }""",
+        timeout=timeout_ms,
+    )
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='busy']", timeout=timeout_ms)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    # Done when every code cell's prompt shows an execution number, e.g. "[14]:".
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }""",
+        timeout=timeout_ms,
+    )
 
 
 def widget_problems(page) -> list[str]:

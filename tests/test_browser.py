@@ -1,0 +1,62 @@
+"""The sliders as learners meet them: a real JupyterLab in headless Chromium.
+
+Starts JupyterLab on 127.0.0.1 in a temporary copy of the notebook, runs all cells, moves
+a slider and checks that the displayed numbers are what course_utils.widgets computes.
+A screenshot is saved under build/test-artifacts/. When Chromium is missing the test
+fails with a message saying so: it is never skipped silently.
+"""
+import re
+
+
+from playwright.sync_api import expect
+
+from course_utils.widgets import margin_state
+from lab_browser import ARTIFACTS, chromium_page, jupyter_lab, open_and_run_all, slider, widget_problems
+
+WAIT_MS = 60_000
+
+
+def test_margin_explorer_alpha_slider_in_jupyterlab():
+    with jupyter_lab(["02_margin.ipynb"]) as (base, token), chromium_page() as page:
+        open_and_run_all(page, base, token, "02_margin.ipynb")
+        alpha = slider(page, "alpha")
+        alpha.scroll_into_view_if_needed()
+        expect(alpha).to_be_visible(timeout=WAIT_MS)
+        explorer = page.locator(".widget-vbox", has=alpha).last
+        loss_label = explorer.locator(".widget-label", has_text=re.compile(r"^loss = "))
+        verdict_label = explorer.locator(".widget-label", has_text=re.compile(r"^verdict: "))
+        start = margin_state(0.2, 0.5, 0.51)
+        expect(loss_label).to_have_text(start.loss_text, timeout=WAIT_MS)
+        expect(verdict_label).to_have_text(start.verdict_text, timeout=WAIT_MS)
+
+        # Drag the alpha handle to the right with the mouse, then read where it landed.
+        picture = explorer.locator("img").first
+        picture_before = picture.get_attribute("src")
+        handle = alpha.locator(".noUi-handle")
+        box = handle.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2 + 60, box["y"] + box["height"] / 2, steps=10)
+        page.mouse.up()
+        expect(handle).not_to_have_attribute("aria-valuenow", "0.20", timeout=WAIT_MS)
+        dragged = float(alpha.locator(".widget-readout").inner_text())
+        assert dragged > 0.2
+        moved = margin_state(dragged, 0.5, 0.51)
+        expect(loss_label).to_have_text(moved.loss_text, timeout=WAIT_MS)
+        expect(verdict_label).to_have_text(moved.verdict_text, timeout=WAIT_MS)
+        expect(picture).not_to_have_attribute("src", picture_before, timeout=WAIT_MS)  # redrawn too
+        page.wait_for_timeout(500)  # let the new picture finish painting before the screenshot
+        assert widget_problems(page) == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        explorer.screenshot(path=str(ARTIFACTS / "02_margin_explorer.png"))
+
+        # Then down with the keyboard to alpha = 0.01: the margin is met (d(A,N) > d(A,P)).
+        handle.focus()
+        for _ in range(round((dragged - 0.01) / 0.01)):
+            page.keyboard.press("ArrowLeft")
+        expect(alpha.locator(".widget-readout")).to_have_text("0.01", timeout=WAIT_MS)
+        small = margin_state(0.01, 0.5, 0.51)
+        expect(loss_label).to_have_text(small.loss_text, timeout=WAIT_MS)
+        expect(verdict_label).to_have_text("verdict: margin met", timeout=WAIT_MS)
+
+        assert widget_problems(page) == []
