@@ -41,6 +41,25 @@ def _unit_rows(x: torch.Tensor, name: str) -> torch.Tensor:
     return x / norms
 
 
+def row_distances(a: torch.Tensor, b: torch.Tensor, metric: str) -> torch.Tensor:
+    """Row-wise d(a_i, b_i) for already validated (n, d) inputs; the public functions check first.
+
+    The losses validate their inputs once and then call this directly, so small batches do
+    not pay for the same checks several times.
+    """
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        a, b = _full_precision(a, b)
+        if metric == "cosine":
+            return (1 - (_unit_rows(a, "a") * _unit_rows(b, "b")).sum(dim=1)).clamp(0, 2)
+        squared = ((a - b) ** 2).sum(dim=1)
+        return _safe_sqrt(squared) if metric == "euclidean" else squared
+
+
+def _checked_rows(a, b, metric: str) -> torch.Tensor:
+    check_embeddings(a, "a"), check_embeddings(b, "b"), check_same_shape(a, b, "a", "b")
+    return row_distances(a, b, metric)
+
+
 def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise squared Euclidean distance ||a_i - b_i||^2.
 
@@ -50,10 +69,7 @@ def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         (n,) distances, exactly 0 for identical rows.
     """
-    check_embeddings(a, "a"), check_embeddings(b, "b"), check_same_shape(a, b, "a", "b")
-    with torch.autocast(device_type=a.device.type, enabled=False):
-        a, b = _full_precision(a, b)
-        return ((a - b) ** 2).sum(dim=1)
+    return _checked_rows(a, b, "squared_euclidean")
 
 
 def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -65,7 +81,7 @@ def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         (n,) distances.
     """
-    return _safe_sqrt(squared_euclidean(a, b))
+    return _checked_rows(a, b, "euclidean")
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -77,11 +93,7 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         (n,) distances. An all-zero row raises ValueError (the angle is undefined).
     """
-    check_embeddings(a, "a"), check_embeddings(b, "b"), check_same_shape(a, b, "a", "b")
-    with torch.autocast(device_type=a.device.type, enabled=False):
-        a, b = _full_precision(a, b)
-        cos = (_unit_rows(a, "a") * _unit_rows(b, "b")).sum(dim=1)
-        return (1 - cos).clamp(0, 2)
+    return _checked_rows(a, b, "cosine")
 
 
 def pairwise_distances(

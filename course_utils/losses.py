@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from ._validate import check_alpha, check_choice, check_embeddings, check_labels, check_metric, check_same_shape
-from .distances import cosine_distance, euclidean, pairwise_distances, squared_euclidean
+from .distances import pairwise_distances, row_distances
 from .mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs, semihard_negatives
 
 REDUCTIONS = ("none", "sum", "mean")
 MININGS = ("all", "hard", "semihard")
-_ROW_DISTANCES = {"squared_euclidean": squared_euclidean, "euclidean": euclidean, "cosine": cosine_distance}
 
 
 class DegenerateBatchWarning(UserWarning):
@@ -98,8 +97,7 @@ def triplet_loss(
         check_embeddings(x, name)
     check_same_shape(anchor, positive, "anchor", "positive")
     check_same_shape(anchor, negative, "anchor", "negative")
-    distance = _ROW_DISTANCES[metric]
-    losses = (distance(anchor, positive) - distance(anchor, negative) + alpha).clamp_min(0)
+    losses = (row_distances(anchor, positive, metric) - row_distances(anchor, negative, metric) + alpha).clamp_min(0)
     if reduction == "sum":
         return losses.sum()
     if reduction == "mean":
@@ -191,9 +189,9 @@ def batch_hard_triplet_loss(
     if anchors.numel() == 0:
         loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
         return (loss, TripletStats(0, 0)) if return_stats else loss
-    distance = _ROW_DISTANCES[metric]
     anchor = embeddings[anchors]
-    gap = distance(anchor, embeddings[positive_idx[anchors]]) - distance(anchor, embeddings[negative_idx[anchors]])
+    gap = (row_distances(anchor, embeddings[positive_idx[anchors]], metric)
+           - row_distances(anchor, embeddings[negative_idx[anchors]], metric))
     losses = F.softplus(gap) if soft else (gap + alpha).clamp_min(0)
     loss = losses.mean()
     if return_stats:
