@@ -52,6 +52,7 @@ book: setup
 bench: setup
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/compare_pml.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

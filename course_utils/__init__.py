@@ -2,6 +2,7 @@
 
 One module per concept; this file only re-exports the public names.
 """
+from .evaluation import OneShotResult, embed, one_shot_identification, retrieval_metrics
 from .distances import cosine_distance, euclidean, pairwise_distances, squared_euclidean
 from .losses import (
     DegenerateBatchWarning,
@@ -12,6 +13,8 @@ from .losses import (
     batch_semihard_triplet_loss,
     triplet_loss,
 )
+from .models import EmbeddingNet
+from .training import CheckpointError, CollapseWarning, Trainer, training_step
 from .mining import (
     anchor_negative_mask,
     anchor_positive_mask,
@@ -21,6 +24,15 @@ from .mining import (
 )
 
 __all__ = [
+    "CheckpointError",
+    "CollapseWarning",
+    "EmbeddingNet",
+    "OneShotResult",
+    "Trainer",
+    "embed",
+    "one_shot_identification",
+    "retrieval_metrics",
+    "training_step",
     "DegenerateBatchWarning",
     "TripletLoss",
     "TripletStats",

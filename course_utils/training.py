@@ -1,0 +1,616 @@
+"""Training an embedding network with the triplet loss, on a GPU or the CPU.
+
+``Trainer`` runs the loop a learner would write by hand, with what a real run needs:
+
+* the device is picked for you (cuda, then mps, then cpu) and named at the start;
+* batches are P identities x K pictures (``course_utils.data.PKBatchSampler``), the
+  shape online mining needs;
+* when the training pictures fit in device memory they are moved there once and each
+  batch is an index into them (no per-batch copy from the host); otherwise a DataLoader
+  streams them from pinned host memory with non-blocking copies;
+* on CUDA: automatic mixed precision (bfloat16 where supported, else float16 with a
+  gradient scaler) and channels_last; distances and losses stay float32;
+* a progress bar, a per-epoch history with the diagnostics of a healthy run, held-out
+  retrieval metrics, and a warning when the embedding collapses;
+* a checkpoint after every epoch that resumes the run exactly.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from ._validate import check_labels, check_metric, check_tensor
+from .data import PKBatchSampler
+from .distances import pairwise_distances
+from .evaluation import embed, retrieval_metrics
+from .losses import TripletLoss, TripletStats
+from .mining import anchor_negative_mask, anchor_positive_mask
+from .notebook import pick_device
+
+CHECKPOINT_FORMAT = "course_utils.training.checkpoint/1"
+_CHECKPOINT_KEYS = ("format", "epoch", "config", "model", "optimizer", "scaler", "sampler", "rng", "history")
+# Share of the free GPU memory the training pictures may take; the rest is for activations.
+_DEVICE_DATA_SHARE = 0.5
+
+
+class CollapseWarning(UserWarning):
+    """All encodings are (nearly) the same point: the loss sits at alpha and nothing is learned."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used: unreadable, truncated, or from a different run."""
+
+
+def cpu_threads() -> int:
+    """A sensible number of CPU threads for training.
+
+    An explicit OMP_NUM_THREADS is respected. Otherwise, the CPUs this process may use
+    (containers often allow fewer than the machine has), capped by torch's default
+    (one per physical core; hyper-threads do not speed up convolutions).
+
+    Returns:
+        number of threads, >= 1.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(allowed, torch.get_num_threads()))
+
+
+def mixed_precision_dtype(device: torch.device, requested="auto") -> torch.dtype | None:
+    """The autocast dtype for a device, or None for plain float32.
+
+    Args:
+        device: where training runs.
+        requested: "auto" (on for CUDA, off elsewhere), True or False.
+    Returns:
+        torch.bfloat16 on GPUs that support it (no gradient scaler needed, same range as
+        float32), torch.float16 on older GPUs (needs a gradient scaler), None off CUDA.
+    """
+    if requested not in ("auto", True, False):
+        raise ValueError(f"mixed_precision must be 'auto', True or False, got {requested!r}.")
+    if device.type != "cuda":
+        if requested is True:
+            raise ValueError(
+                f"mixed precision is only used on a CUDA GPU; on {device.type} training runs in "
+                "float32 (CPU half precision is slower, not faster). Use mixed_precision='auto'."
+            )
+        return None
+    if requested is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def describe_device(device: torch.device, amp_dtype: torch.dtype | None = None) -> str:
+    """One line naming the device and how it computes, for the start of a run."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        precision = {torch.bfloat16: "bfloat16", torch.float16: "float16 + gradient scaler"}.get(amp_dtype, "float32")
+        return f"cuda ({name}), {precision} mixed precision, channels_last"
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'' if threads == 1 else 's'}), float32"
+    return f"{device.type}, float32"
+
+
+def looks_collapsed(mean_d_an: float, loss: float, alpha: float | None) -> bool:
+    """True when different identities sit on top of each other and the loss is stuck at alpha.
+
+    If every encoding is the same point, d(A,P) = d(A,N) = 0 and each triplet's loss is
+    exactly max(0 - 0 + alpha, 0) = alpha: the network found the trivial solution the
+    margin was meant to forbid (F3), usually from too high a learning rate or the
+    hardest negatives early in training (F12).
+
+    Args:
+        mean_d_an: mean anchor-negative distance in the epoch.
+        loss: mean training loss in the epoch.
+        alpha: the margin; None (unknown) never reports a collapse.
+    Returns:
+        bool.
+    """
+    if alpha is None or alpha <= 0:
+        return False
+    return mean_d_an < 0.1 * alpha and abs(loss - alpha) < 0.1 * alpha
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of gradient descent on one batch: embed, loss, backward, update.
+
+    Args:
+        model: the embedding network, in training mode.
+        optimizer: optimiser over the model's parameters.
+        loss_fn: callable (embeddings (B, D), labels (B,)) -> scalar loss.
+        images: (B, C, H, W) pictures on the model's device.
+        labels: (B,) identities on the same device.
+        scaler: gradient scaler for float16 mixed precision, else None.
+        amp_dtype: autocast dtype (torch.bfloat16 / torch.float16) or None for float32.
+    Returns:
+        (loss, embeddings), both detached from the graph.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        embeddings = model(images)
+    # The course losses switch autocast off and compute distances in float32 themselves.
+    loss = loss_fn(embeddings, labels)
+    if scaler is not None and scaler.is_enabled():
+        # float16 gradients of small losses underflow to 0; scaling the loss up keeps them.
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach(), embeddings.detach()
+
+
+class _LossWithStats:
+    """Calls a loss and keeps its TripletStats (None when the loss does not report them)."""
+
+    def __init__(self, loss_fn):
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(embeddings, labels), got {type(loss_fn).__name__}.")
+        self.loss_fn = loss_fn
+        self.is_module = isinstance(loss_fn, TripletLoss)
+        parameters = {} if self.is_module else _parameters(loss_fn)
+        self.asks_for_stats = "return_stats" in parameters
+        self.alpha = loss_fn.alpha if self.is_module else _default(parameters, "alpha", getattr(loss_fn, "alpha", None))
+        fallback_metric = getattr(loss_fn, "metric", "squared_euclidean")
+        self.metric = loss_fn.metric if self.is_module else _default(parameters, "metric", fallback_metric)
+        check_metric(self.metric)
+        self.last_stats: TripletStats | None = None
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.is_module:
+            loss = self.loss_fn(embeddings, labels)
+            self.last_stats = self.loss_fn.last_stats
+        elif self.asks_for_stats:
+            loss, self.last_stats = self.loss_fn(embeddings, labels, return_stats=True)
+        else:
+            loss = self.loss_fn(embeddings, labels)
+        return loss
+
+    def describe(self) -> str:
+        """A name without memory addresses, stable across processes (stored in checkpoints)."""
+        if isinstance(self.loss_fn, nn.Module):
+            return repr(self.loss_fn)
+        func = getattr(self.loss_fn, "func", self.loss_fn)  # functools.partial keeps the function here
+        keywords = getattr(self.loss_fn, "keywords", {})
+        name = getattr(func, "__qualname__", type(func).__qualname__)
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(keywords.items()))})"
+
+
+def _parameters(loss_fn) -> dict:
+    try:
+        return dict(inspect.signature(loss_fn).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def _default(parameters: dict, name: str, fallback):
+    parameter = parameters.get(name)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return fallback
+    return parameter.default
+
+
+def _check_images_and_labels(images, labels, name: str) -> torch.Tensor:
+    check_tensor(images, f"{name}_images")
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(
+            f"{name}_images must be a float tensor of shape (N, C, H, W), got {images.dtype} "
+            f"with shape {tuple(images.shape)}."
+        )
+    return check_labels(labels, images.shape[0])
+
+
+def _fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """A short summary that changes when the training pictures change (stored in checkpoints).
+
+    Six significant digits of float64 statistics: the same data on another device or with
+    another thread count, which may round the last bits differently, gives the same text.
+    """
+    pixels = images.detach().double()
+    return f"pixel mean {pixels.mean():.6g}, std {pixels.std():.6g}, label sum {int(labels.sum())}"
+
+
+def _positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    return value
+
+
+class Trainer:
+    """Train an embedding network with P x K batches, evaluate, checkpoint, resume.
+
+    Args:
+        model: network mapping (B, C, H, W) pictures to (B, D) encodings.
+        train_images: (N, C, H, W) float pictures.
+        train_labels: (N,) integer identities.
+        loss_fn: a ``TripletLoss`` module or a loss function such as
+            ``batch_hard_triplet_loss`` (or a functools.partial of one); any callable
+            (embeddings, labels) -> scalar works, without the active-triplet fraction.
+        test_images, test_labels: held-out identities evaluated after every epoch
+            (Precision@1, R-Precision, MAP@R); None skips evaluation.
+        p: identities per batch.
+        k: pictures per identity in a batch (>= 2, so every anchor has a positive).
+        lr: Adam's learning rate.
+        weight_decay: Adam's L2 penalty.
+        seed: seed of the batch order (epoch e uses the order fixed by (seed, e)).
+        device: "auto" (cuda, then mps, then cpu) or a device name.
+        mixed_precision: "auto" (on for CUDA only), True or False.
+        data_on_device: "auto" (when it fits in half the free memory), True or False.
+        checkpoint_path: file written after every epoch; None writes nothing.
+        progress: show a progress bar.
+        verbose: print what was found and chosen at the start (and, without a progress
+            bar, one line per epoch).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_images: torch.Tensor,
+        train_labels: torch.Tensor,
+        loss_fn,
+        test_images: torch.Tensor | None = None,
+        test_labels: torch.Tensor | None = None,
+        p: int = 16,
+        k: int = 4,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        device: str = "auto",
+        mixed_precision="auto",
+        data_on_device="auto",
+        checkpoint_path: str | Path | None = None,
+        progress: bool = True,
+        verbose: bool = True,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        train_labels = _check_images_and_labels(train_images, train_labels, "train")
+        if (test_images is None) != (test_labels is None):
+            raise ValueError("give both test_images and test_labels, or neither.")
+        if test_images is not None:
+            test_labels = _check_images_and_labels(test_images, test_labels, "test")
+        _positive_int(p, "p", 2)
+        _positive_int(k, "k", 2)
+        _positive_int(seed, "seed", 0)
+        for name, value, zero_ok in (("lr", lr, False), ("weight_decay", weight_decay, True)):
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not is_number or not (value > 0 or (zero_ok and value == 0)):
+                raise ValueError(f"{name} must be a number {'>= 0' if zero_ok else '> 0'}, got {value!r}.")
+        if data_on_device not in ("auto", True, False):
+            raise ValueError(f"data_on_device must be 'auto', True or False, got {data_on_device!r}.")
+
+        self.device = pick_device(device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads())
+        self.amp_dtype = mixed_precision_dtype(self.device, mixed_precision)
+        self.channels_last = self.device.type == "cuda"
+        self.loss = _LossWithStats(loss_fn)
+        memory_format = torch.channels_last if self.channels_last else torch.preserve_format
+        self.model = model.to(self.device, memory_format=memory_format)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+        scaler_device = "cuda" if self.device.type == "cuda" else "cpu"
+        self.scaler = torch.amp.GradScaler(scaler_device, enabled=self.amp_dtype == torch.float16)
+        self.sampler = PKBatchSampler(train_labels.cpu(), p=p, k=k, seed=seed)
+        self.seed = seed
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.progress = progress
+        self.verbose = verbose
+        self.config = {
+            "model": repr(model),
+            "loss": self.loss.describe(),
+            "p": p,
+            "k": k,
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "seed": seed,
+            "train_pictures": int(train_images.shape[0]),
+            "picture_shape": list(train_images.shape[1:]),
+            "train_data": _fingerprint(train_images, train_labels),
+        }
+
+        nbytes = train_images.numel() * train_images.element_size()
+        self.data_on_device = data_on_device if data_on_device != "auto" else self._fits_on_device(nbytes)
+        if self.data_on_device:
+            self.train_images = train_images.to(self.device)
+            self.train_labels = train_labels.to(self.device)
+            self.loader = None
+        else:
+            pin = self.device.type == "cuda"
+            dataset = TensorDataset(train_images.cpu(), train_labels.cpu())
+            # batch_size=None: each sampled item is already a whole batch of indices, and a
+            # tensor dataset gathers it with one indexing operation instead of N small ones.
+            self.loader = DataLoader(dataset, sampler=self.sampler, batch_size=None, pin_memory=pin)
+        test_device = self.device if self.data_on_device else torch.device("cpu")
+        self.test_images = None if test_images is None else test_images.to(test_device)
+        self.test_labels = None if test_labels is None else test_labels.to(self.device)
+
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.interrupted = False
+        if verbose:
+            where = "moved to the device once" if self.data_on_device else "streamed from host memory"
+            print(
+                f"Training on {describe_device(self.device, self.amp_dtype)}. {train_images.shape[0]:,} "
+                f"pictures of {int(train_labels.unique().numel()):,} identities, {len(self.sampler)} batches "
+                f"of P={p} x K={k} per epoch; data {where}."
+            )
+
+    def _fits_on_device(self, nbytes: int) -> bool:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return nbytes < _DEVICE_DATA_SHARE * free
+        # On the CPU the data already sits in its memory; Apple's GPUs share memory with the CPU.
+        return True
+
+    def _batches(self):
+        """Yield (images, labels) batches of one epoch on the training device."""
+        if self.loader is not None:
+            for images, labels in self.loader:
+                yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            return
+        # One copy of the epoch's (B, P*K) index plan to the device, then a row per batch:
+        # no per-batch transfer from the host.
+        for batch in self.sampler.batches_for_epoch(self.epoch).to(self.device):
+            yield self.train_images[batch], self.train_labels[batch]
+
+    def _batch_diagnostics(self, loss: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """[loss, mean d(A,P), mean d(A,N), mean encoding length] of one batch, kept on the device."""
+        dist = pairwise_distances(embeddings, metric=self.loss.metric)
+        positive, negative = anchor_positive_mask(labels), anchor_negative_mask(labels)
+        # Masked sums instead of dist[mask]: boolean indexing would wait for the GPU every batch.
+        mean_ap = (dist * positive).sum() / positive.sum().clamp_min(1)
+        mean_an = (dist * negative).sum() / negative.sum().clamp_min(1)
+        return torch.stack([loss.float(), mean_ap, mean_an, embeddings.norm(dim=1).mean()])
+
+    def _train_one_epoch(self, bar) -> dict:
+        self.model.train()
+        self.sampler.set_epoch(self.epoch)
+        sums = torch.zeros(4, device=self.device)
+        num_triplets = num_active = num_batches = num_pictures = 0
+        refresh = max(1, len(self.sampler) // 10)
+        start = time.perf_counter()
+        for images, labels in self._batches():
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            loss, embeddings = training_step(
+                self.model, self.optimizer, self.loss, images, labels, self.scaler, self.amp_dtype
+            )
+            sums += self._batch_diagnostics(loss, embeddings, labels)
+            if self.loss.last_stats is not None:
+                num_triplets += self.loss.last_stats.num_triplets
+                num_active += self.loss.last_stats.num_active
+            num_batches += 1
+            num_pictures += len(labels)
+            bar.update(1)
+            if num_batches % refresh == 0:
+                seconds = time.perf_counter() - start
+                postfix = {"loss": f"{sums[0].item() / num_batches:.4f}", "pictures/s": f"{num_pictures / seconds:.0f}"}
+                if num_triplets:
+                    postfix["active"] = f"{num_active / num_triplets:.2f}"
+                bar.set_postfix(postfix)
+        loss, mean_ap, mean_an, norm = (sums / max(num_batches, 1)).tolist()  # .tolist() waits for the GPU
+        seconds = time.perf_counter() - start
+        return {
+            "epoch": self.epoch + 1,
+            "loss": loss,
+            "active_fraction": num_active / num_triplets if num_triplets else None,
+            "mean_d_ap": mean_ap,
+            "mean_d_an": mean_an,
+            "embedding_norm": norm,
+            "train_seconds": seconds,
+            "pictures_per_second": num_pictures / seconds,
+        }
+
+    def evaluate(self) -> dict:
+        """Retrieval metrics on the held-out identities ({} when there are none).
+
+        Returns:
+            {"test_precision_at_1", "test_r_precision", "test_map_at_r"}: floats in [0, 1].
+        """
+        if self.test_images is None:
+            return {}
+        embeddings = embed(self.model, self.test_images, batch_size=512, device=self.device)
+        metrics = retrieval_metrics(embeddings, self.test_labels, metric=self.loss.metric)
+        return {f"test_{name}": value for name, value in metrics.items()}
+
+    def fit(self, epochs: int) -> list[dict]:
+        """Train until ``epochs`` epochs are complete (counting those loaded from a checkpoint).
+
+        A KeyboardInterrupt (the stop button in Jupyter) ends training cleanly: the history
+        of completed epochs is returned, the checkpoint of the last completed epoch is kept,
+        and the model is put back to that checkpoint so that fit() can continue exactly.
+
+        Args:
+            epochs: total number of epochs the run should have.
+        Returns:
+            the history: one dict per completed epoch with epoch, loss, active_fraction
+            (None if the loss does not report it), mean_d_ap, mean_d_an, embedding_norm,
+            train_seconds, pictures_per_second and, with held-out data, test_precision_at_1,
+            test_r_precision, test_map_at_r.
+        """
+        _positive_int(epochs, "epochs")
+        self.interrupted = False
+        bar = tqdm(
+            total=max(0, epochs - self.epoch) * len(self.sampler),
+            desc="training",
+            unit="batch",
+            disable=not self.progress,
+        )
+        try:
+            while self.epoch < epochs:
+                bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
+                record = self._train_one_epoch(bar)
+                record.update(self.evaluate())
+                self.epoch += 1
+                self.history.append(record)
+                self._warn_if_collapsed(record)
+                if self.checkpoint_path is not None:
+                    self.save_checkpoint(self.checkpoint_path)
+                if self.verbose and not self.progress:
+                    print(_epoch_line(record, epochs), flush=True)
+        except KeyboardInterrupt:
+            self._recover_from_interrupt()
+        finally:
+            bar.close()
+        return self.history
+
+    def _warn_if_collapsed(self, record: dict) -> None:
+        if looks_collapsed(record["mean_d_an"], record["loss"], self.loss.alpha):
+            warnings.warn(
+                f"epoch {record['epoch']}: the embedding looks collapsed: mean d(A,N) = "
+                f"{record['mean_d_an']:.2e} and the loss {record['loss']:.4f} sits at alpha = "
+                f"{self.loss.alpha}. Every picture maps to nearly the same point. Lower the learning "
+                "rate, start with semi-hard instead of hardest negatives, or check the data.",
+                CollapseWarning,
+                stacklevel=3,
+            )
+
+    def _recover_from_interrupt(self) -> None:
+        self.interrupted = True
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self.load_checkpoint(self.checkpoint_path)
+            print(
+                f"Interrupted. Kept {self.checkpoint_path} (epoch {self.epoch}) and the history of "
+                f"{len(self.history)} completed epoch(s); the model is back at epoch {self.epoch}."
+            )
+        else:
+            print(
+                f"Interrupted. The history holds {len(self.history)} completed epoch(s); the model "
+                "holds part of the unfinished epoch (give checkpoint_path to be able to go back)."
+            )
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue this run exactly (see save_checkpoint)."""
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "config": self.config,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": {"seed": self.seed, "next_epoch": self.epoch},
+            # The training loop draws random numbers only from torch (the sampler has its own
+            # seed), so torch's CPU and CUDA generator states are all there is to restore.
+            "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng},
+            "history": self.history,
+        }
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write model, optimiser, scaler, sampler and RNG state, epoch and history to a file.
+
+        The file is written under a temporary name and then renamed, so an interruption
+        while saving never leaves a half-written checkpoint in place of the last good one.
+
+        Args:
+            path: the checkpoint file (parent folders are created).
+        Returns:
+            the path.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A name of its own per process: two runs sharing a checkpoint (a notebook executed by
+        # two test workers, say) never rename each other's half-written file into place.
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        torch.save(self.state_dict(), partial)
+        os.replace(partial, path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by save_checkpoint for the same run.
+
+        Args:
+            path: the checkpoint file.
+        Raises:
+            FileNotFoundError: there is no such file.
+            CheckpointError: the file is corrupt or truncated, is not a training
+                checkpoint, or was written by a run with different settings or network.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}; train first or check the path.")
+        state = _read_checkpoint(path)
+        differences = [
+            _describe_difference(key, state["config"].get(key), value)
+            for key, value in self.config.items()
+            if state["config"].get(key) != value
+        ]
+        if differences:
+            raise CheckpointError(
+                f"{path} was written by a different run ({'; '.join(differences)}). Use the same "
+                "settings to resume, or another checkpoint path to start a new run."
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise CheckpointError(f"{path} does not match this network or optimiser: {error}") from error
+        if state["scaler"]:  # empty when saved without float16 (CPU, or bfloat16): keep the fresh scale
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and len(state["rng"]["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    """One line per epoch for logs, when there is no progress bar."""
+    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}"]
+    if record["active_fraction"] is not None:
+        parts.append(f"active {record['active_fraction']:.2f}")
+    parts.append(f"d(A,P) {record['mean_d_ap']:.3f}, d(A,N) {record['mean_d_an']:.3f}")
+    if "test_map_at_r" in record:
+        parts.append(f"held-out MAP@R {record['test_map_at_r']:.4f}")
+    parts.append(f"{record['pictures_per_second']:.0f} pictures/s")
+    return ", ".join(parts)
+
+
+def _describe_difference(key: str, saved, current) -> str:
+    """'key: checkpoint X, now Y'; for multi-line values (a network's repr) only the first differing line."""
+    if isinstance(saved, str) and isinstance(current, str) and "\n" in saved + current:
+        pairs = zip(saved.splitlines() + [""], current.splitlines() + [""])
+        saved, current = next((a.strip(), b.strip()) for a, b in pairs if a != b)
+    return f"{key}: checkpoint {saved!r}, now {current!r}"
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """torch.load with weights_only=True (no code runs from the file), then a shape check."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged zip archives and pickles
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint ({type(error).__name__}: {reason}). It is "
+            "probably truncated or corrupt (for example a copy that did not finish); delete it and "
+            "train again, or point to another checkpoint."
+        ) from error
+    if not isinstance(state, dict):
+        state = {}
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing or state["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a course_utils training checkpoint (format {state.get('format')!r}"
+            f"{', missing ' + ', '.join(missing) if missing else ''}); it may be a bare model state_dict, "
+            "which model.load_state_dict can read, but a Trainer cannot resume from."
+        )
+    return state
