@@ -127,8 +127,14 @@ class Exercise:
 
 
 def _fresh_copies(args: tuple, requires_grad: bool) -> tuple:
-    """Copies of the tensor arguments, so a learner's in-place change cannot leak into the next case."""
-    return tuple(a.detach().clone().requires_grad_(requires_grad) if isinstance(a, torch.Tensor) else a for a in args)
+    """Copies of the tensor arguments, so a learner's in-place change cannot leak into the next case.
+
+    Only floating tensors can require a gradient; integer ones (labels) are copied as they are.
+    """
+    return tuple(
+        a.detach().clone().requires_grad_(requires_grad and a.is_floating_point()) if isinstance(a, torch.Tensor) else a
+        for a in args
+    )
 
 
 def _show(value) -> str:
@@ -244,10 +250,15 @@ def run_check(function, exercise: Exercise) -> CheckResult:
     return result
 
 
-def _run_cases(function, exercise: Exercise) -> CheckResult:
+def collect_answers(function, exercise: Exercise, requires_grad: bool) -> list | CheckResult:
+    """Run the learner's function on every case; the answers, or the CheckResult that stops the check.
+
+    Stops kindly at a stub that still raises NotImplementedError, explains any other error, and
+    catches a function that changes its inputs in place. Shared by every kind of check.
+    """
     answers = []
     for case in exercise.cases:
-        inputs = _fresh_copies(case.args, exercise.needs_gradient)
+        inputs = _fresh_copies(case.args, requires_grad)
         try:
             answers.append(function(*inputs))
         except NotImplementedError:
@@ -263,7 +274,13 @@ def _run_cases(function, exercise: Exercise) -> CheckResult:
             return _fail(exercise, f"changed its input tensors on the test case \"{case.description}\".",
                          "  Hint: an in-place operation such as a -= b or x.clamp_(...) overwrote an argument; "
                          "compute a new tensor instead (diff = a - b).", "modified_input")
+    return answers
 
+
+def _run_cases(function, exercise: Exercise) -> CheckResult:
+    answers = collect_answers(function, exercise, exercise.needs_gradient)
+    if isinstance(answers, CheckResult):
+        return answers
     for number, (case, answer) in enumerate(zip(exercise.cases, answers)):
         expected = exercise.expected(*case.args)
         wrong = _wrong_type(exercise, case, answer, expected)

@@ -336,3 +336,12 @@ def test_cases_are_not_degenerate():
             n, d = case.args[0].shape
             assert n != d, case.description
     assert math.isclose(float(TRIPLET_LOSS.expected(*TRIPLET_LOSS.cases[0].args)[0]), 0.2, abs_tol=1e-6)
+
+
+def test_fresh_copies_leave_integer_tensors_without_gradient():
+    """Exercises that take labels and need gradients must not crash on the integer argument."""
+    from course_utils.checks import _fresh_copies
+
+    x, labels = torch.randn(3, 2), torch.tensor([0, 0, 1])
+    x_copy, labels_copy = _fresh_copies((x, labels), requires_grad=True)
+    assert x_copy.requires_grad and not labels_copy.requires_grad and torch.equal(labels_copy, labels)

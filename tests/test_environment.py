@@ -31,3 +31,28 @@ def test_environment_installs_the_package_and_repeats_no_dependency():
 def test_pinned_torch_pair():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "torch==2.14.1" in deps and "torchvision==0.29.1" in deps
+
+
+REPOSITORY = "https://github.com/OWNER/triplet-loss-hands-on"
+
+
+def test_every_notebook_installs_the_package_on_colab_only():
+    """The first code cell installs course_utils when, and only when, it runs on Colab."""
+    import nbformat
+
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        first = cells[0].source
+        assert 'if "google.colab" in sys.modules:' in first, f"{path.name}: no Colab guard in the set-up cell"
+        assert f'%pip install -q "course-utils @ git+{REPOSITORY}"' in first, path.name
+        for cell in cells:
+            for line in cell.source.splitlines():
+                if "pip install" in line:
+                    assert line.startswith("    "), f"{path.name}: a pip install outside the Colab guard: {line!r}"
+
+
+def test_repository_address_is_the_same_everywhere():
+    """Book launch buttons, README links and the Colab install cell point at one repository."""
+    book = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+    assert book["repository"]["url"] == REPOSITORY
+    assert REPOSITORY.removeprefix("https://github.com/") in (ROOT / "README.md").read_text()

@@ -1,0 +1,144 @@
+"""Tests of course_utils.checks_data: each check passes correct code and explains real mistakes."""
+import pytest
+import torch
+
+from course_utils.checks_data import check_batch_hard_losses, check_valid_triplet_mask
+
+
+def good_mask(labels):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    not_self = ~torch.eye(len(labels), dtype=torch.bool)
+    return (same & not_self).unsqueeze(2) & (~same).unsqueeze(1)
+
+
+def loop_mask(labels):
+    n = len(labels)
+    mask = torch.zeros(n, n, n, dtype=torch.bool)
+    for a in range(n):
+        for p in range(n):
+            for k in range(n):
+                mask[a, p, k] = bool(a != p and labels[a] == labels[p] and labels[a] != labels[k])
+    return mask
+
+
+def with_self(labels):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    return same.unsqueeze(2) & (~same).unsqueeze(1)
+
+
+def axes_swapped(labels):
+    return good_mask(labels).permute(0, 2, 1)
+
+
+def as_numbers(labels):
+    return good_mask(labels).float()
+
+
+def no_negative(labels):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    return (same & ~torch.eye(len(labels), dtype=torch.bool)).unsqueeze(2).expand(-1, -1, len(labels))
+
+
+def two_d(labels):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    return same & ~torch.eye(len(labels), dtype=torch.bool)
+
+
+def not_done(labels):
+    raise NotImplementedError()
+
+
+def forgot_return(labels):
+    good_mask(labels)
+
+
+def bad_broadcast(labels):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    return same & torch.ones(len(labels) + 1, dtype=torch.bool)
+
+
+def unknown_error(labels):
+    return {}[0]
+
+
+@pytest.mark.parametrize("function", [good_mask, loop_mask])
+def test_correct_masks_pass(function, capsys):
+    result = check_valid_triplet_mask(function)
+    assert result.passed and result
+    assert "Well done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("function, mistake", [
+    (with_self, "anchor_is_own_positive"),
+    (axes_swapped, "negative_axis_first"),
+    (as_numbers, "not_boolean"),
+    (no_negative, "no_negative_condition"),
+    (two_d, "wrong_shape"),
+    (not_done, "not_implemented"),
+    (forgot_return, "returned_none"),
+    (bad_broadcast, "size_mismatch"),
+    (unknown_error, None),
+])
+def test_mistakes_are_named(function, mistake, capsys):
+    result = check_valid_triplet_mask(function)
+    assert not result.passed
+    assert result.mistake == mistake
+    assert capsys.readouterr().out.startswith(("Not yet", "valid_triplet_mask is not implemented"))
+
+
+def test_the_numbers_hint_says_the_pattern_is_right():
+    assert "only the dtype is wrong" in check_valid_triplet_mask(as_numbers).message
+
+
+def test_passing_a_call_instead_of_the_function_is_explained():
+    with pytest.raises(TypeError, match="without parentheses"):
+        check_valid_triplet_mask(good_mask(torch.tensor([0, 0, 1])))
+
+
+def hard_good(dist, labels, alpha):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    itself = torch.eye(len(labels), dtype=torch.bool)
+    positive = dist.masked_fill(~same | itself, 0).max(dim=1).values
+    negative = dist.masked_fill(same, torch.finfo(dist.dtype).max).min(dim=1).values
+    return (positive - negative + alpha).clamp(min=0)
+
+
+def hard_self_negative(dist, labels, alpha):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    return (dist.masked_fill(~same, 0).max(dim=1).values - dist.min(dim=1).values + alpha).clamp(min=0)
+
+
+def hard_easiest(dist, labels, alpha):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    itself = torch.eye(len(labels), dtype=torch.bool)
+    positive = dist.masked_fill(~same | itself, torch.finfo(dist.dtype).max).min(dim=1).values
+    negative = dist.masked_fill(same, 0).max(dim=1).values
+    return (positive - negative + alpha).clamp(min=0)
+
+
+def hard_unclamped(dist, labels, alpha):
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    itself = torch.eye(len(labels), dtype=torch.bool)
+    positive = dist.masked_fill(~same | itself, 0).max(dim=1).values
+    negative = dist.masked_fill(same, torch.finfo(dist.dtype).max).min(dim=1).values
+    return positive - negative + alpha
+
+
+def hard_mean(dist, labels, alpha):
+    return hard_good(dist, labels, alpha).mean()
+
+
+def test_batch_hard_check_passes_correct_code(capsys):
+    assert check_batch_hard_losses(hard_good).passed
+    assert "Well done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("function, mistake", [
+    (hard_self_negative, "negatives_include_self"),
+    (hard_easiest, "easiest_not_hardest"),
+    (hard_unclamped, "forgot_max_with_zero"),
+    (hard_mean, "returned_mean"),
+])
+def test_batch_hard_mistakes_are_named(function, mistake):
+    result = check_batch_hard_losses(function)
+    assert not result.passed and result.mistake == mistake
