@@ -1,5 +1,4 @@
 """Bad input gets a clear ValueError or TypeError that says what is wrong and how to fix it."""
-import numpy as np
 import pytest
 import torch
 

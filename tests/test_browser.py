@@ -1,17 +1,18 @@
 """The sliders as learners meet them: a real JupyterLab in headless Chromium.
 
 Starts JupyterLab on 127.0.0.1 in a temporary copy of the notebook, runs all cells, moves
-a slider and checks that the displayed numbers are what course_utils.widgets computes.
+a slider and checks that the displayed numbers are what the tested compute functions give
+(course_utils.widgets for notebook 02, course_utils.triplet_kinds for notebook 05).
 A screenshot is saved under build/test-artifacts/. When Chromium is missing the test
 fails with a message saying so: it is never skipped silently.
 """
 import re
 
-
+import nbformat
 from playwright.sync_api import expect
 
 from course_utils.widgets import margin_state
-from lab_browser import ARTIFACTS, chromium_page, jupyter_lab, open_and_run_all, slider, widget_problems
+from lab_browser import ARTIFACTS, ROOT, chromium_page, jupyter_lab, open_and_run_all, slider, widget_problems
 
 WAIT_MS = 60_000
 
@@ -60,3 +61,33 @@ def test_margin_explorer_alpha_slider_in_jupyterlab():
         expect(verdict_label).to_have_text("verdict: margin met", timeout=WAIT_MS)
 
         assert widget_problems(page) == []
+
+
+def _stored_counts(notebook: str, alpha: float) -> str:
+    """The counts line for one alpha from notebook 05's output-checked table (verified by nbval)."""
+    cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
+    table = next(c for c in cells if c.cell_type == "code" and "for alpha in (" in c.source and "triplet_kind_counts" in c.source)
+    lines = "".join(o.get("text", "") for o in table.outputs).splitlines()
+    return next(line.split(": ", 1)[1] for line in lines if line.startswith(f"alpha = {alpha:.1f}:"))
+
+
+def test_mining_explorer_alpha_slider_in_jupyterlab():
+    notebook = "05_choosing_triplets.ipynb"
+    with jupyter_lab([notebook]) as (base, token), chromium_page() as page:
+        open_and_run_all(page, base, token, notebook, timeout_ms=240_000)
+        alpha = slider(page, "alpha")
+        alpha.scroll_into_view_if_needed()
+        explorer = page.locator(".widget-vbox", has=alpha).last
+        counts = explorer.locator(".widget-label", has_text=re.compile(r"^easy: "))
+        expect(counts).to_have_text(_stored_counts(notebook, 0.2), timeout=WAIT_MS)
+        picture = explorer.locator("img").first
+        picture_before = picture.get_attribute("src")
+        alpha.locator(".noUi-handle").focus()
+        for _ in range(20):  # 0.20 -> 0.40 in steps of 0.01
+            page.keyboard.press("ArrowRight")
+        expect(alpha.locator(".widget-readout")).to_have_text("0.40", timeout=WAIT_MS)
+        expect(counts).to_have_text(_stored_counts(notebook, 0.4), timeout=WAIT_MS)
+        expect(picture).not_to_have_attribute("src", picture_before, timeout=WAIT_MS)
+        assert widget_problems(page) == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        explorer.screenshot(path=str(ARTIFACTS / "05_mining_explorer.png"))
