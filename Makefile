@@ -15,7 +15,7 @@ STAMP := $(ENV_DIR)/.course-installed
 # Tests and notebooks run on the CPU with a fixed thread count so results are repeatable.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CUBLAS_WORKSPACE_CONFIG=:4096:8 MPLBACKEND=Agg
 
-.PHONY: lab test setup chromium unit notebooks student book bench clean
+.PHONY: lab test setup chromium unit notebooks student student-copies book bench clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ unit: setup
 # Student copies (solutions replaced by stubs) and the rendered HTML course.
 student: setup
 	$(PY) -m course_utils.instructor student --out build/student
+
+# Refresh the committed student copies in student/ (the README's Colab links open these).
+student-copies: setup
+	$(PY) -m course_utils.instructor student --out student
 
 book: setup
 	$(PY) -m course_utils.instructor book --out build/book

@@ -7,6 +7,7 @@ import pytest
 from nbclient import NotebookClient
 
 from course_utils.instructor import SOLUTION_BEGIN, SOLUTION_END, build_book, course_notebooks, make_student_notebook
+from course_utils.instructor import make_student_version as make_student_version_into
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = course_notebooks(ROOT / "notebooks")
@@ -108,3 +109,13 @@ def test_book_has_every_notebook_page_with_its_figures(tmp_path):
         assert len(shown) == figures, f"{path.name}: {figures} figures stored, {len(shown)} on the page"
         assert all((html / src).exists() for src in shown)
         assert "colab.research.google.com" in page.read_text()  # launch links
+
+
+def test_committed_student_copies_are_current(tmp_path):
+    """student/ (what the README's Colab links open) must equal a fresh student build."""
+    fresh = {p.name: p for p in make_student_version_into(ROOT / "notebooks", tmp_path)}
+    committed = {p.name: p for p in (ROOT / "student").glob("*.ipynb")}
+    assert committed.keys() == fresh.keys(), "student/ is out of date: run make student-copies"
+    for name, path in fresh.items():
+        assert [c.source for c in nbformat.read(committed[name], as_version=4).cells] == \
+            [c.source for c in nbformat.read(path, as_version=4).cells], f"student/{name} is out of date: run make student-copies"
