@@ -59,7 +59,7 @@ bench: setup
 	$(PY) benchmarks/compare_pml.py
 
 clean:
-	rm -rf build .pytest_cache .hypothesis
+	rm -rf build .pytest_cache .hypothesis runs
 
 # Re-execute the stored notebooks in quick CPU mode (what the tests compare against).
 notebooks: setup
