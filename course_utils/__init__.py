@@ -14,6 +14,8 @@ from .losses import (
     triplet_loss,
 )
 from .models import EmbeddingNet
+from .pretrained import load_pretrained
+from .recognition import Gallery
 from .training import CheckpointError, CollapseWarning, Trainer, training_step
 from .mining import (
     anchor_negative_mask,
@@ -27,9 +29,11 @@ __all__ = [
     "CheckpointError",
     "CollapseWarning",
     "EmbeddingNet",
+    "Gallery",
     "OneShotResult",
     "Trainer",
     "embed",
+    "load_pretrained",
     "one_shot_identification",
     "retrieval_metrics",
     "training_step",
