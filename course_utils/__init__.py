@@ -2,6 +2,7 @@
 
 One module per concept; this file only re-exports the public names.
 """
+from .diagnosis import Diagnosis, diagnose
 from .evaluation import OneShotResult, embed, one_shot_identification, retrieval_metrics
 from .distances import cosine_distance, euclidean, pairwise_distances, squared_euclidean
 from .losses import (
@@ -28,6 +29,7 @@ from .mining import (
 __all__ = [
     "CheckpointError",
     "CollapseWarning",
+    "Diagnosis",
     "EmbeddingNet",
     "Gallery",
     "OneShotResult",
@@ -47,6 +49,7 @@ __all__ = [
     "batch_semihard_triplet_loss",
     "cosine_distance",
     "count_valid_triplets",
+    "diagnose",
     "euclidean",
     "mine_triplets",
     "pairwise_distances",
