@@ -208,16 +208,25 @@ def _wrong_type(exercise: Exercise, case: Case, answer, expected: torch.Tensor) 
     return None
 
 
+def find_mistake(exercise: Exercise, failing: int, answers: list, matches) -> Mistake | None:
+    """The known mistake that reproduces the wrong answer to case `failing`, or None.
+
+    A mistake that reproduces every tensor answer is preferred to one that matches only the
+    failing case. `matches(answer, expected)` decides equality (tolerance for numbers, exact for masks).
+    """
+    case, answer = exercise.cases[failing], answers[failing]
+    explaining = [m for m in exercise.mistakes if matches(answer, m.compute(*case.args))]
+    everywhere = [
+        m for m in explaining
+        if all(matches(a, m.compute(*c.args)) for c, a in zip(exercise.cases, answers) if isinstance(a, torch.Tensor))
+    ]
+    return (everywhere or explaining or [None])[0]
+
+
 def _diagnose_wrong_answer(exercise: Exercise, failing: int, answers: list, expected: torch.Tensor) -> CheckResult:
     """Explain the wrong answer to case number `failing`: by a known mistake that reproduces it, else by the numbers."""
     case, answer = exercise.cases[failing], answers[failing]
-    explaining = [m for m in exercise.mistakes if _matches(answer, m.compute(*case.args))]
-    # Prefer a mistake that reproduces every tensor answer, not only the first wrong one.
-    everywhere = [
-        m for m in explaining
-        if all(_matches(a, m.compute(*c.args)) for c, a in zip(exercise.cases, answers) if isinstance(a, torch.Tensor))
-    ]
-    found = (everywhere or explaining or [None])[0]
+    found = find_mistake(exercise, failing, answers, _matches)
     got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
            f"    your answer: {_show(answer)}\n    expected:    {_show(expected)}")
     if found is not None:

@@ -22,6 +22,7 @@ from .checks import (
     _describe_args,
     _fail,
     collect_answers,
+    find_mistake,
     run_check,
 )
 
@@ -65,12 +66,7 @@ def _wrong_mask_type(exercise: Exercise, case: Case, answer, expected: torch.Ten
 
 def _diagnose_wrong_mask(exercise: Exercise, number: int, answers: list, expected: torch.Tensor) -> CheckResult:
     case, answer = exercise.cases[number], answers[number]
-    explaining = [m for m in exercise.mistakes if _mask_matches(answer, m.compute(*case.args))]
-    everywhere = [
-        m for m in explaining
-        if all(_mask_matches(a, m.compute(*c.args)) for c, a in zip(exercise.cases, answers))
-    ]
-    found = (everywhere or explaining or [None])[0]
+    found = find_mistake(exercise, number, answers, _mask_matches)
     got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
            f"    your answer: {_show_mask(answer)}\n    expected:    {_show_mask(expected)}")
     if found is not None:
