@@ -57,6 +57,7 @@ bench: setup
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/compare_pml.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_distributed.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis runs

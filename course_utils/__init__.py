@@ -3,6 +3,7 @@
 One module per concept; this file only re-exports the public names.
 """
 from .diagnosis import Diagnosis, diagnose
+from .distributed import GlobalMiningTripletLoss, compare_local_and_global_mining, gather_with_grad
 from .evaluation import OneShotResult, embed, one_shot_identification, retrieval_metrics
 from .distances import cosine_distance, euclidean, pairwise_distances, squared_euclidean
 from .losses import (
@@ -32,6 +33,7 @@ __all__ = [
     "Diagnosis",
     "EmbeddingNet",
     "Gallery",
+    "GlobalMiningTripletLoss",
     "OneShotResult",
     "Trainer",
     "embed",
@@ -47,10 +49,12 @@ __all__ = [
     "batch_all_triplet_loss",
     "batch_hard_triplet_loss",
     "batch_semihard_triplet_loss",
+    "compare_local_and_global_mining",
     "cosine_distance",
     "count_valid_triplets",
     "diagnose",
     "euclidean",
+    "gather_with_grad",
     "mine_triplets",
     "pairwise_distances",
     "squared_euclidean",

@@ -8,6 +8,15 @@ per epoch), metrics.json (held-out retrieval metrics and one-shot identification
 against the pixel baseline) and config.json (the arguments). Every flag is listed by
 --help. A wrong flag or an impossible combination stops with one line on stderr and
 exit status 2.
+
+The same command runs on several GPUs (or CPU processes) of one machine with torchrun:
+
+    torchrun --nproc_per_node=2 -m course_utils.train --dataset synthetic-faces --global-mining --out runs/faces2
+
+(under torchrun write --identities-per-batch instead of --p, which torchrun would read as its own flag).
+
+Each process trains on its own P x K batches (DistributedDataParallel); with --global-mining
+every process mines among the encodings of all processes. Only rank 0 prints and writes.
 """
 from __future__ import annotations
 
@@ -18,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-from . import data
+from . import data, distributed
 from .evaluation import embed, one_shot_identification, retrieval_metrics
+from .distributed import GlobalMiningTripletLoss
 from .losses import MININGS, TripletLoss
 from .models import BACKBONES, EmbeddingNet
 from .training import Trainer
@@ -82,10 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--embedding-dim", type=int, default=128, help="length of each encoding")
     model.add_argument("--mining", choices=MININGS, default="semihard",
                        help="which triplets of a batch the loss uses: all, hard (batch-hard) or semihard")
+    model.add_argument("--global-mining", action="store_true",
+                       help="under torchrun: mine among the encodings of all processes (R x P x K) instead of "
+                            "each process's own P x K batch; costs one all-gather of the encodings per step")
     model.add_argument("--alpha", type=float, default=0.2, help="margin of the triplet loss")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=20, help="total epochs (with --resume: including those done)")
-    training.add_argument("--p", type=int, default=32, help="identities per batch (P)")
+    # The long alias is for torchrun, whose own parser takes a bare --p for its --print-completion.
+    training.add_argument("--p", "--identities-per-batch", type=int, default=32, help="identities per batch (P)")
     training.add_argument("--k", type=int, default=4, help="pictures per identity in a batch (K)")
     training.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     training.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
@@ -156,7 +170,18 @@ def _write_json(path: Path, value) -> None:
 
 
 def run(args) -> int:
-    """Train and evaluate as the parsed arguments say; returns the exit status."""
+    """Train and evaluate as the parsed arguments say, under torchrun too; returns the exit status."""
+    try:
+        distributed.init_from_environment(args.device)
+    except (ValueError, RuntimeError) as error:  # half-set torchrun variables, a device that is not there
+        raise UsageError(str(error)) from error
+    try:
+        return _train_and_evaluate(args)
+    finally:
+        distributed.shut_down()
+
+
+def _train_and_evaluate(args) -> int:
     _check_arguments(args)
     train_images, train_labels, test_images, test_labels = _load_data(args)
     torch.manual_seed(args.seed)
@@ -165,22 +190,28 @@ def run(args) -> int:
     )
     precision = {"auto": "auto", "on": True, "off": False}[args.mixed_precision]
     checkpoint = args.out / "checkpoint.pt"
+    loss = (GlobalMiningTripletLoss if args.global_mining else TripletLoss)(alpha=args.alpha, mining=args.mining)
+    is_main = distributed.is_main_process()
     try:
         trainer = Trainer(
-            model, train_images, train_labels, TripletLoss(alpha=args.alpha, mining=args.mining),
+            model, train_images, train_labels, loss,
             test_images=test_images, test_labels=test_labels, p=args.p, k=args.k, lr=args.lr,
             weight_decay=args.weight_decay, seed=args.seed, device=args.device, mixed_precision=precision,
             checkpoint_path=checkpoint, progress=not args.no_progress,
         )  # fmt: skip
         if args.resume:
             trainer.load_checkpoint(checkpoint)
-            print(f"Resumed {checkpoint} at epoch {trainer.epoch}.")
+            if is_main:
+                print(f"Resumed {checkpoint} at epoch {trainer.epoch}.")
     except (ValueError, RuntimeError) as error:  # a device that is not there, a mismatched checkpoint
         raise UsageError(str(error)) from error
-    args.out.mkdir(parents=True, exist_ok=True)
-    arguments = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    _write_json(args.out / "config.json", arguments)
+    if is_main:
+        args.out.mkdir(parents=True, exist_ok=True)
+        arguments = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+        _write_json(args.out / "config.json", {**arguments, "world_size": distributed.world_size()})
     history = trainer.fit(args.epochs)
+    if not is_main:  # rank 0 writes the history and evaluates for everyone
+        return EXIT_INTERRUPTED if trainer.interrupted else 0
     _write_json(args.out / "history.json", history)
     if trainer.interrupted:
         print(f"Interrupted: history of {len(history)} epoch(s) in {args.out / 'history.json'}.", file=sys.stderr)

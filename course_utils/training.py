@@ -12,7 +12,9 @@
   gradient scaler) and channels_last; distances and losses stay float32;
 * a progress bar, a per-epoch history with the diagnostics of a healthy run, held-out
   retrieval metrics, and a warning when the embedding collapses;
-* a checkpoint after every epoch that resumes the run exactly.
+* a checkpoint after every epoch that resumes the run exactly;
+* under torchrun (``course_utils.distributed``): DistributedDataParallel, each process its own
+  P x K batches, and only rank 0 shows progress, evaluates and writes the checkpoint.
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from . import distributed
 from ._validate import check_labels, check_metric, check_tensor
 from .data import PKBatchSampler
 from .distances import pairwise_distances
@@ -259,6 +263,12 @@ class Trainer:
         progress: show a progress bar.
         verbose: print what was found and chosen at the start (and, without a progress
             bar, one line per epoch).
+
+    In a distributed run (a process group is initialised, see ``course_utils.distributed``)
+    the model is wrapped in DistributedDataParallel for training (``self.model`` stays the
+    plain network), each rank draws its own share of the epoch's P x K batches, the history
+    holds the averages over all ranks, and only rank 0 shows progress, prints, evaluates and
+    writes the checkpoint. BatchNorm statistics stay per rank (each normalises its own batch).
     """
 
     def __init__(
@@ -299,6 +309,9 @@ class Trainer:
             raise ValueError(f"data_on_device must be 'auto', True or False, got {data_on_device!r}.")
 
         self.device = pick_device(device)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        if distributed.is_distributed() and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())  # the GPU of this rank
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads())
         self.amp_dtype = mixed_precision_dtype(self.device, mixed_precision)
@@ -306,14 +319,22 @@ class Trainer:
         self.loss = _LossWithStats(loss_fn)
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=memory_format)
+        # What the training step calls: DDP averages the gradients of all ranks in backward().
+        self.network = self.model
+        if distributed.is_distributed():
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         scaler_device = "cuda" if self.device.type == "cuda" else "cpu"
         self.scaler = torch.amp.GradScaler(scaler_device, enabled=self.amp_dtype == torch.float16)
-        self.sampler = PKBatchSampler(train_labels.cpu(), p=p, k=k, seed=seed)
+        self.sampler = PKBatchSampler(
+            train_labels.cpu(), p=p, k=k, seed=seed, rank=self.rank, world_size=self.world_size
+        )
         self.seed = seed
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
-        self.progress = progress
-        self.verbose = verbose
+        is_main = self.rank == 0
+        self.progress = progress and is_main
+        self.verbose = verbose and is_main
         self.config = {
             "model": repr(model),
             "loss": self.loss.describe(),
@@ -326,6 +347,8 @@ class Trainer:
             "picture_shape": list(train_images.shape[1:]),
             "train_data": _fingerprint(train_images, train_labels),
         }
+        if self.world_size > 1:  # another process count gives other batches: no exact resume
+            self.config["world_size"] = self.world_size
 
         nbytes = train_images.numel() * train_images.element_size()
         self.data_on_device = data_on_device if data_on_device != "auto" else self._fits_on_device(nbytes)
@@ -346,12 +369,13 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []
         self.interrupted = False
-        if verbose:
+        if self.verbose:
             where = "moved to the device once" if self.data_on_device else "streamed from host memory"
+            processes = f" in each of {self.world_size} processes" if self.world_size > 1 else ""
             print(
-                f"Training on {describe_device(self.device, self.amp_dtype)}. {train_images.shape[0]:,} "
-                f"pictures of {int(train_labels.unique().numel()):,} identities, {len(self.sampler)} batches "
-                f"of P={p} x K={k} per epoch; data {where}."
+                f"Training on {describe_device(self.device, self.amp_dtype)}{processes}. "
+                f"{train_images.shape[0]:,} pictures of {int(train_labels.unique().numel()):,} identities, "
+                f"{len(self.sampler)} batches of P={p} x K={k} per epoch{processes}; data {where}."
             )
 
     def _fits_on_device(self, nbytes: int) -> bool:
@@ -392,7 +416,7 @@ class Trainer:
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             loss, embeddings = training_step(
-                self.model, self.optimizer, self.loss, images, labels, self.scaler, self.amp_dtype
+                self.network, self.optimizer, self.loss, images, labels, self.scaler, self.amp_dtype
             )
             sums += self._batch_diagnostics(loss, embeddings, labels)
             if self.loss.last_stats is not None:
@@ -407,6 +431,11 @@ class Trainer:
                 if num_triplets:
                     postfix["active"] = f"{num_active / num_triplets:.2f}"
                 bar.set_postfix(postfix)
+        if distributed.is_distributed():  # every rank's history holds the averages over all ranks
+            counts = torch.tensor([num_triplets, num_active, num_batches, num_pictures], device=self.device)
+            torch.distributed.all_reduce(sums)
+            torch.distributed.all_reduce(counts)
+            num_triplets, num_active, num_batches, num_pictures = counts.tolist()
         loss, mean_ap, mean_an, norm = (sums / max(num_batches, 1)).tolist()  # .tolist() waits for the GPU
         seconds = time.perf_counter() - start
         return {
@@ -421,12 +450,12 @@ class Trainer:
         }
 
     def evaluate(self) -> dict:
-        """Retrieval metrics on the held-out identities ({} when there are none).
+        """Retrieval metrics on the held-out identities ({} when there are none, and on ranks other than 0).
 
         Returns:
             {"test_precision_at_1", "test_r_precision", "test_map_at_r"}: floats in [0, 1].
         """
-        if self.test_images is None:
+        if self.test_images is None or self.rank != 0:
             return {}
         embeddings = embed(self.model, self.test_images, batch_size=512, device=self.device)
         metrics = retrieval_metrics(embeddings, self.test_labels, metric=self.loss.metric)
@@ -462,8 +491,9 @@ class Trainer:
                 record.update(self.evaluate())
                 self.epoch += 1
                 self.history.append(record)
-                self._warn_if_collapsed(record)
-                if self.checkpoint_path is not None:
+                if self.rank == 0:
+                    self._warn_if_collapsed(record)
+                if self.checkpoint_path is not None and self.rank == 0:
                     self.save_checkpoint(self.checkpoint_path)
                 if self.verbose and not self.progress:
                     print(_epoch_line(record, epochs), flush=True)
@@ -554,6 +584,9 @@ class Trainer:
             for key, value in self.config.items()
             if state["config"].get(key) != value
         ]
+        saved_world_size = state["config"].get("world_size", 1)
+        if saved_world_size != self.world_size and "world_size" not in self.config:
+            differences.append(_describe_difference("world_size", saved_world_size, self.world_size))
         if differences:
             raise CheckpointError(
                 f"{path} was written by a different run ({'; '.join(differences)}). Use the same "

@@ -158,8 +158,11 @@ class PKBatchSampler(Sampler[list[int]]):
        more than B groups is cut down to B groups (``capped_identities``).
     5. The batches are shuffled.
 
-    The whole epoch is one (B, P K) tensor (`batches_for_epoch`), so a later distributed
-    version can give replica r the rows r, r + R, r + 2R, ... of the same plan.
+    Distributed training (``world_size`` R > 1 processes, one per GPU): every process builds
+    the same plan of one epoch with B rounded down to a multiple of R (so that every process
+    takes the same number of steps) and keeps the rows rank, rank + R, rank + 2R, ... The
+    processes together see each group of the plan exactly once, no batch twice, and with
+    R = 1 nothing changes.
 
     Args:
         labels: (N,) integer identity ids of the dataset.
@@ -167,6 +170,8 @@ class PKBatchSampler(Sampler[list[int]]):
         k: pictures per identity in a batch (>= 2: an anchor needs a positive).
         seed: non-negative int.
         fewer_than_k: "repeat" or "skip", for identities with 2 <= n < K pictures.
+        rank: this process's number in a distributed run, 0 <= rank < world_size.
+        world_size: number of processes sharing the epoch (1 without distributed training).
 
     Attributes (what was left out or repeated, also summarised in one warning):
         skipped_identities: ids never used (a single picture, or fewer than K with "skip").
@@ -176,13 +181,27 @@ class PKBatchSampler(Sampler[list[int]]):
             same batch (K - n for each short identity).
     """
 
-    def __init__(self, labels: torch.Tensor, p: int, k: int, seed: int = 0, fewer_than_k: str = "repeat"):
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        p: int,
+        k: int,
+        seed: int = 0,
+        fewer_than_k: str = "repeat",
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         labels = _check_label_vector(labels).cpu()
         _check_int(p, "p", smallest=2, why="with one identity per batch no anchor has a negative")
         _check_int(k, "k", smallest=2, why="with one picture per identity no anchor has a positive in its batch")
         _check_int(seed, "seed", smallest=0)
         check_choice(fewer_than_k, "fewer_than_k", FEWER_THAN_K)
+        _check_int(world_size, "world_size", smallest=1)
+        _check_int(rank, "rank", smallest=0)
+        if rank >= world_size:
+            raise ValueError(f"rank must be below world_size ({world_size}), got rank={rank}; ranks count 0, 1, ...")
         self.p, self.k, self.seed, self.epoch = p, k, seed, 0
+        self.rank, self.world_size = rank, world_size
         identities, sizes = torch.unique(labels, return_counts=True)
         if int((sizes >= 2).sum()) < 2:
             raise ValueError(
@@ -205,13 +224,18 @@ class PKBatchSampler(Sampler[list[int]]):
         self._sizes = sizes[kept]
         self._starts = torch.cumsum(self._sizes, dim=0) - self._sizes
         groups = (self._sizes + k - 1) // k
+        if int(groups.sum()) // p < world_size:
+            raise ValueError(
+                f"an epoch holds {int(groups.sum()) // p} batches of P={p} x K={k}, fewer than the "
+                f"{world_size} processes (world_size) that each need one. Lower p, or use fewer processes."
+            )
         # Cap the group counts until no identity has more groups than there are batches.
-        while int(groups.max()) > int(groups.sum()) // p:
-            groups = groups.clamp(max=int(groups.sum()) // p)
+        while int(groups.max()) > _batches_per_epoch(groups, p, world_size):
+            groups = groups.clamp(max=_batches_per_epoch(groups, p, world_size))
         self._groups = groups
         self.capped_identities = identities[kept][groups < (self._sizes + k - 1) // k]
         self.duplicates_per_epoch = int((k - self._sizes).clamp(min=0).sum())
-        self._num_batches = int(groups.sum()) // p
+        self._num_batches = _batches_per_epoch(groups, p, world_size)
         self._warn_about_dropped_identities()
 
     def set_epoch(self, epoch: int) -> None:
@@ -220,7 +244,8 @@ class PKBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self._num_batches
+        """Batches per epoch of this process (of all processes together: len(self) * world_size)."""
+        return self._num_batches // self.world_size
 
     def __iter__(self):
         yield from self.batches_for_epoch(self.epoch).tolist()
@@ -232,7 +257,8 @@ class PKBatchSampler(Sampler[list[int]]):
             epoch: non-negative int.
         Returns:
             (B, P * K) long tensor of picture indices, B = len(self); in each row the K
-            pictures of one identity are next to each other.
+            pictures of one identity are next to each other. In a distributed run these
+            are this rank's rows of the plan shared by all processes.
         """
         _check_int(epoch, "epoch", smallest=0)
         generator = keyed_generator(self.seed, epoch)
@@ -248,7 +274,8 @@ class PKBatchSampler(Sampler[list[int]]):
         kept = shuffled[picks][: self._num_batches * self.p]
         # Deal group j to batch j mod B: (P, B, K) -> (B, P, K).
         batches = kept.view(self.p, self._num_batches, self.k).transpose(0, 1).reshape(self._num_batches, -1)
-        return batches[torch.randperm(self._num_batches, generator=generator)]
+        shuffled_batches = batches[torch.randperm(self._num_batches, generator=generator)]
+        return shuffled_batches[self.rank :: self.world_size]
 
     def _warn_about_dropped_identities(self) -> None:
         notes = []
@@ -358,6 +385,11 @@ _NEEDS_POSITIVE = (
     "pictures of each person (the course's running example has 10,000 pictures of 1,000 "
     "persons, about 10 each)."
 )
+
+
+def _batches_per_epoch(groups: torch.Tensor, p: int, world_size: int) -> int:
+    """Batches the groups fill, rounded down to a multiple of world_size (equal steps per process)."""
+    return int(groups.sum()) // p // world_size * world_size
 
 
 def _check_int(value, name: str, smallest: int, why: str = "") -> None:
