@@ -7,17 +7,19 @@ from .distributed import GlobalMiningTripletLoss, compare_local_and_global_minin
 from .evaluation import OneShotResult, embed, one_shot_identification, retrieval_metrics
 from .distances import cosine_distance, euclidean, pairwise_distances, squared_euclidean
 from .losses import (
+    ContrastiveLoss,
     DegenerateBatchWarning,
     TripletLoss,
     TripletStats,
     batch_all_triplet_loss,
     batch_hard_triplet_loss,
     batch_semihard_triplet_loss,
+    contrastive_loss,
     triplet_loss,
 )
 from .models import EmbeddingNet
 from .pretrained import load_pretrained
-from .recognition import Gallery
+from .recognition import Gallery, accuracy_vs_gallery_size, rank_gallery
 from .training import CheckpointError, CollapseWarning, Trainer, training_step
 from .mining import (
     anchor_negative_mask,
@@ -29,6 +31,10 @@ from .mining import (
 
 __all__ = [
     "CheckpointError",
+    "ContrastiveLoss",
+    "accuracy_vs_gallery_size",
+    "contrastive_loss",
+    "rank_gallery",
     "CollapseWarning",
     "Diagnosis",
     "EmbeddingNet",

@@ -1,4 +1,4 @@
-"""The mining explorer of notebook 05: easy, semi-hard and hard triplets of a real batch.
+"""The explorers of notebooks 05 and 07: triplet kinds of a batch, and a verification threshold.
 
 `draw_triplet_kinds` plots every triplet of a batch as a point (d(A,P), d(A,N)) coloured
 by its kind at margin alpha, with the two lines that separate the kinds:
@@ -7,6 +7,11 @@ between them is the margin band of the semi-hard triplets. `MiningExplorer` puts
 "alpha" slider on it. The counts come from the tested `triplet_kinds.triplet_kind_counts`.
 Notebooks are stored without widget state, so they show `draw_triplet_kinds` of the
 default alpha beside the widget.
+
+`ThresholdExplorer` (notebook 07) puts a "threshold" slider on the two histograms of
+held-out same-person and different-person distances (`recognition.plot_threshold`) and
+shows the false accepts and false rejects at that threshold, counted by the tested
+`recognition.threshold_summary`.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ._validate import check_alpha
+from .recognition import plot_threshold, threshold_summary
 from .triplet_kinds import KIND_NAMES, classify_triplets, triplet_kind_counts
 from .widgets import ALPHA_MAX, SLIDER_STEP, figure_png
 
@@ -87,3 +93,40 @@ class MiningExplorer(widgets.VBox):
         alpha = self.alpha_slider.value
         self.counts_label.value = triplet_kind_counts(self.d_ap, self.d_an, alpha).text
         self.picture.value = figure_png(triplet_kinds_figure(self.d_ap, self.d_an, alpha))
+
+
+# On the unit sphere the squared Euclidean distance lies in [0, 4]; so does the slider.
+THRESHOLD_MAX = 4.0
+
+
+class ThresholdExplorer(widgets.VBox):
+    """A "threshold" slider over held-out pair distances; a label with the errors it makes.
+
+    The label's text is `recognition.ThresholdSummary.text`, stable and starting with
+    "threshold", for example "threshold 0.80: 12 false accepts (1.2 %), 30 false rejects (3.0 %)".
+    The picture is `recognition.plot_threshold` at the slider's threshold.
+
+    Args:
+        same_distances: (S,) squared distances of held-out same-person pairs.
+        different_distances: (N,) squared distances of held-out different-person pairs.
+        threshold: starting threshold, 0 .. 4.
+    """
+
+    def __init__(self, same_distances: torch.Tensor, different_distances: torch.Tensor, threshold: float = 1.0):
+        start = threshold_summary(same_distances, different_distances, threshold)  # validates the inputs
+        if start.threshold > THRESHOLD_MAX:
+            raise ValueError(f"the slider goes up to threshold = {THRESHOLD_MAX}; start inside that range.")
+        self.same_distances, self.different_distances = same_distances, different_distances
+        self.threshold_slider = widgets.FloatSlider(
+            value=start.threshold, min=0, max=THRESHOLD_MAX, step=SLIDER_STEP, description="threshold",
+            readout_format=".2f", continuous_update=False, layout=widgets.Layout(width="420px"))
+        self.errors_label = widgets.Label()
+        self.picture = widgets.Image(format="png")
+        super().__init__(children=[self.threshold_slider, self.errors_label, self.picture])
+        self.threshold_slider.observe(self._redraw, names="value")
+        self._redraw()
+
+    def _redraw(self, change=None) -> None:
+        threshold = self.threshold_slider.value
+        self.errors_label.value = threshold_summary(self.same_distances, self.different_distances, threshold).text
+        self.picture.value = figure_png(plot_threshold(self.same_distances, self.different_distances, threshold))

@@ -13,6 +13,7 @@ All return float32 (float64 for float64 input), also under autocast.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -279,3 +280,121 @@ class TripletLoss(torch.nn.Module):
     def extra_repr(self) -> str:
         soft = ", soft=True" if self.soft else ""
         return f"alpha={self.alpha}, mining={self.mining!r}, metric={self.metric!r}{soft}"
+
+
+# ---------------------------------------------------------------------------
+# The contrastive loss: pairs instead of triplets.
+
+
+class ContrastiveStats(NamedTuple):
+    """What a contrastive loss averaged over.
+
+    num_pairs: unordered pairs of the batch (same-person and different-person).
+    num_active: pairs with a positive loss: every same-person pair that is not yet at
+        distance 0, and every different-person pair closer than the margin.
+    """
+
+    num_pairs: int
+    num_active: int
+
+    @property
+    def active_fraction(self) -> float:
+        return self.num_active / self.num_pairs if self.num_pairs else 0.0
+
+
+def _check_margin(margin) -> float:
+    if isinstance(margin, torch.Tensor) and margin.numel() == 1:
+        margin = margin.item()
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
+        raise TypeError(f"margin must be a number (a distance), got {type(margin).__name__}.")
+    if not math.isfinite(margin) or margin < 0:
+        raise ValueError(
+            f"margin must be a finite distance >= 0, got {margin}. Different-person pairs closer than "
+            "the margin are pushed apart; a negative margin would push nothing."
+        )
+    return float(margin)
+
+
+def contrastive_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 1.0,
+    metric: str = "euclidean",
+    return_stats: bool = False,
+):
+    """Contrastive loss (Hadsell, Chopra, LeCun 2006) over every pair of the batch.
+
+    For a pair at distance D: a same-person pair pays D^2 / 2 (pulled together), a
+    different-person pair pays max(0, margin - D)^2 / 2 (pushed apart until it is at
+    least ``margin`` away). Hadsell et al. use the Euclidean distance D = ||a - b||.
+
+    Reduction: the mean over same-person pairs plus the mean over different-person pairs.
+    A plain mean over all pairs would let the different-person pairs, (P - 1) K / (K - 1)
+    times more numerous in a P x K batch (20 times for 16 x 4), drown the pull term.
+    pytorch-metric-learning's ContrastiveLoss with a MeanReducer adds the two means the same way.
+
+    Args:
+        embeddings: (B, D) encodings.
+        labels: (B,) integer labels.
+        margin: distance >= 0 beyond which different-person pairs cost nothing. On the
+            unit sphere the Euclidean distance lies in [0, 2].
+        metric: the distance D: "euclidean" (Hadsell's), "squared_euclidean" or "cosine".
+        return_stats: also return ContrastiveStats(pairs, pairs with positive loss).
+    Returns:
+        scalar loss, and the stats if asked. A batch without same-person pairs (or without
+        different-person pairs) warns with DegenerateBatchWarning; the missing mean counts 0.
+    """
+    check_embeddings(embeddings)
+    labels = check_labels(labels, embeddings.shape[0], embeddings.device)
+    margin, metric = _check_margin(margin), check_metric(metric)
+    # pairwise_distances takes the Euclidean root with a safe sqrt: duplicate points
+    # (D = 0) give a zero gradient, not the NaN of d sqrt(s)/ds = 1 / (2 sqrt(0)).
+    dist = pairwise_distances(embeddings, metric=metric)
+    upper = torch.ones_like(dist, dtype=torch.bool).triu(diagonal=1)  # each unordered pair once
+    same_pairs = dist[anchor_positive_mask(labels) & upper]
+    different_pairs = dist[anchor_negative_mask(labels) & upper]
+    pull = same_pairs**2 / 2
+    push = (margin - different_pairs).clamp_min(0) ** 2 / 2
+    if len(same_pairs) == 0 or len(different_pairs) == 0:
+        missing = "same-person" if len(same_pairs) == 0 else "different-person"
+        warnings.warn(
+            f"{_degenerate_reason(labels)} With no {missing} pair the contrastive loss only "
+            f"{'pushes' if len(same_pairs) == 0 else 'pulls'}; the missing term counts 0. Build batches of "
+            "P >= 2 identities x K >= 2 pictures each (see course_utils.data.PKBatchSampler).",
+            DegenerateBatchWarning,
+            stacklevel=2,
+        )
+    # An empty term's sum is 0, still attached to the graph, so backward() runs.
+    loss = (pull.mean() if len(pull) else pull.sum()) + (push.mean() if len(push) else push.sum())
+    if return_stats:
+        num_active = int((pull > 0).sum()) + int((push > 0).sum())
+        return loss, ContrastiveStats(len(pull) + len(push), num_active)
+    return loss
+
+
+class ContrastiveLoss(torch.nn.Module):
+    """Contrastive loss over all pairs of a batch, as a module for training loops.
+
+    Args:
+        margin: distance >= 0 beyond which different-person pairs cost nothing.
+        metric: "euclidean" (Hadsell et al.'s), "squared_euclidean" or "cosine".
+
+    Calling it with (embeddings (B, D), labels (B,)) returns the scalar loss of
+    ``contrastive_loss``; the ContrastiveStats of the last call are kept in ``last_stats``.
+    ``Trainer`` accepts it like ``TripletLoss``.
+    """
+
+    def __init__(self, margin: float = 1.0, metric: str = "euclidean"):
+        super().__init__()
+        self.margin = _check_margin(margin)
+        self.metric = check_metric(metric)
+        self.last_stats: ContrastiveStats | None = None
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss, self.last_stats = contrastive_loss(
+            embeddings, labels, margin=self.margin, metric=self.metric, return_stats=True
+        )
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, metric={self.metric!r}"

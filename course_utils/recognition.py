@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_tensor
+from ._validate import check_embeddings, check_labels, check_tensor
+from .data.batches import keyed_generator
+from .distances import pairwise_distances
 from .evaluation import embed
 
 UNKNOWN = "unknown"
@@ -498,3 +500,234 @@ def plot_threshold(
     ax.set_title(summary.text, fontsize="small")
     ax.legend(fontsize="small")
     return ax.figure
+
+
+# ---------------------------------------------------------------------------
+# Identification with many enrolled people, and pictures of the outcome.
+
+
+QUERY_CHUNK = 256
+
+
+class Ranking(NamedTuple):
+    """The nearest gallery rows of each query, nearest first.
+
+    distances: (Q, k) float64 squared Euclidean distances.
+    indices: (Q, k) long row numbers into the gallery.
+    """
+
+    distances: torch.Tensor
+    indices: torch.Tensor
+
+
+def rank_gallery(query_embeddings: torch.Tensor, gallery_embeddings: torch.Tensor, top_k: int = 1) -> Ranking:
+    """The top_k nearest gallery rows of every query (squared Euclidean distance).
+
+    Args:
+        query_embeddings: (Q, D) encodings (or flattened pictures) to look up.
+        gallery_embeddings: (G, D) enrolled encodings, in the same space.
+        top_k: how many neighbours per query, 1 <= top_k <= G.
+    Returns:
+        Ranking(distances (Q, top_k), indices (Q, top_k)); ties go to the lower row number.
+    """
+    check_embeddings(query_embeddings, "query_embeddings")
+    check_embeddings(gallery_embeddings, "gallery_embeddings")
+    if query_embeddings.shape[1] != gallery_embeddings.shape[1]:
+        raise ValueError(
+            f"query_embeddings have {query_embeddings.shape[1]} columns but gallery_embeddings "
+            f"{gallery_embeddings.shape[1]}; encode both with the same network."
+        )
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(gallery_embeddings):
+        raise ValueError(f"top_k must be a whole number from 1 to {len(gallery_embeddings)}, got {top_k!r}.")
+    query = query_embeddings.detach().cpu().double()
+    gallery = gallery_embeddings.detach().cpu().double()
+    parts_distances, parts_indices = [], []
+    # float64, so that near-ties are ranked the same on every machine; QUERY_CHUNK queries at a
+    # time keep memory at QUERY_CHUNK x G distances.
+    for start in range(0, len(query), QUERY_CHUNK):
+        distances = pairwise_distances(query[start : start + QUERY_CHUNK], gallery)
+        order = torch.sort(distances, dim=1, stable=True).indices[:, :top_k]
+        parts_distances.append(distances.gather(1, order))
+        parts_indices.append(order)
+    return Ranking(torch.cat(parts_distances), torch.cat(parts_indices))
+
+
+class GallerySizeResult(NamedTuple):
+    """Closed-set identification accuracy with ``size`` enrolled people."""
+
+    size: int
+    accuracy: float
+    num_queries: int
+
+
+def accuracy_vs_gallery_size(
+    query_embeddings: torch.Tensor,
+    query_labels: torch.Tensor,
+    gallery_embeddings: torch.Tensor,
+    gallery_labels: torch.Tensor,
+    sizes=(10, 100, 500, 1000),
+    seed: int = 0,
+) -> list[GallerySizeResult]:
+    """Identification accuracy as more people are enrolled: each query against n enrolled people.
+
+    For each n, the first n people of one seeded random order of the gallery's people are
+    enrolled (so the galleries are nested: 10 of the 100, 100 of the 500, ...), and every
+    query of those people is named after its nearest enrolled row. More people means more
+    look-alikes, so accuracy falls as n grows. Works for any features: trained encodings,
+    an untrained network's, or raw pixels (``images.flatten(1)``).
+
+    Args:
+        query_embeddings: (Q, D) features of the pictures to identify.
+        query_labels: (Q,) their identities; each must be in the gallery.
+        gallery_embeddings: (G, D) enrolled features (one row per person for one-shot).
+        gallery_labels: (G,) identities of the gallery rows.
+        sizes: numbers of enrolled people, each from 1 to the gallery's people.
+        seed: non-negative int choosing which people are enrolled.
+    Returns:
+        one GallerySizeResult(size, accuracy, num_queries) per size, in the given order.
+    """
+    check_embeddings(query_embeddings, "query_embeddings")
+    check_embeddings(gallery_embeddings, "gallery_embeddings")
+    query_labels = check_labels(query_labels, query_embeddings.shape[0]).cpu()
+    gallery_labels = check_labels(gallery_labels, gallery_embeddings.shape[0]).cpu()
+    people = gallery_labels.unique()
+    if not bool(torch.isin(query_labels, people).all()):
+        raise ValueError("some query_labels have no row in the gallery; enrol every queried person first.")
+    sizes = tuple(sizes)
+    if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(people) for n in sizes):
+        raise ValueError(f"sizes must be whole numbers from 1 to {len(people)} (the gallery's people), got {sizes}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative whole number, got {seed!r}.")
+    order = people[torch.randperm(len(people), generator=keyed_generator(seed))]
+    results = []
+    for n in sizes:
+        enrolled = torch.isin(gallery_labels, order[:n])
+        asked = torch.isin(query_labels, order[:n])
+        nearest = rank_gallery(query_embeddings[asked], gallery_embeddings[enrolled]).indices[:, 0]
+        correct = gallery_labels[enrolled][nearest] == query_labels[asked]
+        results.append(GallerySizeResult(n, float(correct.double().mean()), int(asked.sum())))
+    return results
+
+
+def plot_accuracy_vs_gallery_size(results: dict, ax=None):
+    """Accuracy against the number of enrolled people, one line per kind of features.
+
+    Args:
+        results: {name: list of GallerySizeResult}, for example {"trained network": ...,
+            "raw pixels": ...}, each from ``accuracy_vs_gallery_size``.
+        ax: matplotlib Axes; None makes a new figure.
+    Returns:
+        the matplotlib Figure.
+    """
+    if not isinstance(results, dict) or not results:
+        raise TypeError("results must be a non-empty dict {name: accuracy_vs_gallery_size(...)}.")
+    ax = _new_axes() if ax is None else ax
+    for name, rows in results.items():
+        if not rows or not all(isinstance(row, GallerySizeResult) for row in rows):
+            raise TypeError(f"results[{name!r}] must be the list returned by accuracy_vs_gallery_size.")
+        ax.plot([row.size for row in rows], [100 * row.accuracy for row in rows], "o-", label=name)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("people enrolled, one picture each (log scale)")
+    ax.set_ylabel("identification accuracy (%)")
+    ax.set_title("one-shot identification as the gallery grows")
+    ax.legend(fontsize="small")
+    return ax.figure
+
+
+def _show_picture(ax, picture: torch.Tensor) -> None:
+    """One (C, H, W) picture in [0, 1], C = 1 (grey) or 3, without axis ticks."""
+    picture = picture.detach().cpu().float().clamp(0, 1)
+    if picture.shape[0] == 1:
+        ax.imshow(picture[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(picture.permute(1, 2, 0).numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _check_pictures(pictures, name: str, count: int | None = None) -> torch.Tensor:
+    check_tensor(pictures, name)
+    if pictures.dim() != 4 or pictures.shape[1] not in (1, 3) or not pictures.is_floating_point():
+        raise ValueError(f"{name} must be float pictures of shape (N, C, H, W) with C = 1 or 3, "
+                         f"got {pictures.dtype} {tuple(pictures.shape)}.")  # fmt: skip
+    if count is not None and len(pictures) != count:
+        raise ValueError(f"{name} has {len(pictures)} pictures; {count} are needed (one per query).")
+    return pictures
+
+
+def _mark(good: bool, yes: str, no: str) -> str:
+    """A tick and ``yes`` when good, else a cross and ``no``."""
+    return f"\u2713 {yes}" if good else f"\u2717 {no}"
+
+
+def plot_hits_and_misses(
+    query_pictures: torch.Tensor, matched_pictures: torch.Tensor, distances: torch.Tensor, hits: torch.Tensor
+):
+    """Each query picture above the enrolled picture it was matched to, with the distance and a tick or cross.
+
+    Args:
+        query_pictures: (Q, C, H, W) pictures identified, in [0, 1].
+        matched_pictures: (Q, C, H, W) the nearest enrolled picture of each.
+        distances: (Q,) squared distance between each query and its match.
+        hits: (Q,) bool, True when the match is the query's own person.
+    Returns:
+        the matplotlib Figure: one column per query.
+    """
+    from matplotlib.figure import Figure
+
+    _check_pictures(query_pictures, "query_pictures")
+    count = len(query_pictures)
+    _check_pictures(matched_pictures, "matched_pictures", count)
+    check_tensor(distances, "distances")
+    check_tensor(hits, "hits")
+    if distances.shape != (count,) or hits.shape != (count,) or hits.dtype != torch.bool:
+        raise ValueError(f"distances must be a float tensor and hits a bool tensor, each of shape ({count},).")
+    figure = Figure(figsize=(1.3 * count, 3.2), layout="constrained")
+    axes = figure.subplots(2, count, squeeze=False)
+    for column in range(count):
+        _show_picture(axes[0][column], query_pictures[column])
+        _show_picture(axes[1][column], matched_pictures[column])
+        hit = bool(hits[column])
+        axes[1][column].set_xlabel(f"d = {float(distances[column]):.2f}\n{_mark(hit, 'right', 'wrong')}",
+                                   color="tab:green" if hit else "tab:red")  # fmt: skip
+    axes[0][0].set_ylabel("query")
+    axes[1][0].set_ylabel("nearest\nenrolled")
+    figure.suptitle("identification: each query and the enrolled picture it matched")
+    return figure
+
+
+def plot_retrieval(
+    query_picture: torch.Tensor, retrieved_pictures: torch.Tensor, distances: torch.Tensor, relevant: torch.Tensor
+):
+    """A query picture, then the pictures a search returned for it, nearest first.
+
+    Args:
+        query_picture: (C, H, W) the query, in [0, 1].
+        retrieved_pictures: (k, C, H, W) the returned pictures, nearest first.
+        distances: (k,) their squared distances to the query.
+        relevant: (k,) bool, True for pictures of the query's own person.
+    Returns:
+        the matplotlib Figure: the query and k results in one row.
+    """
+    from matplotlib.figure import Figure
+
+    check_tensor(query_picture, "query_picture")
+    _check_pictures(query_picture.unsqueeze(0), "query_picture")
+    count = len(_check_pictures(retrieved_pictures, "retrieved_pictures"))
+    check_tensor(distances, "distances")
+    check_tensor(relevant, "relevant")
+    if distances.shape != (count,) or relevant.shape != (count,) or relevant.dtype != torch.bool:
+        raise ValueError(f"distances must be a float tensor and relevant a bool tensor, each of shape ({count},).")
+    figure = Figure(figsize=(1.4 * (count + 1), 2.0), layout="constrained")
+    axes = figure.subplots(1, count + 1, squeeze=False)[0]
+    _show_picture(axes[0], query_picture)
+    axes[0].set_xlabel("query")
+    for rank in range(count):
+        _show_picture(axes[rank + 1], retrieved_pictures[rank])
+        same = bool(relevant[rank])
+        axes[rank + 1].set_title(f"#{rank + 1}", fontsize="small")
+        axes[rank + 1].set_xlabel(f"d = {float(distances[rank]):.2f}\n{_mark(same, 'same person', 'other person')}",
+                                  color="tab:green" if same else "tab:red")  # fmt: skip
+    figure.suptitle("retrieval: the nearest pictures of the gallery, nearest first")
+    return figure

@@ -167,3 +167,25 @@ def batch_semihard_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_e
     dist = pairwise_distances(embeddings, metric=metric)
     losses = [torch.clamp(dist[a, p] - dist[a, k] + alpha, min=0) for a, p, k in semihard_triplets(embeddings, labels, metric)]
     return torch.stack(losses).mean() if losses else dist.sum() * 0
+
+
+def contrastive_loss(embeddings, labels, margin=1.0, metric="euclidean"):
+    """Contrastive loss: mean of D^2/2 over same-person pairs + mean of max(0, margin - D)^2/2 over the others.
+
+    Returns (loss, number of pairs, number of pairs with positive loss). A kind of pair
+    the batch lacks contributes 0.
+    """
+    pull, push = [], []
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            d = distance(embeddings[i], embeddings[j], metric)
+            if labels[i] == labels[j]:
+                pull.append(d**2 / 2)
+            else:
+                push.append(torch.clamp(margin - d, min=0) ** 2 / 2)
+    loss = torch.zeros((), dtype=torch.float64)
+    for losses in (pull, push):
+        if losses:
+            loss = loss + torch.stack(losses).mean()
+    active = sum(int(value > 0) for value in pull + push)
+    return loss, len(pull) + len(push), active
