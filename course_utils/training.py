@@ -35,7 +35,7 @@ from ._validate import check_labels, check_metric, check_tensor
 from .data import PKBatchSampler
 from .distances import pairwise_distances
 from .evaluation import embed, retrieval_metrics
-from .losses import TripletLoss, TripletStats
+from .losses import ContrastiveStats, TripletStats
 from .mining import anchor_negative_mask, anchor_positive_mask
 from .notebook import pick_device
 
@@ -164,20 +164,29 @@ def training_step(
 
 
 class _LossWithStats:
-    """Calls a loss and keeps its TripletStats (None when the loss does not report them)."""
+    """Calls a loss and keeps its TripletStats or ContrastiveStats (None when it reports none)."""
 
     def __init__(self, loss_fn):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(embeddings, labels), got {type(loss_fn).__name__}.")
         self.loss_fn = loss_fn
-        self.is_module = isinstance(loss_fn, TripletLoss)
+        # Course loss modules (TripletLoss, ContrastiveLoss) keep the stats of their last call.
+        self.is_module = isinstance(loss_fn, nn.Module) and hasattr(loss_fn, "last_stats")
         parameters = {} if self.is_module else _parameters(loss_fn)
         self.asks_for_stats = "return_stats" in parameters
-        self.alpha = loss_fn.alpha if self.is_module else _default(parameters, "alpha", getattr(loss_fn, "alpha", None))
-        fallback_metric = getattr(loss_fn, "metric", "squared_euclidean")
-        self.metric = loss_fn.metric if self.is_module else _default(parameters, "metric", fallback_metric)
+        self.alpha = _default(parameters, "alpha", getattr(loss_fn, "alpha", None))
+        self.metric = _default(parameters, "metric", getattr(loss_fn, "metric", "squared_euclidean"))
         check_metric(self.metric)
-        self.last_stats: TripletStats | None = None
+        self.last_stats: TripletStats | ContrastiveStats | None = None
+
+    def counts(self) -> tuple[int, int]:
+        """(terms the last loss averaged over, how many of them were active); (0, 0) without stats."""
+        if self.last_stats is None:
+            return 0, 0
+        total = getattr(self.last_stats, "num_triplets", None)
+        if total is None:
+            total = self.last_stats.num_pairs
+        return total, self.last_stats.num_active
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.is_module:
@@ -246,9 +255,9 @@ class Trainer:
         model: network mapping (B, C, H, W) pictures to (B, D) encodings.
         train_images: (N, C, H, W) float pictures.
         train_labels: (N,) integer identities.
-        loss_fn: a ``TripletLoss`` module or a loss function such as
+        loss_fn: a ``TripletLoss`` or ``ContrastiveLoss`` module or a loss function such as
             ``batch_hard_triplet_loss`` (or a functools.partial of one); any callable
-            (embeddings, labels) -> scalar works, without the active-triplet fraction.
+            (embeddings, labels) -> scalar works, without the active fraction.
         test_images, test_labels: held-out identities evaluated after every epoch
             (Precision@1, R-Precision, MAP@R); None skips evaluation.
         p: identities per batch.
@@ -419,9 +428,9 @@ class Trainer:
                 self.network, self.optimizer, self.loss, images, labels, self.scaler, self.amp_dtype
             )
             sums += self._batch_diagnostics(loss, embeddings, labels)
-            if self.loss.last_stats is not None:
-                num_triplets += self.loss.last_stats.num_triplets
-                num_active += self.loss.last_stats.num_active
+            terms, active = self.loss.counts()
+            num_triplets += terms
+            num_active += active
             num_batches += 1
             num_pictures += len(labels)
             bar.update(1)
@@ -472,7 +481,8 @@ class Trainer:
             epochs: total number of epochs the run should have.
         Returns:
             the history: one dict per completed epoch with epoch, loss, active_fraction
-            (None if the loss does not report it), mean_d_ap, mean_d_an, embedding_norm,
+            (of triplets, or of pairs for the contrastive loss; None if the loss does not
+            report it), mean_d_ap, mean_d_an, embedding_norm,
             train_seconds, pictures_per_second and, with held-out data, test_precision_at_1,
             test_r_precision, test_map_at_r.
         """

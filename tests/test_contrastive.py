@@ -164,3 +164,7 @@ def test_trainer_trains_with_it_like_with_the_triplet_loss():
     history = trainer.fit(2)
     assert trainer.config["loss"] == "ContrastiveLoss(margin=1.0, metric='euclidean')"
     assert len(history) == 2 and all(torch.isfinite(torch.tensor(row["loss"])) for row in history)
+    # The active fraction is over pairs here: a batch of 16 pictures has 120 of them.
+    stats = trainer.loss.last_stats
+    assert isinstance(stats, ContrastiveStats) and stats.num_pairs == 16 * 15 // 2
+    assert all(0 < row["active_fraction"] <= 1 for row in history)
