@@ -113,14 +113,19 @@ def pairwise_distances(
     """
     check_embeddings(x, "x")
     check_metric(metric)
-    same = y is None
-    if not same:
+    if y is not None:
         check_embeddings(y, "y")
         if y.shape[1] != x.shape[1]:
             raise ValueError(
                 f"x and y must have the same number of columns (embedding size), got "
                 f"{x.shape[1]} and {y.shape[1]}."
             )
+    return matrix_distances(x, y, metric)
+
+
+def matrix_distances(x: torch.Tensor, y: torch.Tensor | None, metric: str) -> torch.Tensor:
+    """``pairwise_distances`` for already validated inputs; the losses check once, then call this."""
+    same = y is None
     with torch.autocast(device_type=x.device.type, enabled=False):
         (x,) = _full_precision(x)
         y = x if same else _full_precision(y)[0].to(x.dtype)
@@ -137,7 +142,5 @@ def pairwise_distances(
                 dist = _safe_sqrt(dist)
         if same:
             # Exact symmetry and an exact zero diagonal, whatever the matrix product rounded.
-            dist = (dist + dist.T) / 2
-            diagonal = torch.eye(dist.shape[0], dtype=torch.bool, device=dist.device)
-            dist = dist.masked_fill(diagonal, 0)
+            dist = ((dist + dist.T) / 2).fill_diagonal_(0)  # in place on a fresh tensor: safe for autograd
         return dist

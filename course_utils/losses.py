@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ._validate import check_alpha, check_choice, check_embeddings, check_labels, check_metric, check_same_shape
-from .distances import pairwise_distances, row_distances
+from .distances import matrix_distances, pairwise_distances, row_distances
 from .mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs, semihard_negatives
 
 REDUCTIONS = ("none", "sum", "mean")
@@ -184,15 +184,17 @@ def batch_hard_triplet_loss(
     # Choosing needs the whole matrix but only 2 entries per anchor get a gradient: choose
     # without autograd, then recompute just the chosen distances with it (less memory, faster).
     with torch.no_grad():
-        dist = pairwise_distances(embeddings, metric=metric)
+        dist = matrix_distances(embeddings, None, metric)
     positive_idx, negative_idx, has_both = hardest_pairs(dist, labels)
     anchors = has_both.nonzero().flatten()
-    if anchors.numel() == 0:
+    n = anchors.numel()
+    if n == 0:
         loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
         return (loss, TripletStats(0, 0)) if return_stats else loss
-    anchor = embeddings[anchors]
-    gap = (row_distances(anchor, embeddings[positive_idx[anchors]], metric)
-           - row_distances(anchor, embeddings[negative_idx[anchors]], metric))
+    # Both chosen distances in one row-wise call: rows [0, n) are d(A,P), rows [n, 2n) d(A,N).
+    chosen = torch.cat((positive_idx[anchors], negative_idx[anchors]))
+    d = row_distances(embeddings[anchors.repeat(2)], embeddings[chosen], metric)
+    gap = d[:n] - d[n:]
     losses = F.softplus(gap) if soft else (gap + alpha).clamp_min(0)
     loss = losses.mean()
     if return_stats:

@@ -21,8 +21,7 @@ Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 def anchor_positive_mask(labels: torch.Tensor) -> torch.Tensor:
     """(B, B) bool: mask[a, p] is True when a != p and labels[a] == labels[p]."""
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    not_self = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    return same & not_self
+    return same.fill_diagonal_(False)  # a fresh tensor, so the in-place fill is safe
 
 
 def anchor_negative_mask(labels: torch.Tensor) -> torch.Tensor:
@@ -56,9 +55,9 @@ def hardest_pairs(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     anchor_positive = anchor_positive_mask(labels)
     anchor_negative = anchor_negative_mask(labels)
     # Distances are >= 0, so -1 can never win the max: masked-out entries are ignored.
-    positive_idx = dist.masked_fill(~anchor_positive, -1).argmax(dim=1)
+    positive_idx = torch.where(anchor_positive, dist, -1).argmax(dim=1)
     biggest = torch.finfo(dist.dtype).max
-    negative_idx = dist.masked_fill(~anchor_negative, biggest).argmin(dim=1)
+    negative_idx = torch.where(anchor_negative, dist, biggest).argmin(dim=1)
     has_both = anchor_positive.any(dim=1) & anchor_negative.any(dim=1)
     return positive_idx, negative_idx, has_both
 
