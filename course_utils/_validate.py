@@ -6,6 +6,8 @@ inside torch.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 METRICS = ("squared_euclidean", "euclidean", "cosine")
@@ -90,22 +92,31 @@ def check_labels(labels, n: int, device: torch.device | None = None) -> torch.Te
     return labels
 
 
+def check_nonnegative(value, name: str, why: str) -> float:
+    """A finite number >= 0, given as a Python number or a one-element tensor (alpha, a margin).
+
+    ``why`` completes the error for a negative value: what the number means and why it cannot
+    be negative.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}.")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}.")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}. {why}")
+    return value
+
+
 def check_alpha(alpha) -> float:
-    if isinstance(alpha, torch.Tensor):
-        if alpha.numel() != 1:
-            raise ValueError(f"alpha must be a single number, got a tensor of shape {tuple(alpha.shape)}.")
-        alpha = alpha.item()
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a number, got {type(alpha).__name__}.")
-    alpha = float(alpha)
-    if alpha != alpha or alpha in (float("inf"), float("-inf")):
-        raise ValueError(f"alpha must be a finite number, got {alpha}.")
-    if alpha < 0:
-        raise ValueError(
-            f"alpha must be >= 0, got {alpha}. The margin asks d(A,N) to exceed d(A,P) by alpha; "
-            "a negative margin would reward negatives that are closer than positives."
-        )
-    return alpha
+    return check_nonnegative(
+        alpha, "alpha", "The margin asks d(A,N) to exceed d(A,P) by alpha; "
+        "a negative margin would reward negatives that are closer than positives."
+    )
 
 
 def check_metric(metric) -> str:

@@ -13,14 +13,21 @@ All return float32 (float64 for float64 input), also under autocast.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_alpha, check_choice, check_embeddings, check_labels, check_metric, check_same_shape
+from ._validate import (
+    check_alpha,
+    check_choice,
+    check_embeddings,
+    check_labels,
+    check_metric,
+    check_nonnegative,
+    check_same_shape,
+)
 from .distances import matrix_distances, pairwise_distances, row_distances
 from .mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs, semihard_negatives
 
@@ -305,16 +312,10 @@ class ContrastiveStats(NamedTuple):
 
 
 def _check_margin(margin) -> float:
-    if isinstance(margin, torch.Tensor) and margin.numel() == 1:
-        margin = margin.item()
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
-        raise TypeError(f"margin must be a number (a distance), got {type(margin).__name__}.")
-    if not math.isfinite(margin) or margin < 0:
-        raise ValueError(
-            f"margin must be a finite distance >= 0, got {margin}. Different-person pairs closer than "
-            "the margin are pushed apart; a negative margin would push nothing."
-        )
-    return float(margin)
+    return check_nonnegative(
+        margin, "margin", "Different-person pairs closer than the margin (a distance) are pushed "
+        "apart; a negative margin would push nothing."
+    )
 
 
 def contrastive_loss(

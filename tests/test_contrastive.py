@@ -132,7 +132,7 @@ def test_single_picture_gives_zero_with_a_warning():
     (torch.randn(4, 3), torch.tensor([0.0, 0.0, 1.0, 1.0]), {}, TypeError, "integer"),
     (torch.randn(4, 3), torch.tensor([[0], [0], [1], [1]]), {}, ValueError, "column"),
     (torch.randint(0, 3, (4, 3)), torch.tensor([0, 0, 1, 1]), {}, TypeError, "floating"),
-    (torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), {"margin": -0.1}, ValueError, "margin must be a finite distance"),
+    (torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), {"margin": -0.1}, ValueError, "margin must be >= 0"),
     (torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), {"margin": float("inf")}, ValueError, "finite"),
     (torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), {"margin": "1"}, TypeError, "margin must be a number"),
     (torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), {"metric": "manhattan"}, ValueError, "unknown metric"),
