@@ -92,6 +92,13 @@ def check_labels(labels, n: int, device: torch.device | None = None) -> torch.Te
     return labels
 
 
+def check_whole_number(value, name: str, minimum: int = 1) -> int:
+    """A Python int >= minimum (a count, a size, a seed); bools and floats such as 2.0 are refused."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    return value
+
+
 def check_nonnegative(value, name: str, why: str) -> float:
     """A finite number >= 0, given as a Python number or a one-element tensor (alpha, a margin).
 

@@ -23,7 +23,14 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ._validate import check_alpha, check_embeddings, check_labels, check_metric, check_tensor
+from ._validate import (
+    check_alpha,
+    check_embeddings,
+    check_labels,
+    check_metric,
+    check_tensor,
+    check_whole_number,
+)
 from .data import PKBatchSampler
 from .losses import TripletStats
 from .mining import all_triplets, anchor_negative_mask, anchor_positive_mask
@@ -242,8 +249,7 @@ def random_batches(num_pictures: int, batch_size: int, steps: int, seed: int = 0
         list of `steps` (batch_size,) long index tensors.
     """
     for name, value in (("num_pictures", num_pictures), ("batch_size", batch_size), ("steps", steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+        check_whole_number(value, name)
     if batch_size > num_pictures:
         raise ValueError(f"batch_size ({batch_size}) cannot exceed num_pictures ({num_pictures}).")
     generator = torch.Generator().manual_seed(seed)
@@ -262,8 +268,7 @@ def pk_batches(labels: torch.Tensor, p: int, k: int, steps: int, seed: int = 0) 
     Returns:
         list of `steps` (p * k,) long index tensors.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}.")
+    check_whole_number(steps, "steps")
     sampler = PKBatchSampler(labels, p=p, k=k, seed=seed)
     batches, epoch = [], 0
     while len(batches) < steps:

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.nn.functional import all_gather
 
-from ._validate import check_alpha, check_embeddings, check_labels, check_metric
+from ._validate import check_alpha, check_embeddings, check_labels, check_metric, check_whole_number
 from .distances import pairwise_distances
 from .losses import TripletLoss
 from .mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs
@@ -203,8 +203,7 @@ def compare_local_and_global_mining(
     embeddings = check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     alpha, metric = check_alpha(alpha), check_metric(metric)
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be a whole number >= 1, got {world_size!r}.")
+    check_whole_number(world_size, "world_size")
     if embeddings.shape[0] % world_size:
         raise ValueError(
             f"{embeddings.shape[0]} encodings cannot be split into {world_size} equal rank batches; "
@@ -254,8 +253,7 @@ def gather_bytes_per_step(world_size: int, batch_size: int, embedding_dim: int, 
     """
     for value, name in ((world_size, "world_size"), (batch_size, "batch_size"),
                         (embedding_dim, "embedding_dim"), (bytes_per_value, "bytes_per_value")):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+        check_whole_number(value, name)
     return world_size * batch_size * embedding_dim * bytes_per_value
 
 
@@ -272,8 +270,7 @@ def torchrun_command(nproc_per_node: int, train_arguments: Sequence[str], python
     Returns:
         the command as a list of strings.
     """
-    if isinstance(nproc_per_node, bool) or not isinstance(nproc_per_node, int) or nproc_per_node < 1:
-        raise ValueError(f"nproc_per_node must be a whole number >= 1, got {nproc_per_node!r}.")
+    check_whole_number(nproc_per_node, "nproc_per_node")
     if isinstance(train_arguments, str) or not all(isinstance(a, str) for a in train_arguments):
         raise TypeError("train_arguments must be a list of strings, e.g. ['--epochs', '2', '--out', 'runs/x'].")
     if any(argument == "--p" or argument.startswith("--p=") for argument in train_arguments):
@@ -312,8 +309,7 @@ def launch_training(
     """
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}.")
+    check_whole_number(threads, "threads")
     out = Path(out)
     command = torchrun_command(nproc_per_node, [*train_arguments, "--out", str(out)], python=sys.executable)
     # The children must not inherit a process group of ours, nor use more threads than asked.

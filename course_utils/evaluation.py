@@ -20,7 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_embeddings, check_labels, check_metric, check_tensor
+from ._validate import (
+    check_choice,
+    check_embeddings,
+    check_labels,
+    check_metric,
+    check_tensor,
+    check_whole_number,
+)
 from .data import one_shot_split
 from .distances import pairwise_distances
 from .mining import anchor_negative_mask, anchor_positive_mask
@@ -31,12 +38,6 @@ _METRIC_LABELS = {
     "euclidean": "Euclidean distance",
     "cosine": "cosine distance",
 }
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
-    return value
 
 
 def embed(
@@ -57,7 +58,7 @@ def embed(
     check_tensor(images, "images")
     if images.dim() != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}.")
-    _check_positive_int(batch_size, "batch_size")
+    check_whole_number(batch_size, "batch_size")
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -98,7 +99,7 @@ def retrieval_metrics(
     check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     check_metric(metric)
-    _check_positive_int(chunk_size, "chunk_size")
+    check_whole_number(chunk_size, "chunk_size")
     embeddings = embeddings.detach()
     _, identity, counts = labels.unique(return_inverse=True, return_counts=True)
     relevant = counts[identity] - 1  # R for each query: the other pictures of its identity
@@ -259,7 +260,7 @@ def plot_embeddings(
 
     check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0]).cpu()
-    _check_positive_int(max_identities, "max_identities")
+    check_whole_number(max_identities, "max_identities")
     shown = labels.unique()[:max_identities]
     keep = torch.isin(labels, shown)
     points = project_2d(embeddings.detach().cpu()[keep], method=method, seed=seed)
@@ -302,7 +303,7 @@ def plot_distance_histograms(
     Returns:
         the matplotlib Figure.
     """
-    _check_positive_int(bins, "bins")
+    check_whole_number(bins, "bins")
     same, different = same_and_different_distances(embeddings, labels, metric=metric)
     ax = _new_axes() if ax is None else ax
     upper = float(torch.cat([same, different]).max()) if same.numel() + different.numel() else 1.0

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._validate import check_whole_number
+
 BACKBONES = ("small", "resnet18")
 
 
@@ -76,8 +78,7 @@ class EmbeddingNet(nn.Module):
     ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("embedding_dim", embedding_dim), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
+            check_whole_number(value, name)
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(map(repr, BACKBONES))}.")
         self.in_channels = in_channels

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_embeddings, check_labels, check_tensor
+from ._validate import check_embeddings, check_labels, check_tensor, check_whole_number
 from .data.batches import keyed_generator
 from .distances import pairwise_distances
 from .evaluation import embed
@@ -178,8 +178,7 @@ class Gallery:
         self, embedding: torch.Tensor, top_k: int = 1, threshold: float | None = None
     ) -> Identification:
         """``identify`` for an encoding (D,) that is already computed."""
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive whole number, got {top_k!r}.")
+        check_whole_number(top_k, "top_k")
         if threshold is not None:
             threshold = _check_threshold(threshold)
         self._refuse_if_empty()
@@ -485,8 +484,7 @@ def plot_threshold(
     Returns:
         the matplotlib Figure.
     """
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"bins must be a positive whole number, got {bins!r}.")
+    check_whole_number(bins, "bins")
     summary = threshold_summary(same_distances, different_distances, threshold)
     same, different = same_distances.detach().cpu().double(), different_distances.detach().cpu().double()
     upper = max(float(torch.cat([same, different]).max()), summary.threshold, torch.finfo(torch.float32).eps)

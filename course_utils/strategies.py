@@ -23,7 +23,7 @@ import torch
 from matplotlib.figure import Figure
 
 from . import reference
-from ._validate import check_alpha, check_choice
+from ._validate import check_alpha, check_choice, check_whole_number
 from .data import PKBatchSampler, keyed_generator, make_random_triplets
 from .distances import pairwise_distances, squared_euclidean
 from .evaluation import embed, retrieval_metrics
@@ -67,9 +67,7 @@ class ComparisonSettings:
 
     def __post_init__(self):
         for name in ("steps", "eval_every", "p", "k", "embedding_dim", "width", "probe_triplets"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name in "pk" else 1):
-                raise ValueError(f"{name} must be a whole number >= {2 if name in 'pk' else 1}, got {value!r}.")
+            check_whole_number(getattr(self, name), name, minimum=2 if name in "pk" else 1)
         if self.steps % self.eval_every:
             raise ValueError(f"steps ({self.steps}) must be a multiple of eval_every ({self.eval_every}).")
         check_alpha(self.alpha)

@@ -12,15 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validate import check_alpha, check_embeddings, check_labels
+from ._validate import check_alpha, check_embeddings, check_labels, check_whole_number
 from .losses import triplet_loss
 from .mining import mine_triplets
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
-    return value
 
 
 def _check_positive_float(value, name: str) -> float:
@@ -57,9 +51,9 @@ def make_toy_points(
         labels (n_identities * points_per_identity,) long, grouped: 0, 0, ..., 1, 1, ...
     """
     for value, name in ((n_identities, "n_identities"), (points_per_identity, "points_per_identity")):
-        if _check_positive_int(value, name) < 2:
+        if check_whole_number(value, name) < 2:
             raise ValueError(f"{name} must be at least 2 to form triplets, got {value}.")
-    _check_positive_int(dim, "dim")
+    check_whole_number(dim, "dim")
     separation = _check_positive_float(separation, "separation")
     spread = _check_positive_float(spread, "spread")
     generator = torch.Generator().manual_seed(seed)
@@ -163,7 +157,7 @@ def train_toy_points(
     labels = check_labels(labels, points.shape[0])
     alpha = check_alpha(alpha)
     learning_rate = _check_positive_float(learning_rate, "learning_rate")
-    max_steps = _check_positive_int(max_steps, "max_steps")
+    max_steps = check_whole_number(max_steps, "max_steps")
     anchor_idx, positive_idx, negative_idx = mine_triplets(points, labels, strategy="all")
     if anchor_idx.numel() == 0:
         raise ValueError(

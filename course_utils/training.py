@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from . import distributed
-from ._validate import check_labels, check_metric, check_tensor
+from ._validate import check_labels, check_metric, check_tensor, check_whole_number
 from .data import PKBatchSampler
 from .distances import pairwise_distances
 from .evaluation import embed, retrieval_metrics
@@ -242,12 +242,6 @@ def _fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     return f"pixel mean {pixels.mean():.6g}, std {pixels.std():.6g}, label sum {int(labels.sum())}"
 
 
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
-    return value
-
-
 class Trainer:
     """Train an embedding network with P x K batches, evaluate, checkpoint, resume.
 
@@ -307,9 +301,9 @@ class Trainer:
             raise ValueError("give both test_images and test_labels, or neither.")
         if test_images is not None:
             test_labels = _check_images_and_labels(test_images, test_labels, "test")
-        _positive_int(p, "p", 2)
-        _positive_int(k, "k", 2)
-        _positive_int(seed, "seed", 0)
+        check_whole_number(p, "p", 2)
+        check_whole_number(k, "k", 2)
+        check_whole_number(seed, "seed", 0)
         for name, value, zero_ok in (("lr", lr, False), ("weight_decay", weight_decay, True)):
             is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not is_number or not (value > 0 or (zero_ok and value == 0)):
@@ -486,7 +480,7 @@ class Trainer:
             train_seconds, pictures_per_second and, with held-out data, test_precision_at_1,
             test_r_precision, test_map_at_r.
         """
-        _positive_int(epochs, "epochs")
+        check_whole_number(epochs, "epochs")
         self.interrupted = False
         bar = tqdm(
             total=max(0, epochs - self.epoch) * len(self.sampler),

@@ -65,8 +65,8 @@ def test_num_parameters_counts_by_hand():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"embedding_dim": 0}, "embedding_dim must be a positive whole number"),
-        ({"in_channels": 2.5}, "in_channels must be a positive whole number"),
+        ({"embedding_dim": 0}, "embedding_dim must be a whole number >= 1"),
+        ({"in_channels": 2.5}, "in_channels must be a whole number >= 1"),
         ({"backbone": "vgg"}, "unknown backbone 'vgg'"),
     ],
 )

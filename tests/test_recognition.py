@@ -97,7 +97,7 @@ def test_errors_say_what_is_wrong(gallery):
         gallery.verify_embedding(torch.zeros(3), "ada", threshold=1.0)
     with pytest.raises(ValueError, match="threshold must be a finite squared distance >= 0"):
         gallery.verify(Flatten(), picture(1.0, 1.0), "ada", threshold=-1.0)
-    with pytest.raises(ValueError, match="top_k must be a positive whole number"):
+    with pytest.raises(ValueError, match="top_k must be a whole number >= 1"):
         gallery.identify(Flatten(), picture(1.0, 1.0), top_k=0)
     with pytest.raises(TypeError, match="picture must be a torch.Tensor"):
         gallery.identify(Flatten(), [1.0, 1.0])
