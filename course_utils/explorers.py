@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from ._validate import check_alpha
 from .recognition import plot_threshold, threshold_summary
 from .triplet_kinds import KIND_NAMES, classify_triplets, triplet_kind_counts
-from .widgets import ALPHA_MAX, SLIDER_STEP, figure_png
+from .widgets import ALPHA_MAX, SLIDER_STEP, SliderExplorer
 
 KIND_COLOURS = ("tab:green", "tab:orange", "tab:red")
 
@@ -64,7 +64,7 @@ def triplet_kinds_figure(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -
     return figure
 
 
-class MiningExplorer(widgets.VBox):
+class MiningExplorer(SliderExplorer):
     """An "alpha" slider recolouring the triplets of a batch; a label with the counts.
 
     The label's text is stable, for example "easy: 123, semi-hard: 45, hard: 67".
@@ -79,27 +79,18 @@ class MiningExplorer(widgets.VBox):
         triplet_kind_counts(d_ap, d_an, alpha)  # validates the inputs before any widget is built
         if check_alpha(alpha) > ALPHA_MAX:
             raise ValueError(f"the slider goes up to alpha = {ALPHA_MAX}; start inside that range.")
-        self.d_ap, self.d_an = d_ap, d_an
-        self.alpha_slider = widgets.FloatSlider(
+        slider = widgets.FloatSlider(
             value=alpha, min=0, max=ALPHA_MAX, step=SLIDER_STEP, description="alpha",
             readout_format=".2f", continuous_update=False)
-        self.counts_label = widgets.Label()
-        self.picture = widgets.Image(format="png")
-        super().__init__(children=[self.alpha_slider, self.counts_label, self.picture])
-        self.alpha_slider.observe(self._redraw, names="value")
-        self._redraw()
-
-    def _redraw(self, change=None) -> None:
-        alpha = self.alpha_slider.value
-        self.counts_label.value = triplet_kind_counts(self.d_ap, self.d_an, alpha).text
-        self.picture.value = figure_png(triplet_kinds_figure(self.d_ap, self.d_an, alpha))
+        super().__init__(slider, lambda a: triplet_kind_counts(d_ap, d_an, a).text,
+                         lambda a: triplet_kinds_figure(d_ap, d_an, a))
 
 
 # On the unit sphere the squared Euclidean distance lies in [0, 4]; so does the slider.
 THRESHOLD_MAX = 4.0
 
 
-class ThresholdExplorer(widgets.VBox):
+class ThresholdExplorer(SliderExplorer):
     """A "threshold" slider over held-out pair distances; a label with the errors it makes.
 
     The label's text is `recognition.ThresholdSummary.text`, stable and starting with
@@ -116,17 +107,8 @@ class ThresholdExplorer(widgets.VBox):
         start = threshold_summary(same_distances, different_distances, threshold)  # validates the inputs
         if start.threshold > THRESHOLD_MAX:
             raise ValueError(f"the slider goes up to threshold = {THRESHOLD_MAX}; start inside that range.")
-        self.same_distances, self.different_distances = same_distances, different_distances
-        self.threshold_slider = widgets.FloatSlider(
+        slider = widgets.FloatSlider(
             value=start.threshold, min=0, max=THRESHOLD_MAX, step=SLIDER_STEP, description="threshold",
             readout_format=".2f", continuous_update=False, layout=widgets.Layout(width="420px"))
-        self.errors_label = widgets.Label()
-        self.picture = widgets.Image(format="png")
-        super().__init__(children=[self.threshold_slider, self.errors_label, self.picture])
-        self.threshold_slider.observe(self._redraw, names="value")
-        self._redraw()
-
-    def _redraw(self, change=None) -> None:
-        threshold = self.threshold_slider.value
-        self.errors_label.value = threshold_summary(self.same_distances, self.different_distances, threshold).text
-        self.picture.value = figure_png(plot_threshold(self.same_distances, self.different_distances, threshold))
+        super().__init__(slider, lambda t: threshold_summary(same_distances, different_distances, t).text,
+                         lambda t: plot_threshold(same_distances, different_distances, t))

@@ -5,6 +5,8 @@
   state, `draw_margin` puts both side by side; `MarginExplorer` wires three sliders to it.
 * `toy_step_summary` and `ToyStepExplorer` do the same for the steps of the toy
   gradient descent of `course_utils.toy_training`.
+* `SliderExplorer` is the shape of every one-slider explorer: a slider, a label and a
+  picture, both recomputed from the slider's value (also used by `course_utils.explorers`).
 
 Notebooks are stored without widget state, so a notebook shows the static figure of
 a widget's default state (drawn by the same function) beside the widget itself.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -189,6 +192,30 @@ def figure_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+class SliderExplorer(widgets.VBox):
+    """One slider, a label and a picture; moving the slider recomputes both.
+
+    Args:
+        slider: the ipywidgets slider (its description names what it moves).
+        describe: slider value -> the label's text (a tested compute function).
+        draw: slider value -> the matplotlib Figure shown as the picture.
+    """
+
+    def __init__(self, slider: widgets.ValueWidget, describe: Callable[[float], str],
+                 draw: Callable[[float], Figure]):
+        self.slider, self.describe, self.draw = slider, describe, draw
+        self.label = widgets.Label()
+        self.picture = widgets.Image(format="png")
+        super().__init__(children=[slider, self.label, self.picture])
+        slider.observe(self._redraw, names="value")
+        self._redraw()
+
+    def _redraw(self, change=None) -> None:
+        value = self.slider.value
+        self.label.value = self.describe(value)
+        self.picture.value = figure_png(self.draw(value))
+
+
 class MarginExplorer(widgets.VBox):
     """Sliders "alpha", "d(A,P)" and "d(A,N)" driving the loss, the verdict and the pictures.
 
@@ -256,7 +283,7 @@ def toy_step_summary(history: ToyHistory, step: int) -> str:
             f"{int(history.num_active[step])} of {history.num_triplets} triplets violate the margin")
 
 
-class ToyStepExplorer(widgets.VBox):
+class ToyStepExplorer(SliderExplorer):
     """A "step" slider through a recorded toy descent: the points, the arrows and J.
 
     Args:
@@ -265,18 +292,11 @@ class ToyStepExplorer(widgets.VBox):
 
     def __init__(self, history: ToyHistory):
         self.history = check_history(history)
-        self.step_slider = widgets.IntSlider(
-            value=0, min=0, max=history.steps, description="step", continuous_update=False)
-        self.summary_label = widgets.Label()
-        self.picture = widgets.Image(format="png")
-        super().__init__(children=[self.step_slider, self.summary_label, self.picture])
-        self.step_slider.observe(self._redraw, names="value")
-        self._redraw()
+        slider = widgets.IntSlider(value=0, min=0, max=history.steps, description="step", continuous_update=False)
+        super().__init__(slider, lambda step: toy_step_summary(self.history, step), self._figure)
 
-    def _redraw(self, change=None) -> None:
-        step = self.step_slider.value
-        self.summary_label.value = toy_step_summary(self.history, step)
+    def _figure(self, step: int) -> Figure:
         figure = Figure(figsize=(4.5, 4.0))
         figure.subplots_adjust(left=0.18, right=0.95, bottom=0.13, top=0.87)
         draw_toy_step(figure.add_subplot(), self.history, step)
-        self.picture.value = figure_png(figure)
+        return figure

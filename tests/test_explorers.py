@@ -21,11 +21,11 @@ def test_figure_title_and_legend_carry_the_counts():
 
 def test_slider_recolours_and_updates_the_label():
     explorer = MiningExplorer(D_AP, D_AN, alpha=0.25)
-    assert explorer.alpha_slider.description == "alpha"
-    assert explorer.counts_label.value == "easy: 2, semi-hard: 1, hard: 2"
+    assert explorer.slider.description == "alpha"
+    assert explorer.label.value == "easy: 2, semi-hard: 1, hard: 2"
     before = explorer.picture.value
-    explorer.alpha_slider.value = 0.0
-    assert explorer.counts_label.value == triplet_kind_counts(D_AP, D_AN, 0.0).text == "easy: 4, semi-hard: 0, hard: 1"
+    explorer.slider.value = 0.0
+    assert explorer.label.value == triplet_kind_counts(D_AP, D_AN, 0.0).text == "easy: 4, semi-hard: 0, hard: 1"
     assert bytes(explorer.picture.value) != bytes(before) and bytes(explorer.picture.value).startswith(b"\x89PNG")
 
 

@@ -145,8 +145,8 @@ def test_toy_step_summary(history):
 
 def test_toy_step_explorer_follows_the_slider(history):
     explorer = ToyStepExplorer(history)
-    assert explorer.step_slider.description == "step" and explorer.step_slider.max == history.steps
-    assert explorer.summary_label.value == toy_step_summary(history, 0)
-    explorer.step_slider.value = history.steps
-    assert explorer.summary_label.value == toy_step_summary(history, history.steps)
+    assert explorer.slider.description == "step" and explorer.slider.max == history.steps
+    assert explorer.label.value == toy_step_summary(history, 0)
+    explorer.slider.value = history.steps
+    assert explorer.label.value == toy_step_summary(history, history.steps)
     assert bytes(explorer.picture.value).startswith(b"\x89PNG")
