@@ -25,6 +25,15 @@ def _press(page, slider_locator, key: str, times: int) -> None:
         page.keyboard.press(key)
 
 
+def _run_and_find_explorer(page, base: str, token: str, notebook: str, slider_name: str, timeout_ms: int):
+    """Run all cells of the notebook, then return (the slider named slider_name, its explorer box)."""
+    open_and_run_all(page, base, token, notebook, timeout_ms=timeout_ms)
+    found = slider(page, slider_name)
+    found.scroll_into_view_if_needed()
+    expect(found).to_be_visible(timeout=WAIT_MS)
+    return found, page.locator(".widget-vbox", has=found).last
+
+
 def _assert_redrawn_and_save(page, explorer, picture_before: str, filename: str) -> None:
     """The explorer's picture changed, no widget shows a problem; save a screenshot artefact."""
     expect(explorer.locator("img").first).not_to_have_attribute("src", picture_before, timeout=WAIT_MS)
@@ -36,11 +45,7 @@ def _assert_redrawn_and_save(page, explorer, picture_before: str, filename: str)
 
 def test_margin_explorer_alpha_slider_in_jupyterlab():
     with jupyter_lab(["02_margin.ipynb"]) as (base, token), chromium_page() as page:
-        open_and_run_all(page, base, token, "02_margin.ipynb")
-        alpha = slider(page, "alpha")
-        alpha.scroll_into_view_if_needed()
-        expect(alpha).to_be_visible(timeout=WAIT_MS)
-        explorer = page.locator(".widget-vbox", has=alpha).last
+        alpha, explorer = _run_and_find_explorer(page, base, token, "02_margin.ipynb", "alpha", 150_000)
         loss_label = explorer.locator(".widget-label", has_text=re.compile(r"^loss = "))
         verdict_label = explorer.locator(".widget-label", has_text=re.compile(r"^verdict: "))
         start = margin_state(0.2, 0.5, 0.51)
@@ -84,10 +89,7 @@ def _stored_counts(notebook: str, alpha: float) -> str:
 def test_mining_explorer_alpha_slider_in_jupyterlab():
     notebook = "05_choosing_triplets.ipynb"
     with jupyter_lab([notebook]) as (base, token), chromium_page() as page:
-        open_and_run_all(page, base, token, notebook, timeout_ms=240_000)
-        alpha = slider(page, "alpha")
-        alpha.scroll_into_view_if_needed()
-        explorer = page.locator(".widget-vbox", has=alpha).last
+        alpha, explorer = _run_and_find_explorer(page, base, token, notebook, "alpha", 240_000)
         counts = explorer.locator(".widget-label", has_text=re.compile(r"^easy: "))
         expect(counts).to_have_text(_stored_counts(notebook, 0.2), timeout=WAIT_MS)
         picture_before = explorer.locator("img").first.get_attribute("src")
@@ -114,10 +116,7 @@ def test_threshold_explorer_slider_in_jupyterlab():
     expected = _stored_alpha_threshold_line(notebook)  # verified by nbval against recognition.threshold_summary
     assert expected.startswith("threshold 0.20: ")
     with jupyter_lab([notebook]) as (base, token), chromium_page() as page:
-        open_and_run_all(page, base, token, notebook, timeout_ms=300_000)
-        threshold = slider(page, "threshold")
-        threshold.scroll_into_view_if_needed()
-        explorer = page.locator(".widget-vbox", has=threshold).last
+        threshold, explorer = _run_and_find_explorer(page, base, token, notebook, "threshold", 300_000)
         errors = explorer.locator(".widget-label", has_text=re.compile(r"^threshold \d"))
         start = float(threshold.locator(".widget-readout").inner_text())
         expect(errors).to_have_text(re.compile(rf"^threshold {start:.2f}: \d+ false accepts"), timeout=WAIT_MS)
