@@ -1,4 +1,4 @@
-"""Student copies (nbgrader preprocessors) and the rendered book (Jupyter Book 1.x)."""
+"""Student copies (nbgrader preprocessors) and the rendered book (Jupyter Book 1.x), read offline in Chromium."""
 import re
 from pathlib import Path
 
@@ -8,6 +8,7 @@ from nbclient import NotebookClient
 
 from course_utils.instructor import SOLUTION_BEGIN, SOLUTION_END, build_book, course_notebooks, make_student_notebook
 from course_utils.instructor import make_student_version as make_student_version_into
+from lab_browser import chromium_page
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = course_notebooks(ROOT / "notebooks")
@@ -97,8 +98,14 @@ def test_restoring_the_solutions_makes_every_check_pass(path):
         assert "Well done" in message, f"check cell {check} said: {message!r}"
 
 
-def test_book_has_every_notebook_page_with_its_figures(tmp_path):
-    html = build_book(ROOT / "notebooks", tmp_path / "book")
+@pytest.fixture(scope="module")
+def book_html(tmp_path_factory) -> Path:
+    """The book built once for this module's tests; the folder holding index.html."""
+    return build_book(ROOT / "notebooks", tmp_path_factory.mktemp("book") / "book")
+
+
+def test_book_has_every_notebook_page_with_its_figures(book_html):
+    html = book_html
     assert (html / "index.html").exists()
     for path in NOTEBOOKS:
         page = html / f"{path.stem}.html"
@@ -110,6 +117,30 @@ def test_book_has_every_notebook_page_with_its_figures(tmp_path):
         assert all((html / src).exists() for src in shown)
         assert "colab.research.google.com" in page.read_text()  # launch links
 
+
+# What a formula looks like when MathJax has not typeset it.
+RAW_MATH = ("\\(", "\\[", "$$")
+
+
+def test_book_renders_its_formulas_offline(book_html):
+    """Opened with no network, every course page shows typeset formulas, never raw LaTeX,
+    in its text, its navigation and its title (MathJax ships with the book)."""
+    pages = [book_html / "intro.html"] + [book_html / f"{path.stem}.html" for path in NOTEBOOKS]
+    typeset = {}  # page name -> number of typeset formulas
+    with chromium_page() as page:
+        refused = []  # requests that would need the network
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (refused.append(route.request.url), route.abort()))
+        for html in pages:
+            page.goto(html.as_uri())
+            loaded = page.evaluate("() => window.MathJax?.startup?.promise ? MathJax.startup.promise.then(() => true) : false")
+            assert loaded, f"{html.name}: MathJax did not load without a network (refused: {refused})"
+            assert page.locator(".math:not(:has(mjx-container))").count() == 0, f"{html.name}: formulas left untypeset"
+            text = page.title() + "\n" + page.inner_text("body")
+            raw = [line for line in text.splitlines() if any(mark in line for mark in RAW_MATH)]
+            assert raw == [], f"{html.name} shows raw LaTeX: {raw}"
+            typeset[html.name] = page.locator("mjx-container").count()
+    assert typeset["01_distances.html"] > 0 and typeset["02_margin.html"] > 0, f"no typeset formula: {typeset}"
 
 def test_committed_student_copies_are_current(tmp_path):
     """student/ (what the README's Colab links open) must equal a fresh student build."""
