@@ -1,4 +1,8 @@
 """The generated face set: format, determinism, vectorised drawing, difficulty, gallery."""
+import os
+import subprocess
+import sys
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -64,7 +68,6 @@ def test_seed_0_draws_the_recorded_numbers():
     assert identities["skin_tone"].tolist() == pytest.approx([0.171161, 0.974545, 0.254626], abs=1e-6)
     shifts = faces._draw_pictures(4, seed=0, nuisance=1.0)["shift_x"]
     assert shifts.tolist() == pytest.approx([-0.042307, -0.003288, -0.049633, 0.022147], abs=1e-6)
-    # The pictures themselves, to within rounding: a pixel may land one 1/255 step apart elsewhere.
     images, _ = make_synthetic_faces(n_identities=2, images_per_identity=3, seed=0)
     means = images.view(6, -1).mean(dim=1).tolist()
     assert means == pytest.approx([0.504814, 0.417411, 0.595307, 0.366030, 0.477529, 0.251381], abs=1e-3)
@@ -88,13 +91,13 @@ def test_batch_drawing_equals_drawing_one_picture_at_a_time():
     images, labels = make_synthetic_faces(n_identities, per_identity, image_size=size, seed=5)
     identities = faces._draw_identities(n_identities, seed=5)
     pictures = faces._draw_pictures(n_identities * per_identity, seed=5, nuisance=1.0)
-    noise_uniforms = torch.rand(len(labels), 3, size, size, generator=faces.keyed_generator(5, faces._NOISE_STREAM))
+    noise_uniforms = torch.rand(len(labels), 3, size, size, generator=faces.keyed_generator(5, faces._NOISE_STREAM)).double()
     noise = (noise_uniforms - 0.5) * (12**0.5 * faces._NUISANCE_SPREADS["noise"])
     for i in range(len(labels)):
         params = {name: value[labels[i : i + 1]] for name, value in identities.items()}
         params.update({name: value[i : i + 1] for name, value in pictures.items()})
         one = faces._render(params, noise[i : i + 1], size)
-        assert torch.equal(one[0], images[i]), f"picture {i}"
+        assert torch.equal(one[0].float(), images[i]), f"picture {i}"
 
 
 def test_without_nuisance_all_pictures_of_a_person_are_identical():
@@ -180,8 +183,39 @@ def test_drawing_on_the_gpu_gives_the_same_pictures(small_set):
     images, labels = small_set
     on_gpu, gpu_labels = make_synthetic_faces(n_identities=12, images_per_identity=5, seed=0, device="cuda")
     assert on_gpu.device.type == "cuda" and torch.equal(gpu_labels.cpu(), labels)
-    # Same random numbers; the GPU's arithmetic may move a value across a rounding boundary.
-    assert float((on_gpu.cpu() - images).abs().max()) <= 1.5 / 255
+    # Same random numbers and float64 arithmetic: the same 8-bit pictures.
+    assert torch.equal(on_gpu.cpu(), images)
+
+
+# sha256 of make_synthetic_faces(seed=0) as 8-bit bytes: the same on every machine.
+SEED_0_SHA256 = "57449ed973f7cdf3ad8914cdc7593822f706e7e0d0276978c357b89a00059c47"
+_CHECKSUM_SCRIPT = """
+import hashlib, torch
+from course_utils.data import make_synthetic_faces
+images, labels = make_synthetic_faces(seed=0)
+pixels = (images * 255).round().to(torch.uint8)
+assert torch.equal(pixels.float() / 255, images), "pictures are not exact 8-bit levels"
+print(hashlib.sha256(pixels.numpy().tobytes() + labels.numpy().tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize(
+    "kernels",
+    [
+        {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "1"},
+        {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "2"},
+        {"OMP_NUM_THREADS": "2"},  # the best instruction set this CPU has
+    ],
+    ids=["scalar-1-thread", "avx2-2-threads", "native-2-threads"],
+)
+def test_the_default_face_set_is_the_same_bytes_under_every_kernel_setting(kernels):
+    """The 10,000 pictures of seed 0 are the same bytes whatever kernels torch picks."""
+    env = {key: value for key, value in os.environ.items() if key not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    result = subprocess.run(
+        [sys.executable, "-c", _CHECKSUM_SCRIPT], env={**env, **kernels}, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == SEED_0_SHA256
 
 
 def test_signed_distance_of_a_circle_is_exact():

@@ -16,8 +16,12 @@ How it is made:
   sharpness)`` computed on coordinate grids for a whole chunk of pictures at once, and
   painted over the picture with ``lerp``. There is no loop over pictures.
 * Pixels are rounded to multiples of 1/255, as in an 8-bit photograph. The random
-  numbers are the same on every machine; so are the pictures, except for the rare pixel
-  whose value lies on a rounding boundary and another CPU or a GPU rounds differently.
+  numbers are the same on every machine, and everything computed from them is computed
+  in float64: CPUs with other instruction sets (and GPUs) round the last bits of ``exp``,
+  ``sigmoid`` or a sum differently, but a float64 difference of a few units in the 16th
+  digit would have to fall exactly on a rounding boundary between two 8-bit levels to
+  change a pixel. So the pictures are the same bytes on every machine (a test compares
+  a checksum under several kernel settings).
 
 Difficulty: the nuisance strengths below (``nuisance=1``) were tuned so that one-shot
 identification by 1-nearest-neighbour on raw pixels (200 held-out persons of the default
@@ -164,14 +168,14 @@ def make_synthetic_faces(
     identities = _draw_identities(n_identities, seed)
     pictures = _draw_pictures(n_pictures, seed, nuisance)
     noise_generator = keyed_generator(seed, _NOISE_STREAM)
-    images = torch.empty(n_pictures, 3, image_size, image_size, device=device)
+    images = torch.empty(n_pictures, 3, image_size, image_size, device=device)  # float32, exact k / 255
     for start in range(0, n_pictures, CHUNK_SIZE):
         rows = slice(start, min(start + CHUNK_SIZE, n_pictures))
         who = labels[rows]
         params = {name: value[who].to(device) for name, value in identities.items()}
         params.update({name: value[rows].to(device) for name, value in pictures.items()})
         # Uniform pixel noise: (u - 1/2) has standard deviation 1 / sqrt(12).
-        uniforms = torch.rand(len(who), 3, image_size, image_size, generator=noise_generator)
+        uniforms = torch.rand(len(who), 3, image_size, image_size, generator=noise_generator).double()
         noise = (uniforms.to(device) - 0.5) * (math.sqrt(12) * _NUISANCE_SPREADS["noise"] * nuisance)
         images[rows] = _render(params, noise, image_size)
     return images, labels.to(device)
@@ -300,36 +304,38 @@ def _normal(uniforms: torch.Tensor) -> torch.Tensor:
 
 def _palette_pick(uniforms: torch.Tensor, palette) -> torch.Tensor:
     """(n, 3) colours: entry floor(u * len(palette)) of the palette for each uniform u."""
-    colours = torch.tensor(palette)
+    colours = torch.tensor(palette, dtype=uniforms.dtype)
     return colours[(uniforms * len(palette)).long().clamp(max=len(palette) - 1)]
 
 
 def _draw_identities(n_identities: int, seed: int) -> dict[str, torch.Tensor]:
     """Face attributes of every identity: a dict of (n_identities,) or (n_identities, 3) CPU tensors."""
-    uniforms = torch.rand(n_identities, len(_IDENTITY_RANGES), generator=keyed_generator(seed, _IDENTITY_STREAM))
+    # float32 draws (the stream the set was calibrated with), then float64 arithmetic.
+    uniforms = torch.rand(n_identities, len(_IDENTITY_RANGES), generator=keyed_generator(seed, _IDENTITY_STREAM)).double()
     raw = dict(zip(_IDENTITY_RANGES, uniforms.unbind(dim=1)))
     face = {name: low + (high - low) * raw[name] for name, (low, high) in _IDENTITY_RANGES.items()}
     tone = raw["skin_tone"].unsqueeze(1)
     jitter = torch.stack([face["skin_red"], face["skin_green"], face["skin_blue"]], dim=1)
-    face["skin"] = (torch.tensor(_LIGHT_SKIN) * (1 - tone) + torch.tensor(_DARK_SKIN) * tone + jitter).clamp(0, 1)
+    light, dark = torch.tensor(_LIGHT_SKIN, dtype=tone.dtype), torch.tensor(_DARK_SKIN, dtype=tone.dtype)
+    face["skin"] = (light * (1 - tone) + dark * tone + jitter).clamp(0, 1)
     hair_jitter = torch.stack([face["hair_red"], face["hair_green"], face["hair_blue"]], dim=1)
     face["hair"] = (_palette_pick(raw["hair_colour"], _HAIR_PALETTE) + hair_jitter).clamp(0, 1)
     face["iris"] = _palette_pick(raw["iris_colour"], _IRIS_PALETTE)
     face["frame"] = _palette_pick(raw["glasses_colour"], _FRAME_PALETTE)
-    red_lips = torch.tensor((0.72, 0.22, 0.25))
-    pale_lips = face["skin"] * torch.tensor((0.85, 0.6, 0.6))
+    red_lips = torch.tensor((0.72, 0.22, 0.25), dtype=tone.dtype)
+    pale_lips = face["skin"] * torch.tensor((0.85, 0.6, 0.6), dtype=tone.dtype)
     redness = 0.6 * raw["lip_redness"].unsqueeze(1)
     face["lips"] = pale_lips * (1 - redness) + red_lips * redness
-    face["wears_glasses"] = (raw["glasses"] < GLASSES_FRACTION).float()
-    face["has_beard"] = (raw["beard"] < BEARD_FRACTION).float()
-    face["has_moustache"] = (raw["moustache"] < MOUSTACHE_FRACTION).float()
-    face["long_hair"] = (raw["hair_length"] >= LONG_HAIR_FROM).float()
+    face["wears_glasses"] = (raw["glasses"] < GLASSES_FRACTION).double()
+    face["has_beard"] = (raw["beard"] < BEARD_FRACTION).double()
+    face["has_moustache"] = (raw["moustache"] < MOUSTACHE_FRACTION).double()
+    face["long_hair"] = (raw["hair_length"] >= LONG_HAIR_FROM).double()
     return face
 
 
 def _draw_pictures(n_pictures: int, seed: int, nuisance: float) -> dict[str, torch.Tensor]:
     """Nuisances of every picture: a dict of (n_pictures,) or (n_pictures, 3) CPU tensors."""
-    uniforms = torch.rand(n_pictures, len(_PICTURE_COLUMNS), generator=keyed_generator(seed, _PICTURE_STREAM))
+    uniforms = torch.rand(n_pictures, len(_PICTURE_COLUMNS), generator=keyed_generator(seed, _PICTURE_STREAM)).double()
     raw = dict(zip(_PICTURE_COLUMNS, uniforms.unbind(dim=1)))
     spread = {name: value * nuisance for name, value in _NUISANCE_SPREADS.items()}
     picture = {name: _normal(raw[name]) * spread[name] for name in ("shift_x", "shift_y", "rotation", "expression")}
@@ -349,7 +355,7 @@ def _draw_pictures(n_pictures: int, seed: int, nuisance: float) -> dict[str, tor
     picture["brow_raise"] = _normal(raw["brow_raise"]) * spread["brow_raise"]
     picture["gaze_x"] = _normal(raw["gaze_x"]) * spread["gaze"]
     picture["gaze_y"] = _normal(raw["gaze_y"]) * spread["gaze"]
-    picture["has_occluder"] = (raw["occluder"] < min(spread["occluder"], 1.0)).float()
+    picture["has_occluder"] = (raw["occluder"] < min(spread["occluder"], 1.0)).double()
     picture["occluder_x"] = raw["occluder_x"] * 1.6 - 0.8
     picture["occluder_y"] = raw["occluder_y"] * 1.6 - 0.8
     picture["occluder_width"] = 0.15 + 0.3 * raw["occluder_width"]  # half-widths, image units
@@ -404,15 +410,15 @@ def _render(params: dict[str, torch.Tensor], noise: torch.Tensor, size: int) -> 
     """Draw a chunk of n pictures.
 
     Args:
-        params: identity attributes and picture nuisances, (n,) or (n, 3) tensors on one device.
-        noise: (n, 3, size, size) pixel noise on the same device.
+        params: identity attributes and picture nuisances, (n,) or (n, 3) float64 tensors on one device.
+        noise: (n, 3, size, size) float64 pixel noise on the same device.
         size: picture side in pixels.
     Returns:
         (n, 3, size, size) pictures in [0, 1], rounded to multiples of 1/255.
     """
     n = noise.shape[0]
     # Pixel centres in image units: the picture spans [-1, 1] both ways, y points down.
-    coords = (torch.arange(size, device=noise.device, dtype=torch.float32) + 0.5) * (2 / size) - 1
+    coords = (torch.arange(size, device=noise.device, dtype=torch.float64) + 0.5) * (2 / size) - 1
     x, y = coords.view(1, 1, size), coords.view(1, size, 1)
     p = {name: value.view(n, 1, 1) for name, value in params.items() if value.dim() == 1}
     colour = {name: value for name, value in params.items() if value.dim() == 2}
@@ -454,7 +460,7 @@ def _render(params: dict[str, torch.Tensor], noise: torch.Tensor, size: int) -> 
     # Eyes: white, then the iris (which follows the gaze and hides behind the eyelids).
     eye_u, eye_v, eye_width = p["eye_spacing"], p["eye_height"], p["eye_width"]
     eye = _soft(_ellipse(side, v, eye_u, eye_v, eye_width, p["eye_opening"] * p["eye_open"]), sharpness)
-    _paint(image, torch.tensor(_EYE_WHITE, device=noise.device).expand(n, 3), eye)
+    _paint(image, torch.tensor(_EYE_WHITE, device=noise.device, dtype=eye.dtype).expand(n, 3), eye)
     # In mirrored coordinates a gaze to the right moves the right iris out and the left one in.
     iris_u = eye_u + p["gaze_x"] * eye_width * torch.sign(u)
     iris_radius = p["iris_size"] * p["eye_opening"]
