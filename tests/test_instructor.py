@@ -142,6 +142,7 @@ def test_book_renders_its_formulas_offline(book_html):
             typeset[html.name] = page.locator("mjx-container").count()
     assert typeset["01_distances.html"] > 0 and typeset["02_margin.html"] > 0, f"no typeset formula: {typeset}"
 
+
 def test_committed_student_copies_are_current(tmp_path):
     """student/ (what the README's Colab links open) must equal a fresh student build."""
     fresh = {p.name: p for p in make_student_version_into(ROOT / "notebooks", tmp_path)}
