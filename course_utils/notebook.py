@@ -3,6 +3,9 @@
 ``settings = setup(seed=0)`` seeds every random generator, picks the device, decides
 between the quick mode (CPU, what the stored notebooks and the tests run) and the
 full mode (chosen by itself on a GPU), and makes figures small PNGs.
+
+``check_claim`` prints the one line a notebook's checked cell compares: whether a claim
+made from a trained or measured number holds on this run.
 """
 from __future__ import annotations
 
@@ -98,3 +101,28 @@ def setup(seed: int = 0, mode: str = "auto", device: str = "auto") -> Settings:
     settings = Settings(device=chosen, quick=mode == "quick", seed=seed, data_dir=data_dir)
     print(f"Course set-up: {settings}")
     return settings
+
+
+def check_claim(statement: str, holds, measured: str = "") -> bool:
+    """Print whether a claim the lesson makes from measured numbers holds on this run.
+
+    Trained numbers differ in their last digits between machines, thread counts and GPUs
+    (PyTorch picks its kernels by instruction set, and training amplifies the rounding).
+    So a notebook prints such numbers in a cell that is not compared, and checks the claim
+    it makes from them here, with a tolerance or an ordering chosen from the spread
+    measured over seeds and machines: the printed line is the same everywhere as long as
+    the claim holds, and says plainly when it does not.
+
+    Args:
+        statement: the claim in words, e.g. "semi-hard beats random by at least 0.05".
+        holds: whether the numbers of this run satisfy it (a bool or a one-element tensor).
+        measured: the numbers behind the claim, printed only when it does not hold.
+    Returns:
+        bool(holds).
+    """
+    holds = bool(holds)
+    if holds:
+        print(f"holds: {statement}")
+    else:
+        print(f"DOES NOT HOLD on this run: {statement}" + (f" (measured: {measured})" if measured else ""))
+    return holds
