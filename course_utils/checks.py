@@ -20,10 +20,12 @@ Adding a check for a new exercise (notebooks 04-08 do it the same way):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import zip_longest
 from typing import Callable
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from . import reference
 
@@ -111,6 +113,11 @@ class Exercise:
         mistakes: typical mistakes, most specific first.
         error_hints: advice for typical exceptions.
         needs_gradient: the answer must stay attached to the autograd graph.
+        show: (answer, expected) -> the lines showing a wrong answer beside the expected one;
+            None shows both as short flat lists.
+        shape_hint: the advice when a wrong answer has the wrong shape and no known mistake explains it.
+        after_cases: further checks run once every case has the right numbers, in order; each is
+            called as check(function, exercise) and returns a CheckResult that stops the check, or None.
     """
 
     name: str
@@ -120,6 +127,10 @@ class Exercise:
     mistakes: tuple[Mistake, ...]
     error_hints: tuple[ErrorHint, ...] = field(default_factory=tuple)
     needs_gradient: bool = True
+    show: Callable[[torch.Tensor, torch.Tensor], str] | None = None
+    shape_hint: str = ("Check which dimension you reduce (dim=1 adds up the coordinates of each row) "
+                       "and whether you kept an extra dimension.")
+    after_cases: tuple[Callable[..., CheckResult | None], ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -155,12 +166,13 @@ def _describe_args(args: tuple) -> str:
 
 
 def _matches(answer, target: torch.Tensor) -> bool:
-    """Same shape and the same numbers up to float32 round-off."""
+    """Same shape and the same numbers up to float32 round-off (nan only where the target has nan,
+    so a mistake that produces nan can be recognised; no reference answer contains nan)."""
     return (
         isinstance(answer, torch.Tensor)
         and answer.shape == target.shape
         and bool(torch.allclose(answer.detach().double(), target.double(),
-                                rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE))
+                                rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE, equal_nan=True))
     )
 
 
@@ -227,15 +239,14 @@ def _diagnose_wrong_answer(exercise: Exercise, failing: int, answers: list, expe
     """Explain the wrong answer to case number `failing`: by a known mistake that reproduces it, else by the numbers."""
     case, answer = exercise.cases[failing], answers[failing]
     found = find_mistake(exercise, failing, answers, _matches)
-    got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
-           f"    your answer: {_show(answer)}\n    expected:    {_show(expected)}")
+    shown = (exercise.show(answer, expected) if exercise.show is not None
+             else f"    your answer: {_show(answer)}\n    expected:    {_show(expected)}")
+    got = f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n{shown}"
     if found is not None:
         return _fail(exercise, "gives a wrong answer.", f"{got}\n  Hint: {found.hint}", found.name)
     if answer.shape != expected.shape:
         return _fail(exercise, f"returns shape {tuple(answer.shape)} where {tuple(expected.shape)} is expected.",
-                     f"{got}\n  Hint: it should return {exercise.returns}. Check which dimension you reduce "
-                     "(dim=1 adds up the coordinates of each row) and whether you kept an extra dimension.",
-                     "wrong_shape")
+                     f"{got}\n  Hint: it should return {exercise.returns}. {exercise.shape_hint}", "wrong_shape")
     return _fail(exercise, "gives a wrong answer.",
                  f"{got}\n  Hint: compute this case by hand, step by step, and compare with your code.", None)
 
@@ -303,6 +314,10 @@ def _run_cases(function, exercise: Exercise) -> CheckResult:
                          "flow back to the encodings.\n  Hint: build the result with torch operations on "
                          "the inputs; torch.tensor(...), .detach(), .item() or .numpy() cut the graph.",
                          "detached")
+    for further_check in exercise.after_cases:
+        verdict = further_check(function, exercise)
+        if verdict is not None:
+            return verdict
     count = len(exercise.cases)
     return CheckResult(exercise.name, True, f"Well done: {exercise.name} is correct on all {count} test cases.")
 
@@ -389,7 +404,7 @@ def check_squared_distance(function) -> CheckResult:
 
 
 # ---------------------------------------------------------------------------
-# Notebook 01 (challenge): the vectorised matrix of all squared distances.
+# Notebook 01: the vectorised matrix of all squared distances.
 
 
 def _expansion(x: torch.Tensor, row_norms: float = 1.0, cross: float = -2.0, column_norms: float = 1.0) -> torch.Tensor:
@@ -400,11 +415,136 @@ def _expansion(x: torch.Tensor, row_norms: float = 1.0, cross: float = -2.0, col
     return row_norms * squared_norms[:, None] + cross * (x @ x.T) + column_norms * squared_norms[None, :]
 
 
+def _table(value: torch.Tensor, differs: torch.Tensor | None) -> list[str]:
+    """The rows of a 1-D or 2-D tensor as text, 4 decimals, an entry that differs marked with *."""
+    rows = value.detach().double().reshape(-1 if value.dim() == 2 else 1, value.shape[-1] if value.dim() else 1)
+    marks = (differs.reshape(rows.shape) if differs is not None else torch.zeros(rows.shape, dtype=torch.bool))
+    return ["".join(f"{v:9.4f}{'*' if m else ' '}" for v, m in zip(row, mark))
+            for row, mark in zip(rows.tolist(), marks.tolist())]
+
+
+def show_side_by_side(answer, expected: torch.Tensor, largest: int = 6) -> str:
+    """A wrong answer and the expected one as small tables next to each other; entries that differ get a *.
+
+    Falls back to the short flat lists when either is larger than largest x largest or has more
+    than two dimensions.
+
+    Args:
+        answer: what the learner's function returned (a tensor).
+        expected: the reference answer.
+        largest: the most rows and columns shown.
+    Returns:
+        the lines, indented for a check's message.
+    """
+    def fits(value) -> bool:
+        return isinstance(value, torch.Tensor) and 1 <= value.dim() <= 2 and max(value.shape) <= largest
+
+    if not (fits(answer) and fits(expected)):
+        return f"    your answer: {_show(answer)}\n    expected:    {_show(expected)}"
+    differs = None
+    if answer.shape == expected.shape:
+        differs = ~torch.isclose(answer.detach().double(), expected.double(),
+                                 rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE)
+    left = [f"your answer, shape {tuple(answer.shape)}"] + _table(answer, differs)
+    right = [f"expected, shape {tuple(expected.shape)}"] + _table(expected, None)
+    width = max(len(line) for line in left) + 4
+    lines = [f"    {a:<{width}}{b}".rstrip() for a, b in zip_longest(left, right, fillvalue="")]
+    if differs is not None and differs.any():
+        lines.append("    (* marks the entries of your answer that differ from the expected ones)")
+    return "\n".join(lines)
+
+
 NORMS_SAME_AXIS_HINT = (
     "both squared-norm terms were added along the same axis. One must be a column, shape (n, 1), "
     "the other a row, shape (1, n): sq[:, None] - 2 * x @ x.T + sq[None, :]."
 )
 ONE_NORM_MISSING_HINT = "one squared-norm term is missing: ||x_i - x_j||² = ||x_i||² - 2 x_i·x_j + ||x_j||²."
+
+
+def _near_duplicates(seed: int, n: int, d: int) -> torch.Tensor:
+    """3n points in d-D with coordinates between 1000 and 2000: n points, an exact copy of each, and
+    a copy nudged by 0.001 in some coordinates. Their squared distances are 0 or about 1e-5, far
+    below the float32 round-off of ||x_i||² - 2 x_i·x_j + ||x_j||² (about 1 at this size), so
+    the expansion without a clamp gives some negative entries there."""
+    generator = torch.Generator().manual_seed(seed)
+    base = 1000 * (1 + torch.rand(n, d, generator=generator))
+    nudge = torch.randint(-1, 2, (n, d), generator=generator).float() * 1e-3
+    return torch.cat([base, base, base + nudge])
+
+
+ROUND_OFF_CASE = Case("36 points in 16-D with large coordinates, each with a copy and a near copy",
+                      (_near_duplicates(14, 12, 16),))
+LOOP_CASE = Case("100 points in 3-D", (_random(15, 100, 3),))
+
+
+class _TooManyTorchCalls(BaseException):
+    """Raised inside a learner's function once it has made more torch calls than a vectorised answer could.
+
+    A BaseException, so that an `except Exception` in the learner's code cannot swallow it."""
+
+
+class _CountTorchCalls(TorchFunctionMode):
+    """Counts the torch functions and tensor methods a piece of code calls (nested calls inside one
+    torch function are not counted); past `limit` it stops the code by raising _TooManyTorchCalls."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit, self.calls = limit, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        if self.calls > self.limit:
+            raise _TooManyTorchCalls()
+        return func(*args, **(kwargs or {}))
+
+
+def _no_negative_distance(function, exercise: Exercise) -> CheckResult | None:
+    """Fail when the answer on near-duplicate points with large coordinates has a negative entry."""
+    answers = collect_answers(function, replace(exercise, cases=(ROUND_OFF_CASE,)), exercise.needs_gradient)
+    if isinstance(answers, CheckResult):
+        return answers
+    (x,), answer = ROUND_OFF_CASE.args, answers[0]
+    if not isinstance(answer, torch.Tensor) or answer.shape != (len(x), len(x)):
+        shown = f"shape {tuple(answer.shape)}" if isinstance(answer, torch.Tensor) else f"a {type(answer).__name__}"
+        return _fail(exercise, f"returns {shown} on the test case \"{ROUND_OFF_CASE.description}\".",
+                     f"  Expected {exercise.returns}, here shape {(len(x), len(x))}.\n"
+                     "  Hint: make your function work for any number of points n and any size d.", "wrong_shape")
+    smallest = answer.detach().min()
+    if not smallest < 0:
+        return None
+    i, j = divmod(int(answer.detach().argmin()), len(x))
+    true = float(((x[i].double() - x[j].double()) ** 2).sum())
+    return _fail(
+        exercise, f"gives negative squared distances on the test case \"{ROUND_OFF_CASE.description}\".",
+        f"  {int((answer.detach() < 0).sum())} entries are negative; the smallest is {float(smallest):.4f}, at row {i}, "
+        f"column {j}, where the true squared distance is {true:.6f}.\n"
+        "  Hint: in float32, ||x_i||² - 2 x_i·x_j + ||x_j||² subtracts numbers of about 10^7 that agree in every "
+        "digit float32 keeps, so what is left is round-off, negative as often as positive. A squared distance "
+        "is never negative: finish with .clamp(min=0), as the exercise asks.", "no_clamp")
+
+
+def _no_python_loop(function, exercise: Exercise) -> CheckResult | None:
+    """Fail when the function makes more torch calls than there are points: a loop over points or pairs.
+
+    A vectorised answer makes the same few calls (about 2 to 15) for any number of points; a loop
+    makes at least one per point, so on 100 points the two cannot be confused."""
+    inputs = _fresh_copies(LOOP_CASE.args, exercise.needs_gradient)
+    counter = _CountTorchCalls(limit=len(inputs[0]))
+    try:
+        with counter:
+            function(*inputs)
+    except _TooManyTorchCalls:
+        return _fail(
+            exercise, "gives the right numbers, but with a Python loop.",
+            f"  On the test case \"{LOOP_CASE.description}\" it made more than {counter.limit} tensor operations, more "
+            "than one per point; a vectorised answer makes the same handful for any number of points.\n"
+            "  Hint: a loop takes one Python step per point or per pair, far too slow for real batches (see the "
+            "timing above). Build all pairs at once: the broadcast difference x[:, None, :] - x[None, :, :], or the "
+            "expansion with x @ x.T.", "python_loop")
+    except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
+        return _diagnose_exception(exercise, LOOP_CASE, error)
+    return None
+
 
 DISTANCE_MATRIX = Exercise(
     name="distance_matrix",
@@ -420,7 +560,12 @@ DISTANCE_MATRIX = Exercise(
                 "these are plain Euclidean distances. The course's d is the square ||x_i - x_j||²: "
                 "drop the square root (torch.cdist gives plain distances; square them)."),
         Mistake("no_sum", lambda x: (x.double()[:, None, :] - x.double()[None, :, :]) ** 2,
-                "the result still has the coordinate dimension, shape (n, n, d). Add it up with .sum(dim=-1)."),
+                "the result still has the coordinate dimension, shape (n, n, d). Add it up with .sum(dim=2) "
+                "(or .sum(dim=-1), the last dimension)."),
+        Mistake("broadcast_sum_wrong_axis", lambda x: ((x.double()[:, None, :] - x.double()[None, :, :]) ** 2).sum(dim=1),
+                "you added up over the points instead of the coordinates. The broadcast difference "
+                "x[:, None, :] - x[None, :, :] has shape (n, n, d): dims 0 and 1 are the two points of a pair, "
+                "dim 2 the coordinates. Add up with .sum(dim=2) (or .sum(dim=-1))."),
         Mistake("cross_term_sign", lambda x: _expansion(x, cross=2.0),
                 "check the sign of the cross term: ||x_i - x_j||² = ||x_i||² - 2 x_i·x_j + ||x_j||²."),
         Mistake("cross_term_factor", lambda x: _expansion(x, cross=-1.0),
@@ -430,11 +575,21 @@ DISTANCE_MATRIX = Exercise(
         Mistake("one_norm_missing", lambda x: _expansion(x, column_norms=0.0), ONE_NORM_MISSING_HINT),
         Mistake("one_norm_missing", lambda x: _expansion(x, row_norms=0.0), ONE_NORM_MISSING_HINT),
     ),
+    show=show_side_by_side,
+    shape_hint=("The broadcast difference x[:, None, :] - x[None, :, :] has shape (n, n, d), its coordinates on "
+                "dim=2, so add up with .sum(dim=2); with the expansion, one squared-norm term must be a column "
+                "(n, 1) and the other a row (1, n)."),
+    after_cases=(_no_negative_distance, _no_python_loop),
 )
 
 
 def check_distance_matrix(function) -> CheckResult:
-    """Check a learner's distance_matrix(x): (n, d) -> (n, n) of ||x_i - x_j||^2."""
+    """Check a learner's distance_matrix(x): (n, d) -> (n, n) of ||x_i - x_j||^2.
+
+    Beyond the numbers on small cases it holds the answer to what the exercise asks: no negative
+    entry where round-off strikes (near-duplicate points with large coordinates), and no Python
+    loop (counted in torch calls on 100 points, never timed).
+    """
     return run_check(function, DISTANCE_MATRIX)
 
 

@@ -5,6 +5,7 @@ derived from the mistake models inside course_utils.checks, so these tests show 
 real mistaken code is recognised.
 """
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,6 +20,8 @@ from course_utils.checks import (
     check_distance_matrix,
     check_squared_distance,
     check_triplet_loss,
+    run_check,
+    show_side_by_side,
 )
 
 
@@ -153,26 +156,116 @@ def distance_matrix(x):
     return (squares[:, None] - 2 * x @ x.T + squares[None, :]).clamp(min=0)
 
 
+def distance_matrix_without_clamp(x):
+    squares = (x * x).sum(dim=1)
+    return squares[:, None] - 2 * x @ x.T + squares[None, :]
+
+
+def distance_matrix_pair_loop(x):
+    n = x.shape[0]
+    out = torch.zeros(n, n)
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = ((x[i] - x[j]) ** 2).sum()
+    return out
+
+
+def distance_matrix_row_loop(x):
+    return torch.stack([((row - x) ** 2).sum(dim=1) for row in x])
+
+
+def distance_matrix_loop_inside_try(x):
+    """A loop wrapped in `except Exception`: the check's stop must get through it."""
+    try:
+        return distance_matrix_pair_loop(x)
+    except Exception:  # noqa: BLE001
+        return distance_matrix(x)
+
+
+def distance_matrix_long_but_vectorised(x):
+    """Many small steps, still a fixed number of them whatever the number of points."""
+    x = x.double()
+    rows, columns = x.unsqueeze(1), x.unsqueeze(0)
+    difference = rows.expand(-1, x.shape[0], -1) - columns.expand(x.shape[0], -1, -1)
+    squared = difference.pow(2)
+    total = squared.sum(dim=2)
+    total = total.float().contiguous().clone()
+    total = torch.clamp(total, min=0.0)
+    total = (total + total.T) / 2
+    return total.reshape(x.shape[0], x.shape[0])
+
+
 DISTANCE_MATRIX_MISTAKES = {
     "not_squared": lambda x: torch.cdist(x, x),
     "no_sum": lambda x: (x[:, None, :] - x[None, :, :]) ** 2,
+    "broadcast_sum_wrong_axis": lambda x: ((x[:, None, :] - x[None, :, :]) ** 2).sum(dim=1),
     "cross_term_sign": lambda x: (x * x).sum(1)[:, None] + 2 * x @ x.T + (x * x).sum(1)[None, :],
     "cross_term_factor": lambda x: (x * x).sum(1)[:, None] - x @ x.T + (x * x).sum(1)[None, :],
     "norms_same_axis": lambda x: (x * x).sum(1) - 2 * x @ x.T + (x * x).sum(1),
     "one_norm_missing": lambda x: (x * x).sum(1)[:, None] - 2 * x @ x.T,
+    "no_clamp": distance_matrix_without_clamp,
+    "python_loop": distance_matrix_pair_loop,
 }
 
 
-def test_distance_matrix_correct_solutions_pass():
-    assert check_distance_matrix(distance_matrix)
-    assert check_distance_matrix(lambda x: ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
-    assert check_distance_matrix(lambda x: torch.cdist(x, x) ** 2)
+@pytest.mark.parametrize("solution", [
+    distance_matrix,
+    lambda x: ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1),
+    lambda x: ((x[:, None, :] - x[None, :, :]) ** 2).sum(dim=2),
+    lambda x: torch.cdist(x, x) ** 2,
+    lambda x: torch.relu(distance_matrix_without_clamp(x)),
+    lambda x: distance_matrix_without_clamp(x).clamp_min(0),
+    lambda x: torch.vmap(lambda row: ((row - x) ** 2).sum(dim=1))(x),
+    distance_matrix_long_but_vectorised,
+])
+def test_distance_matrix_correct_solutions_pass(solution, capsys):
+    result = check_distance_matrix(solution)
+    assert result.passed, result.message
+    assert capsys.readouterr().out.startswith("Well done: distance_matrix is correct")
 
 
 @pytest.mark.parametrize("mistake", sorted(DISTANCE_MATRIX_MISTAKES))
 def test_distance_matrix_mistakes_get_their_own_hint(mistake):
     result = check_distance_matrix(DISTANCE_MATRIX_MISTAKES[mistake])
     assert not result and result.mistake == mistake
+
+
+@pytest.mark.parametrize("loop", [distance_matrix_pair_loop, distance_matrix_row_loop, distance_matrix_loop_inside_try])
+def test_distance_matrix_python_loop_is_named_whatever_its_form(loop):
+    result = check_distance_matrix(loop)
+    assert not result and result.mistake == "python_loop"
+    assert "Python loop" in result.message and "x[:, None, :] - x[None, :, :]" in result.message
+
+
+def test_distance_matrix_without_clamp_is_caught_on_round_off():
+    """Correct on the small cases, negative where points nearly coincide at large coordinates."""
+    small_cases_only = replace(DISTANCE_MATRIX, after_cases=())
+    assert run_check(distance_matrix_without_clamp, small_cases_only).passed
+    result = check_distance_matrix(distance_matrix_without_clamp)
+    assert result.mistake == "no_clamp"
+    assert "negative" in result.message and ".clamp(min=0)" in result.message
+
+
+def test_distance_matrix_wrong_answer_is_shown_as_two_small_matrices():
+    result = check_distance_matrix(lambda x: distance_matrix(x) + 1)
+    assert result.mistake is None
+    lines = result.message.splitlines()
+    header = next(line for line in lines if "your answer, shape (3, 3)" in line)
+    assert "expected, shape (3, 3)" in header
+    # Row 0 of the 3-4-5 example: the learner's 1, 26, 2 (all marked) beside the expected 0, 25, 1.
+    row = lines[lines.index(header) + 1].split()
+    assert row == ["1.0000*", "26.0000*", "2.0000*", "0.0000", "25.0000", "1.0000"]
+
+
+def test_distance_matrix_wrong_shape_hint_puts_the_coordinates_on_dim_2():
+    result = check_distance_matrix(lambda x: ((x[:, None, :] - x[None, :, :]) ** 2).sum(dim=1)[:, :1])
+    assert result.mistake == "wrong_shape"
+    assert "dim=2" in result.message and "dim=1 adds up" not in result.message
+
+
+def test_side_by_side_falls_back_to_flat_lists_for_large_answers():
+    shown = show_side_by_side(torch.zeros(7, 7), torch.ones(7, 7))
+    assert "your answer: [0.0000" in shown and "expected:    [1.0000" in shown
 
 
 # --- triplet loss (notebook 02) ---------------------------------------------------
