@@ -318,7 +318,7 @@ def _run_cases(function, exercise: Exercise) -> CheckResult:
         verdict = further_check(function, exercise)
         if verdict is not None:
             return verdict
-    count = len(exercise.cases)
+    count = len(exercise.cases) + len(exercise.after_cases)
     return CheckResult(exercise.name, True, f"Well done: {exercise.name} is correct on all {count} test cases.")
 
 
