@@ -103,7 +103,7 @@ def setup(seed: int = 0, mode: str = "auto", device: str = "auto") -> Settings:
     return settings
 
 
-def check_claim(statement: str, holds, measured: str = "") -> bool:
+def check_claim(statement: str, holds, measured: str = "") -> None:
     """Print whether a claim the lesson makes from measured numbers holds on this run.
 
     Trained numbers differ in their last digits between machines, thread counts and GPUs
@@ -117,12 +117,10 @@ def check_claim(statement: str, holds, measured: str = "") -> bool:
         statement: the claim in words, e.g. "semi-hard beats random by at least 0.05".
         holds: whether the numbers of this run satisfy it (a bool or a one-element tensor).
         measured: the numbers behind the claim, printed only when it does not hold.
-    Returns:
-        bool(holds).
+
+    It returns nothing, so that a claim on a cell's last line adds no "True" to the output.
     """
-    holds = bool(holds)
-    if holds:
+    if bool(holds):
         print(f"holds: {statement}")
     else:
         print(f"DOES NOT HOLD on this run: {statement}" + (f" (measured: {measured})" if measured else ""))
-    return holds
