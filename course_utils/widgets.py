@@ -183,6 +183,17 @@ def draw_margin(state: MarginState, d_max: float = DISTANCE_MAX) -> Figure:
     return figure
 
 
+def picture_widget() -> widgets.Image:
+    """An empty PNG picture for an explorer, shown at the size it was drawn.
+
+    An explorer is a VBox, a flex column whose children stretch across its whole width by
+    default; an image stretched that way is scaled up to the page width, blurred and taller
+    than the screen. Aligned to the start it keeps its own width (and still shrinks to fit a
+    narrow page: JupyterLab caps images at 100 % of the width).
+    """
+    return widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
+
+
 def figure_png(figure: Figure) -> bytes:
     """Render a Figure to PNG bytes (for an ipywidgets Image)."""
     if not isinstance(figure, Figure):
@@ -205,7 +216,7 @@ class SliderExplorer(widgets.VBox):
                  draw: Callable[[float], Figure]):
         self.slider, self.describe, self.draw = slider, describe, draw
         self.label = widgets.Label()
-        self.picture = widgets.Image(format="png")
+        self.picture = picture_widget()
         super().__init__(children=[slider, self.label, self.picture])
         slider.observe(self._redraw, names="value")
         self._redraw()
@@ -249,7 +260,7 @@ class MarginExplorer(widgets.VBox):
             readout_format=".2f", continuous_update=False, style=style, layout=layout)
         self.loss_label = widgets.Label()
         self.verdict_label = widgets.Label()
-        self.picture = widgets.Image(format="png")
+        self.picture = picture_widget()
         super().__init__(children=[self.alpha_slider, self.d_ap_slider, self.d_an_slider,
                                    self.loss_label, self.verdict_label, self.picture])
         for slider in (self.alpha_slider, self.d_ap_slider, self.d_an_slider):
@@ -296,7 +307,10 @@ class ToyStepExplorer(SliderExplorer):
         super().__init__(slider, lambda step: toy_step_summary(self.history, step), self._figure)
 
     def _figure(self, step: int) -> Figure:
-        figure = Figure(figsize=(4.5, 4.0))
-        figure.subplots_adjust(left=0.18, right=0.95, bottom=0.13, top=0.87)
-        draw_toy_step(figure.add_subplot(), self.history, step)
+        # Drawn at its own size (see picture_widget); the legend names the colours.
+        figure = Figure(figsize=(6.0, 3.6))
+        figure.subplots_adjust(left=0.12, right=0.76, bottom=0.14, top=0.86)
+        ax = figure.add_subplot()
+        draw_toy_step(ax, self.history, step)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
         return figure

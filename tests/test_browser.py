@@ -2,8 +2,9 @@
 
 Starts JupyterLab on 127.0.0.1 in a temporary copy of the notebook, runs all cells, moves
 a slider and checks that the displayed numbers are what the tested compute functions give
-(course_utils.widgets for notebook 02, course_utils.triplet_kinds for notebook 05,
-course_utils.recognition.threshold_summary for notebook 07).
+(course_utils.widgets for notebooks 02 and 03, course_utils.triplet_kinds for notebook 05,
+course_utils.recognition.threshold_summary for notebook 07). The pictures of 02 and 03 must be
+shown at the size they were drawn, not stretched to the page width.
 A screenshot is saved under build/test-artifacts/. When Chromium is missing the test
 fails with a message saying so: it is never skipped silently.
 """
@@ -13,7 +14,8 @@ import nbformat
 from playwright.sync_api import expect
 
 from course_utils.widgets import margin_state
-from lab_browser import ARTIFACTS, ROOT, chromium_page, jupyter_lab, open_and_run_all, slider, widget_problems
+from lab_browser import (ARTIFACTS, ROOT, chromium_page, jupyter_lab, open_and_run_all, printed_lines, slider,
+                         widget_problems)
 
 WAIT_MS = 60_000
 
@@ -43,6 +45,22 @@ def _assert_redrawn_and_save(page, explorer, picture_before: str, filename: str)
     explorer.screenshot(path=str(ARTIFACTS / filename))
 
 
+def _assert_drawn_at_own_size(explorer) -> None:
+    """The explorer's picture is shown at most as wide as it was drawn: not stretched to the page width."""
+    shown, drawn = explorer.locator("img").first.evaluate("img => [img.clientWidth, img.naturalWidth]")
+    assert 0 < shown <= drawn, f"the picture is shown {shown} px wide but was drawn {drawn} px wide"
+
+
+def _stored_line(notebook: str, prefix: str) -> str:
+    """The first stored output line of the notebook starting with prefix (output-checked by nbval)."""
+    for cell in nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            for line in output.get("text", "").splitlines():
+                if line.startswith(prefix):
+                    return line
+    raise AssertionError(f"{notebook} has no stored line starting {prefix!r}; re-run `make notebooks`.")
+
+
 def test_margin_explorer_alpha_slider_in_jupyterlab():
     with jupyter_lab(["02_margin.ipynb"]) as (base, token), chromium_page() as page:
         alpha, explorer = _run_and_find_explorer(page, base, token, "02_margin.ipynb", "alpha", 150_000)
@@ -51,6 +69,7 @@ def test_margin_explorer_alpha_slider_in_jupyterlab():
         start = margin_state(0.2, 0.5, 0.51)
         expect(loss_label).to_have_text(start.loss_text, timeout=WAIT_MS)
         expect(verdict_label).to_have_text(start.verdict_text, timeout=WAIT_MS)
+        _assert_drawn_at_own_size(explorer)
 
         # Drag the alpha handle to the right with the mouse, then read where it landed.
         picture_before = explorer.locator("img").first.get_attribute("src")
@@ -78,24 +97,27 @@ def test_margin_explorer_alpha_slider_in_jupyterlab():
         assert widget_problems(page) == []
 
 
-def _stored_counts(notebook: str, alpha: float) -> str:
-    """The counts line for one alpha from notebook 05's output-checked table (verified by nbval)."""
-    cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
-    table = next(c for c in cells if c.cell_type == "code" and "for alpha in (" in c.source and "triplet_kind_counts" in c.source)
-    lines = "".join(o.get("text", "") for o in table.outputs).splitlines()
-    return next(line.split(": ", 1)[1] for line in lines if line.startswith(f"alpha = {alpha:.1f}:"))
+# Added at the end of notebook 05's copy: the counts that course_utils.triplet_kinds gives, on this
+# machine, for the explorer's distances (d_ap, d_an of the trained batch) at the two slider positions.
+EXPECTED_COUNTS = "expected counts at alpha "
+COUNTS_CELL = f"""
+for alpha in (0.2, 0.4):
+    print(f"{EXPECTED_COUNTS}{{alpha:.2f}}: {{triplet_kind_counts(d_ap, d_an, alpha).text}}")
+"""
 
 
 def test_mining_explorer_alpha_slider_in_jupyterlab():
     notebook = "05_choosing_triplets.ipynb"
-    with jupyter_lab([notebook]) as (base, token), chromium_page() as page:
-        alpha, explorer = _run_and_find_explorer(page, base, token, notebook, "alpha", 240_000)
+    with jupyter_lab([notebook], append={notebook: COUNTS_CELL}) as (base, token), chromium_page() as page:
+        alpha, explorer = _run_and_find_explorer(page, base, token, notebook, "alpha", 400_000)
+        expected = dict(line.split(": ", 1) for line in printed_lines(page, EXPECTED_COUNTS))
+        assert set(expected) == {"0.20", "0.40"}, expected
         counts = explorer.locator(".widget-label", has_text=re.compile(r"^easy: "))
-        expect(counts).to_have_text(_stored_counts(notebook, 0.2), timeout=WAIT_MS)
+        expect(counts).to_have_text(expected["0.20"], timeout=WAIT_MS)
         picture_before = explorer.locator("img").first.get_attribute("src")
         _press(page, alpha, "ArrowRight", 20)  # 0.20 -> 0.40 in steps of 0.01
         expect(alpha.locator(".widget-readout")).to_have_text("0.40", timeout=WAIT_MS)
-        expect(counts).to_have_text(_stored_counts(notebook, 0.4), timeout=WAIT_MS)
+        expect(counts).to_have_text(expected["0.40"], timeout=WAIT_MS)
         _assert_redrawn_and_save(page, explorer, picture_before, "05_mining_explorer.png")
 
 
@@ -125,3 +147,21 @@ def test_threshold_explorer_slider_in_jupyterlab():
         expect(threshold.locator(".widget-readout")).to_have_text("0.20", timeout=WAIT_MS)
         expect(errors).to_have_text(expected, timeout=WAIT_MS)
         _assert_redrawn_and_save(page, explorer, picture_before, "07_threshold_explorer.png")
+
+
+def test_toy_step_explorer_slider_in_jupyterlab():
+    notebook = "03_loss_and_cost.ipynb"
+    first = _stored_line(notebook, "step 0 of ")  # verified by nbval against toy_step_summary
+    last_step = int(first.split(" of ")[1].split(":")[0])
+    last = _stored_line(notebook, f"step {last_step} of ")
+    with jupyter_lab([notebook]) as (base, token), chromium_page() as page:
+        step, explorer = _run_and_find_explorer(page, base, token, notebook, "step", 150_000)
+        label = explorer.locator(".widget-label", has_text=re.compile(r"^step \d+ of "))
+        expect(label).to_have_text(first, timeout=WAIT_MS)
+        _assert_drawn_at_own_size(explorer)
+        picture_before = explorer.locator("img").first.get_attribute("src")
+        _press(page, step, "ArrowRight", last_step)
+        expect(step.locator(".widget-readout")).to_have_text(str(last_step), timeout=WAIT_MS)
+        expect(label).to_have_text(last, timeout=WAIT_MS)
+        _assert_redrawn_and_save(page, explorer, picture_before, "03_toy_step_explorer.png")
+        _assert_drawn_at_own_size(explorer)

@@ -150,3 +150,14 @@ def test_toy_step_explorer_follows_the_slider(history):
     explorer.slider.value = history.steps
     assert explorer.label.value == toy_step_summary(history, history.steps)
     assert bytes(explorer.picture.value).startswith(b"\x89PNG")
+
+
+def test_explorer_pictures_keep_their_own_size(history):
+    """In a VBox an image stretches to the page width unless aligned to the start (tests/test_browser.py
+    measures it in JupyterLab); the 03 picture also names the colours in a legend."""
+    for explorer in (MarginExplorer(), ToyStepExplorer(history)):
+        assert explorer.picture.layout.align_self == "flex-start"
+    figure = ToyStepExplorer(history)._figure(0)
+    assert figure.axes[0].get_legend() is not None
+    width, height = figure.get_size_inches() * figure.dpi
+    assert width <= 600 and height <= 400
