@@ -10,6 +10,8 @@ tensor: `run_check` serves it.
 """
 from __future__ import annotations
 
+from itertools import permutations
+
 import torch
 
 from . import reference
@@ -64,11 +66,49 @@ def _wrong_mask_type(exercise: Exercise, case: Case, answer, expected: torch.Ten
     return None
 
 
-def _diagnose_wrong_mask(exercise: Exercise, number: int, answers: list, expected: torch.Tensor) -> CheckResult:
+def _differing_entries(answer: torch.Tensor, expected: torch.Tensor, explain_entry, args: tuple,
+                       shown: int = 2) -> str:
+    """The entries where two masks of the same shape differ: how many, and the first few, each explained."""
+    differs = answer.cpu() != expected
+    extra = (differs & answer.cpu()).nonzero().tolist()
+    missing = (differs & expected).nonzero().tolist()
+    lines = [f"    your mask differs from the expected one at {int(differs.sum())} of {differs.numel()} entries: "
+             f"{len(extra)} True that should be False, {len(missing)} False that should be True."]
+    for index in extra[:shown]:
+        lines.append(f"      mask[{', '.join(map(str, index))}] is True in yours, but {explain_entry(*args, *index)}")
+    for index in missing[:shown]:
+        lines.append(f"      mask[{', '.join(map(str, index))}] is False in yours, but {explain_entry(*args, *index)}")
+    return "\n".join(lines)
+
+
+def _axes_permuted(answer: torch.Tensor, expected: torch.Tensor, axis_names: tuple[str, ...]) -> str | None:
+    """The order of axes the answer uses when it is the expected mask with its axes permuted, else None."""
+    if answer.dim() != len(axis_names) or sorted(answer.shape) != sorted(expected.shape):
+        return None
+    for order in permutations(range(answer.dim())):
+        if order != tuple(range(answer.dim())) and _mask_matches(answer, expected.permute(order)):
+            return ", ".join(axis_names[axis] for axis in order)
+    return None
+
+
+def _diagnose_wrong_mask(exercise: Exercise, number: int, answers: list, expected: torch.Tensor,
+                         explain_entry=None, axis_names: tuple[str, ...] | None = None) -> CheckResult:
     case, answer = exercise.cases[number], answers[number]
     found = find_mistake(exercise, number, answers, _mask_matches)
     got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
            f"    your answer: {_show_mask(answer)}\n    expected:    {_show_mask(expected)}")
+    if explain_entry is not None and answer.shape == expected.shape:
+        got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
+               f"{_differing_entries(answer, expected, explain_entry, case.args)}")
+    permuted = None if axis_names is None else _axes_permuted(answer, expected, axis_names)
+    if permuted is not None:
+        asked = ", ".join(axis_names)
+        return _fail(exercise, f"gives the right mask with its axes swapped: yours is indexed [{permuted}], "
+                     f"the exercise asks for [{asked}].",
+                     f"{got}\n  Hint: {exercise.name}(labels)[{asked}] must be True for the valid triplet ({asked}). "
+                     "Put each (B, B) mask on the axes of its two pictures: the anchor-positive mask is indexed "
+                     "[a, p], so it gets .unsqueeze(2), shape (B, B, 1); the anchor-negative mask is indexed "
+                     "[a, n], so it gets .unsqueeze(1), shape (B, 1, B).", "axes_swapped")
     if found is not None:
         return _fail(exercise, "gives a wrong mask.", f"{got}\n  Hint: {found.hint}", found.name)
     if answer.shape != expected.shape:
@@ -80,13 +120,19 @@ def _diagnose_wrong_mask(exercise: Exercise, number: int, answers: list, expecte
                  "(a, p, n) is a valid triplet.", None)
 
 
-def run_mask_check(function, exercise: Exercise) -> CheckResult:
+def run_mask_check(function, exercise: Exercise, explain_entry=None,
+                   axis_names: tuple[str, ...] | None = None) -> CheckResult:
     """Run a learner's function that returns a boolean mask on every case; print and return the verdict.
 
     Args:
         function: the learner's function.
         exercise: what to check it against; ``expected`` and each mistake's ``compute``
             return boolean CPU tensors.
+        explain_entry: optional; called as explain_entry(*case arguments, *index) it says in words
+            what the entry at that index should be and why. With it, a wrong mask of the right
+            shape is compared entry by entry: how many entries differ, and the first ones explained.
+        axis_names: optional names of the mask's axes, for example ("a", "p", "n"); with them, an
+            answer that is the expected mask with its axes in another order is named "axes_swapped".
     Returns:
         CheckResult; true when every case gave exactly the expected mask.
     """
@@ -95,12 +141,12 @@ def run_mask_check(function, exercise: Exercise) -> CheckResult:
             f"pass the function itself, for example check_{exercise.name}({exercise.name}) without "
             f"parentheses after {exercise.name}; got a {type(function).__name__}."
         )
-    result = _run_mask_cases(function, exercise)
+    result = _run_mask_cases(function, exercise, explain_entry, axis_names)
     print(result.message)
     return result
 
 
-def _run_mask_cases(function, exercise: Exercise) -> CheckResult:
+def _run_mask_cases(function, exercise: Exercise, explain_entry=None, axis_names=None) -> CheckResult:
     answers = collect_answers(function, exercise, requires_grad=False)
     if isinstance(answers, CheckResult):
         return answers
@@ -110,7 +156,7 @@ def _run_mask_cases(function, exercise: Exercise) -> CheckResult:
         if wrong is not None:
             return wrong
         if not _mask_matches(answer, expected):
-            return _diagnose_wrong_mask(exercise, number, answers, expected)
+            return _diagnose_wrong_mask(exercise, number, answers, expected, explain_entry, axis_names)
     count = len(exercise.cases)
     return CheckResult(exercise.name, True, f"Well done: {exercise.name} is correct on all {count} test cases.")
 
@@ -126,6 +172,20 @@ def _same(labels: torch.Tensor) -> torch.Tensor:
 
 def _not_self(labels: torch.Tensor) -> torch.Tensor:
     return ~torch.eye(len(labels), dtype=torch.bool)
+
+
+def _explain_triplet(labels: torch.Tensor, a: int, p: int, n: int) -> str:
+    """Whether (a, p, n) is a valid triplet of these labels, and why, in words."""
+    person = labels.tolist()
+    if a == p:
+        return f"(a={a}, p={p}, n={n}) is no valid triplet: the positive is the anchor itself (a == p)."
+    if person[p] != person[a]:
+        return (f"(a={a}, p={p}, n={n}) is no valid triplet: the positive shows person {person[p]}, "
+                f"the anchor person {person[a]}.")
+    if person[n] == person[a]:
+        return f"(a={a}, p={p}, n={n}) is no valid triplet: the negative shows the anchor's own person {person[a]}."
+    return (f"(a={a}, p={p}, n={n}) is a valid triplet: a and p are two pictures of person {person[a]}, "
+            f"n shows person {person[n]}.")
 
 
 VALID_TRIPLET_MASK = Exercise(
@@ -144,10 +204,6 @@ VALID_TRIPLET_MASK = Exercise(
                 lambda labels: _same(labels).unsqueeze(2) & ~_same(labels).unsqueeze(1),
                 "a picture is counted as its own positive (a == p). The positive must be a different "
                 "picture of the same person: add `& ~torch.eye(B, dtype=torch.bool)` to the positive mask."),
-        Mistake("negative_axis_first",
-                lambda labels: reference.valid_triplet_mask(labels).permute(0, 2, 1),
-                "the positive and negative axes are swapped: the mask is indexed [a, p, n], so the "
-                "anchor-positive mask gets .unsqueeze(2) and the anchor-negative mask .unsqueeze(1)."),
         Mistake("no_negative_condition",
                 lambda labels: (_same(labels) & _not_self(labels)).unsqueeze(2).expand(-1, -1, len(labels)).clone(),
                 "the negative is not checked: n must show another person, labels[a] != labels[n]."),
@@ -169,8 +225,13 @@ VALID_TRIPLET_MASK = Exercise(
 
 
 def check_valid_triplet_mask(function) -> CheckResult:
-    """Check a learner's valid_triplet_mask(labels): (B,) -> (B, B, B) bool."""
-    return run_mask_check(function, VALID_TRIPLET_MASK)
+    """Check a learner's valid_triplet_mask(labels): (B,) -> (B, B, B) bool.
+
+    A wrong mask is compared entry by entry with `course_utils.reference.valid_triplet_mask`
+    (the loops over a, p and n); the right mask with its axes in another order is named
+    "axes_swapped" with the order the learner used.
+    """
+    return run_mask_check(function, VALID_TRIPLET_MASK, explain_entry=_explain_triplet, axis_names=("a", "p", "n"))
 
 
 # ---------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_correct_masks_pass(function, capsys):
 
 @pytest.mark.parametrize("function, mistake", [
     (with_self, "anchor_is_own_positive"),
-    (axes_swapped, "negative_axis_first"),
+    (axes_swapped, "axes_swapped"),
     (as_numbers, "not_boolean"),
     (no_negative, "no_negative_condition"),
     (two_d, "wrong_shape"),
@@ -84,6 +84,36 @@ def test_mistakes_are_named(function, mistake, capsys):
     assert not result.passed
     assert result.mistake == mistake
     assert capsys.readouterr().out.startswith(("Not yet", "valid_triplet_mask is not implemented"))
+
+
+@pytest.mark.parametrize("order, named", [
+    ((0, 2, 1), "a, n, p"), ((2, 0, 1), "n, a, p"), ((2, 1, 0), "n, a, p"), ((1, 2, 0), "a, n, p"), ((1, 0, 2), None),
+])
+def test_every_order_of_the_axes_is_named(order, named):
+    """mask[a, p, n] is symmetric in a and p: [p, a, n] is right, and [n, p, a] is named [n, a, p]."""
+    result = check_valid_triplet_mask(lambda labels: good_mask(labels).permute(*order))
+    if named is None:
+        assert result.passed
+    else:
+        assert result.mistake == "axes_swapped"
+        assert f"yours is indexed [{named}], the exercise asks for [a, p, n]" in result.message
+
+
+def test_a_wrong_mask_is_compared_entry_by_entry():
+    """The counts of True entries agree (8 and 8); the message shows the entries that differ, explained."""
+    message = check_valid_triplet_mask(axes_swapped).message
+    assert "differs from the expected one at 16 of 64 entries: 8 True that should be False" in message
+    assert "mask[0, 2, 1] is True in yours, but (a=0, p=2, n=1) is no valid triplet: the positive shows person 1" in message
+    assert "mask[0, 1, 2] is False in yours, but (a=0, p=1, n=2) is a valid triplet" in message
+    assert "8 True entries" not in message
+
+
+def test_an_unknown_wrong_mask_still_shows_its_entries():
+    def misses_person_zero(labels):
+        return good_mask(labels) & (labels != 0).unsqueeze(1).unsqueeze(2)
+    result = check_valid_triplet_mask(misses_person_zero)
+    assert result.mistake is None
+    assert "4 False that should be True" in result.message and "a valid triplet: a and p are two pictures of person 0" in result.message
 
 
 def test_the_numbers_hint_says_the_pattern_is_right():
