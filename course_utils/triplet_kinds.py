@@ -1,8 +1,8 @@
 """Which triplets a batch holds: none at all, or easy, semi-hard and hard ones.
 
 * `random_batch_odds` (exact) and `simulate_random_batches` (by drawing batches) say
-  how many positive pairs and valid triplets a batch drawn at random from a labelled set
-  holds: the reason online mining uses P x K batches (notebook 04).
+  how many anchor-positive pairs, anchors and valid triplets a batch drawn at random from a
+  labelled set holds: the reason online mining uses P x K batches (notebook 04).
 * `classify_triplets` sorts triplets by their two distances and the margin alpha
   (notebook 05, FaceNet's vocabulary):
 
@@ -37,12 +37,16 @@ class BatchOdds(NamedTuple):
 
     no_positive_probability: chance that no two pictures of the batch show the same person,
         so the batch has no (A, P) pair and no triplet.
-    positive_pairs: expected number of unordered same-person pairs {A, P} in the batch.
+    anchor_positive_pairs: expected number of ordered anchor-positive pairs (A, P), A != P,
+        same person (the course's one convention: a P x K batch has P K (K - 1) of them).
+    anchors: expected number of pictures with at least one positive in the batch, the pictures
+        that can serve as an anchor.
     triplets: expected number of valid ordered triplets (A, P, N) in the batch.
     """
 
     no_positive_probability: float
-    positive_pairs: float
+    anchor_positive_pairs: float
+    anchors: float
     triplets: float
 
 
@@ -61,6 +65,9 @@ def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: i
     of each person. A batch without a positive pair takes B distinct persons and one of
     their m pictures each: C(n_identities, B) m^B of the C(N, B) equally likely batches.
     Any two pictures of the batch show the same person with probability (m - 1) / (N - 1).
+    A picture is an anchor when at least one of its B - 1 batch-mates, drawn from the N - 1
+    other pictures, is one of its m - 1 same-person pictures: all but C(N - m, B - 1) of the
+    C(N - 1, B - 1) equally likely sets of batch-mates.
 
     Args:
         n_identities: persons in the set (>= 2).
@@ -78,14 +85,15 @@ def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: i
     # Exact integers and fractions: C(10000, 64) has about 180 digits, too many for a float.
     no_positive = Fraction(comb(n_identities, b) * m**b, comb(n, b))
     same_person = Fraction(m - 1, n - 1)
-    pairs = comb(b, 2) * same_person
+    pairs = b * (b - 1) * same_person  # ordered (A, P), A != P
+    anchors = b * (1 - Fraction(comb(n - m, b - 1), comb(n - 1, b - 1)))
     # Three distinct pictures: P shares A's person, then N is one of the N - m others among N - 2 left.
     triplets = b * (b - 1) * (b - 2) * same_person * Fraction(n - m, n - 2)
-    return BatchOdds(float(no_positive), float(pairs), float(triplets))
+    return BatchOdds(float(no_positive), float(pairs), float(anchors), float(triplets))
 
 
 def simulate_random_batches(labels: torch.Tensor, batch_size: int, trials: int, seed: int = 0) -> BatchOdds:
-    """The same three numbers as `random_batch_odds`, measured on batches drawn at random.
+    """The same four numbers as `random_batch_odds`, measured on batches drawn at random.
 
     Args:
         labels: (N,) integer identity ids.
@@ -108,10 +116,11 @@ def simulate_random_batches(labels: torch.Tensor, batch_size: int, trials: int, 
     _, identity = torch.unique(labels, return_inverse=True)
     per_person = torch.zeros(trials, int(identity.max()) + 1, dtype=torch.long)
     per_person.scatter_add_(1, identity[batches], torch.ones_like(batches))
-    pairs = (per_person * (per_person - 1) // 2).sum(dim=1)
+    pairs = (per_person * (per_person - 1)).sum(dim=1)  # ordered (A, P), A != P
+    anchors = (per_person * (per_person >= 2)).sum(dim=1)
     triplets = (per_person * (per_person - 1) * (b - per_person)).sum(dim=1)
     return BatchOdds(float((pairs == 0).double().mean()), float(pairs.double().mean()),
-                     float(triplets.double().mean()))
+                     float(anchors.double().mean()), float(triplets.double().mean()))
 
 
 class KindCounts(NamedTuple):

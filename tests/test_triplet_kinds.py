@@ -19,10 +19,12 @@ from course_utils.triplet_kinds import (
 
 
 def _enumerate_batches(labels, batch_size):
-    """Every batch of a tiny set, with its pair and triplet counts (the slow obvious way)."""
+    """Every batch of a tiny set, with its pair, anchor and triplet counts (the slow obvious way)."""
     for chosen in itertools.combinations(range(len(labels)), batch_size):
-        count = count_triplets(labels[list(chosen)])
-        yield count.anchor_positive_pairs // 2, count.triplets
+        batch = labels[list(chosen)]
+        count = count_triplets(batch)
+        anchors = sum(int((batch == batch[i]).sum()) >= 2 for i in range(len(batch)))
+        yield count.anchor_positive_pairs, anchors, count.triplets
 
 
 def test_random_batch_odds_match_full_enumeration():
@@ -30,9 +32,18 @@ def test_random_batch_odds_match_full_enumeration():
     batches = list(_enumerate_batches(labels, 4))
     odds = random_batch_odds(4, 3, 4)
     assert len(batches) == comb(12, 4)
-    assert odds.no_positive_probability == pytest.approx(sum(p == 0 for p, _ in batches) / len(batches))
-    assert odds.positive_pairs == pytest.approx(sum(p for p, _ in batches) / len(batches))
-    assert odds.triplets == pytest.approx(sum(t for _, t in batches) / len(batches))
+    assert odds.no_positive_probability == pytest.approx(sum(p == 0 for p, _, _ in batches) / len(batches))
+    assert odds.anchor_positive_pairs == pytest.approx(sum(p for p, _, _ in batches) / len(batches))
+    assert odds.anchors == pytest.approx(sum(a for _, a, _ in batches) / len(batches))
+    assert odds.triplets == pytest.approx(sum(t for _, _, t in batches) / len(batches))
+
+
+def test_a_pk_batch_counts_pairs_in_the_same_convention():
+    """Ordered (A, P), A != P: a 16 x 4 batch has 16 * 4 * 3 = 192, like count_triplets."""
+    labels = torch.arange(16).repeat_interleave(4)
+    simulated = simulate_random_batches(labels, batch_size=64, trials=3, seed=0)
+    assert simulated.anchor_positive_pairs == count_triplets(labels).anchor_positive_pairs == 192
+    assert simulated.anchors == 64 and simulated.no_positive_probability == 0
 
 
 def test_simulation_agrees_with_exact_odds():
@@ -40,14 +51,16 @@ def test_simulation_agrees_with_exact_odds():
     exact = random_batch_odds(50, 4, 12)
     simulated = simulate_random_batches(labels, batch_size=12, trials=4000, seed=1)
     assert simulated.no_positive_probability == pytest.approx(exact.no_positive_probability, abs=0.03)
-    assert simulated.positive_pairs == pytest.approx(exact.positive_pairs, rel=0.05)
+    assert simulated.anchor_positive_pairs == pytest.approx(exact.anchor_positive_pairs, rel=0.05)
+    assert simulated.anchors == pytest.approx(exact.anchors, rel=0.05)
     assert simulated.triplets == pytest.approx(exact.triplets, rel=0.06)
 
 
 def test_simulation_is_deterministic_and_one_picture_each_has_no_pairs():
     labels = torch.arange(30)
     assert simulate_random_batches(labels, 8, 50, seed=3) == simulate_random_batches(labels, 8, 50, seed=3)
-    assert simulate_random_batches(labels, 8, 50).positive_pairs == 0
+    assert simulate_random_batches(labels, 8, 50).anchor_positive_pairs == 0
+    assert simulate_random_batches(labels, 8, 50).anchors == 0
     assert random_batch_odds(30, 1, 8).no_positive_probability == 1.0
 
 
