@@ -11,19 +11,33 @@ else
   ENV_DIR := $(ACTIVE_ENV)
 endif
 PY := $(ENV_DIR)/bin/python
+# What is installed: the course with the instructor and test tools (everything), or the course
+# alone (what a learner's `make lab` needs). Installing everything also covers the course alone.
 STAMP := $(ENV_DIR)/.course-installed
+LEARNER_STAMP := $(ENV_DIR)/.course-learner-installed
 # Tests and notebooks run on the CPU with a fixed thread count so results are repeatable.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CUBLAS_WORKSPACE_CONFIG=:4096:8 MPLBACKEND=Agg
 
-.PHONY: lab test setup chromium unit notebooks student student-copies book bench clean
+.PHONY: lab test setup setup-learner chromium unit notebooks student student-copies book bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+setup-learner: $(LEARNER_STAMP)
+
+define new_env
 	@if [ ! -x "$(PY)" ]; then echo "Creating a virtual environment in $(ENV_DIR)"; python3 -m venv $(ENV_DIR); fi
 	$(PY) -m pip install --upgrade pip
+endef
+
+$(STAMP): pyproject.toml
+	$(new_env)
 	$(PY) -m pip install -e ".[dev]"
-	touch $(STAMP)
+	touch $(STAMP) $(LEARNER_STAMP)
+
+$(LEARNER_STAMP): pyproject.toml
+	$(new_env)
+	$(PY) -m pip install -e .
+	touch $(LEARNER_STAMP)
 
 # The browser test drives Debian's Chromium (never a browser downloaded by a test tool).
 chromium:
@@ -32,8 +46,10 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-lab: setup
-	$(ENV_DIR)/bin/jupyter lab notebooks/
+# JupyterLab for a learner (course_utils/lab.py): without nbgrader's instructor tools, news or
+# update checks, with --allow-root as root. tests/test_lab.py starts the same command.
+lab: setup-learner
+	$(PY) -m course_utils.lab notebooks/
 
 test: setup chromium
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadscope tests notebooks \

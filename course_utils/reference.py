@@ -78,6 +78,18 @@ def triplet_loss(anchor, positive, negative, alpha=0.2, metric="squared_euclidea
     return losses
 
 
+def mean_over_active(losses: torch.Tensor) -> torch.Tensor:
+    """Mean of the positive losses (the "active" triplets) of a 1-D tensor; 0 when none is positive.
+
+    The 0 is computed from the losses (their sum times 0), so it stays in the autograd graph with
+    a zero gradient, never a NaN one.
+    """
+    active = [loss for loss in losses.double() if loss > 0]
+    if not active:
+        return losses.double().sum() * 0
+    return torch.stack(active).sum() / len(active)
+
+
 def all_triplets(labels: torch.Tensor) -> list[tuple[int, int, int]]:
     """Every valid (anchor, positive, negative) index triplet."""
     labels = labels.tolist()
