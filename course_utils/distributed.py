@@ -283,11 +283,12 @@ def torchrun_command(nproc_per_node: int, train_arguments: Sequence[str], python
 
 
 class LaunchResult(NamedTuple):
-    """What a launched training run left: history.json, metrics.json and the printed text."""
+    """What a launched training run left: history.json, metrics.json, the printed text and its warnings."""
 
     history: list
     metrics: dict
     output: str
+    stderr: str
 
 
 def launch_training(
@@ -303,7 +304,8 @@ def launch_training(
         threads: CPU threads per process (OMP_NUM_THREADS); processes x threads should not
             exceed the CPU cores.
     Returns:
-        LaunchResult(history (list of per-epoch dicts), metrics (dict), output (str)).
+        LaunchResult(history (list of per-epoch dicts), metrics (dict), output (str, stdout),
+        stderr (str: warnings and the launcher's messages)).
     Raises:
         RuntimeError: the run failed or timed out; the message ends with its last output.
     """
@@ -330,4 +332,4 @@ def launch_training(
         raise RuntimeError(f"the run failed (exit status {process.returncode}); its last output:\n{tail}")
     history = json.loads((out / "history.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    return LaunchResult(history, metrics, stdout)
+    return LaunchResult(history, metrics, stdout, stderr)

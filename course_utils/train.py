@@ -16,13 +16,14 @@ The same command runs on several GPUs (or CPU processes) of one machine with tor
 (under torchrun write --identities-per-batch instead of --p, which torchrun would read as its own flag).
 
 Each process trains on its own P x K batches (DistributedDataParallel); with --global-mining
-every process mines among the encodings of all processes. Only rank 0 prints and writes.
+every process mines among the encodings of all processes. Only rank 0 prints, warns and writes.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,10 +37,19 @@ from .training import Trainer
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# P when --p is not given, lowered to the number of training identities of a smaller dataset.
+DEFAULT_P = 32
 
 
 class UsageError(Exception):
     """A flag or combination of flags that cannot work; reported as one line, exit status 2."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none (the help text says what happens)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -73,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="python -m course_utils.train",
         description="Train an embedding network with the triplet loss and evaluate it on held-out identities.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     what = parser.add_argument_group("data")
     what.add_argument("--dataset", choices=DATASETS, default="synthetic-faces",
@@ -99,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=20, help="total epochs (with --resume: including those done)")
     # The long alias is for torchrun, whose own parser takes a bare --p for its --print-completion.
-    training.add_argument("--p", "--identities-per-batch", type=int, default=32, help="identities per batch (P)")
+    training.add_argument("--p", "--identities-per-batch", type=int, default=None,
+                          help=f"identities per batch (P), of each process under torchrun; when not given, "
+                               f"{DEFAULT_P}, or the number of training identities where the dataset has fewer")
     training.add_argument("--k", type=int, default=4, help="pictures per identity in a batch (K)")
     training.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     training.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
@@ -121,8 +133,9 @@ def _check_arguments(args) -> None:
         "epochs": 1, "p": 2, "k": 2,
     }  # fmt: skip
     for name, smallest in smallest_values.items():
-        if getattr(args, name) < smallest:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least {smallest}, got {getattr(args, name)}")
+        value = getattr(args, name)
+        if value is not None and value < smallest:  # only --p may be left out (None)
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {smallest}, got {value}")
     if not 0 < args.test_fraction < 1:
         raise UsageError(f"--test-fraction must be between 0 and 1 (exclusive), got {args.test_fraction}")
     if args.alpha < 0:
@@ -159,10 +172,24 @@ def _load_data(args):
             f"--k {args.k} is larger than the most pictures any training identity of {args.dataset} has ({most}); "
             f"use --k {most} or less"
         )
-    identities = int(train_labels.unique().numel())
-    if args.p > identities:
-        raise UsageError(f"--p {args.p} is larger than the {identities} training identities of {args.dataset}")
     return images[train_idx], train_labels, images[test_idx], labels[test_idx]
+
+
+def _identities_per_batch(args, train_labels: torch.Tensor) -> int:
+    """P: --p if given and possible, else DEFAULT_P lowered to the training identities (said in one line)."""
+    identities = int(train_labels.unique().numel())
+    if args.p is None:
+        if identities >= DEFAULT_P:
+            return DEFAULT_P
+        if distributed.is_main_process():
+            print(f"--p not given: using P = {identities}, the number of training identities of {args.dataset}.")
+        return identities
+    if args.p > identities:
+        raise UsageError(
+            f"--p {args.p} is larger than the {identities} training identities of {args.dataset}; "
+            f"use --p {identities} or less (or leave --p out)"
+        )
+    return args.p
 
 
 def _write_json(path: Path, value) -> None:
@@ -176,7 +203,10 @@ def run(args) -> int:
     except (ValueError, RuntimeError) as error:  # half-set torchrun variables, a device that is not there
         raise UsageError(str(error)) from error
     try:
-        return _train_and_evaluate(args)
+        with warnings.catch_warnings():
+            if not distributed.is_main_process():  # the ranks run the same code: rank 0 warns for all
+                warnings.simplefilter("ignore")
+            return _train_and_evaluate(args)
     finally:
         distributed.shut_down()
 
@@ -184,6 +214,7 @@ def run(args) -> int:
 def _train_and_evaluate(args) -> int:
     _check_arguments(args)
     train_images, train_labels, test_images, test_labels = _load_data(args)
+    p = _identities_per_batch(args, train_labels)
     torch.manual_seed(args.seed)
     model = EmbeddingNet(
         in_channels=train_images.shape[1], embedding_dim=args.embedding_dim, backbone=args.backbone, width=args.width
@@ -195,7 +226,7 @@ def _train_and_evaluate(args) -> int:
     try:
         trainer = Trainer(
             model, train_images, train_labels, loss,
-            test_images=test_images, test_labels=test_labels, p=args.p, k=args.k, lr=args.lr,
+            test_images=test_images, test_labels=test_labels, p=p, k=args.k, lr=args.lr,
             weight_decay=args.weight_decay, seed=args.seed, device=args.device, mixed_precision=precision,
             checkpoint_path=checkpoint, progress=not args.no_progress,
         )  # fmt: skip
@@ -208,7 +239,7 @@ def _train_and_evaluate(args) -> int:
     if is_main:
         args.out.mkdir(parents=True, exist_ok=True)
         arguments = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-        _write_json(args.out / "config.json", {**arguments, "world_size": distributed.world_size()})
+        _write_json(args.out / "config.json", {**arguments, "p": p, "world_size": distributed.world_size()})
     history = trainer.fit(args.epochs)
     if not is_main:  # rank 0 writes the history and evaluates for everyone
         return EXIT_INTERRUPTED if trainer.interrupted else 0

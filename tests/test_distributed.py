@@ -312,3 +312,13 @@ def test_torchrun_run_writes_once_and_resumes(tmp_path, capsys):
     assert second.output.count("Resumed") == 1
     assert [row["epoch"] for row in second.history] == [1, 2]
     assert second.history[0] == first.history[0] and second.metrics["epochs"] == 2
+
+
+def test_torchrun_digits_without_p_prints_each_note_and_warning_once(tmp_path):
+    """Both ranks choose P = 8 and build a sampler that warns; only rank 0 says so."""
+    flags = ["--dataset", "digits", "--width", "4", "--embedding-dim", "8", "--epochs", "1", "--no-progress"]
+    result = distributed.launch_training(2, flags, tmp_path / "run", timeout=90)
+    combined = result.output + result.stderr
+    assert combined.count("--p not given: using P = 8, the number of training identities of digits.") == 1
+    assert combined.count("UserWarning: PKBatchSampler:") == 1
+    assert combined.count("Training on") == 1 and "P=8 x K=4" in result.output

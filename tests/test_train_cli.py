@@ -1,13 +1,18 @@
 """The command-line trainer: a tiny real run, resume, and one-line errors for bad arguments."""
 import json
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from course_utils import data
+from course_utils import data, distributed
 from course_utils import train as cli
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TINY = [
     "--identities", "20", "--pictures-per-identity", "4", "--image-size", "16", "--p", "4", "--k", "4",
@@ -56,16 +61,44 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     assert_one_line_error(status, err, "checkpoint.pt was written by a different run", "lr")
 
 
-def test_digits_run(tmp_path, capsys):
-    arguments = ["--dataset", "digits", "--p", "4", "--k", "8", "--width", "4", "--embedding-dim", "8"]
-    status, _, _ = run_cli(capsys, *arguments, "--epochs", "1", "--no-progress", "--out", str(tmp_path / "digits"))
+def test_digits_without_p_trains_with_p_equal_to_its_identities_and_says_so(tmp_path, capsys):
+    """`--dataset digits` as the README writes it (default P 32 > its 8 training digits), made small."""
+    status, printed, _ = run_cli(capsys, "--dataset", "digits", "--width", "4", "--embedding-dim", "8",
+                                 "--epochs", "1", "--no-progress", "--out", str(tmp_path / "digits"))  # fmt: skip
     assert status == 0
+    assert "--p not given: using P = 8, the number of training identities of digits." in printed.splitlines()
+    assert "batches of P=8 x K=4" in printed
+    assert json.loads((tmp_path / "digits" / "config.json").read_text())["p"] == 8
     assert json.loads((tmp_path / "digits" / "metrics.json").read_text())["held_out_identities"] == 2
+
+
+@pytest.mark.parametrize(
+    "dataset, loader, identities, pictures, expected_p",
+    [
+        ("olivetti", "load_olivetti_faces", 40, 10, 32),  # 32 training identities: the default fits
+        ("lfw", "load_lfw_people", 62, 20, 32),  # the 62 persons with 20 or more pictures
+        ("mnist", "load_mnist", 10, 30, 8),
+    ],
+)
+def test_every_named_dataset_trains_with_the_default_p(
+    tmp_path, capsys, monkeypatch, dataset, loader, identities, pictures, expected_p
+):
+    """The downloads' identity counts, on tiny stand-in pictures (the downloads are not here offline)."""
+    labels = torch.arange(identities).repeat_interleave(pictures)
+    images = torch.rand(len(labels), 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(data, loader, lambda: (images, labels))
+    status, printed, _ = run_cli(capsys, "--dataset", dataset, "--width", "4", "--embedding-dim", "8",
+                                 "--epochs", "1", "--no-progress", "--out", str(tmp_path / dataset))  # fmt: skip
+    assert status == 0
+    assert f"batches of P={expected_p} x K=4" in printed
+    assert ("--p not given" in printed) == (expected_p < cli.DEFAULT_P)
 
 
 @pytest.mark.parametrize(
     "arguments, phrases",
     [
+        (["--dataset", "digits", "--p", "9"], ["--p 9 is larger than the 8 training identities of digits",
+                                               "use --p 8 or less"]),  # fmt: skip
         (["--dataset", "imagenet"], ["invalid choice: 'imagenet'", "see --help"]),
         (["--epochs", "many"], ["invalid int value: 'many'"]),
         (["--bogus"], ["unrecognized arguments: --bogus"]),
@@ -127,3 +160,32 @@ def test_bad_flag_from_a_real_shell_prints_no_traceback():
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+def readme_trainer_commands() -> list[tuple[str, list[str]]]:
+    """(launcher, trainer flags) of every `python/torchrun ... -m course_utils.train ...` in the README."""
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")  # join continued lines
+    found = re.findall(r"(python|torchrun)[^`]*?-m course_utils\.train ([^`]*?)\s*(?:`|\n```)", text)
+    return [(launcher, shlex.split(flags)) for launcher, flags in found]
+
+
+README_COMMANDS = readme_trainer_commands()
+# Appended to a README command, these make it a seconds-long run (later flags win).
+SMALL = [
+    "--identities", "40", "--pictures-per-identity", "4", "--image-size", "16", "--width", "4",
+    "--embedding-dim", "8", "--epochs", "1", "--device", "cpu", "--no-progress",
+]  # fmt: skip
+
+
+def test_readme_shows_a_python_and_a_torchrun_command():
+    assert {launcher for launcher, _ in README_COMMANDS} == {"python", "torchrun"}
+
+
+@pytest.mark.parametrize("launcher, flags", README_COMMANDS, ids=[launcher for launcher, _ in README_COMMANDS])
+def test_readme_command_runs_as_written(tmp_path, capsys, launcher, flags):
+    if launcher == "torchrun":
+        distributed.torchrun_command(2, flags)  # refuses a bare --p, which torchrun would take as its own
+    status, printed, err = run_cli(capsys, *flags, *SMALL, "--out", str(tmp_path / "run"))
+    assert status == 0, err
+    assert "Wrote" in printed
+
