@@ -201,12 +201,14 @@ def _wrong_type(exercise: Exercise, case: Case, answer, expected: torch.Tensor) 
     if isinstance(answer, (bool, int, float)):
         same = expected.dim() == 0 and _matches(torch.tensor(float(answer)), expected)
         value_note = " The value is right; only its type is wrong." if same else ""
+        zero_note = (" Where the answer is 0, return a 0 that is still a tensor computed from the inputs, "
+                     "such as x.sum() * 0." if answer == 0 else "")
         return _fail(
             exercise, f"returned a Python {type(answer).__name__} ({answer!r}) {where}, not a torch tensor.",
             f"  Expected {exercise.returns}.{value_note}\n"
             "  Hint: a Python number has no gradient, so training could not learn from it. Keep the result a "
             "tensor: don't call .item() or float(), and use torch.clamp(x, min=0) (or torch.relu) rather than "
-            "Python's built-in max(x, 0).", "python_number")
+            f"Python's built-in max(x, 0).{zero_note}", "python_number")
     if not isinstance(answer, torch.Tensor):
         return _fail(exercise, f"returned a {type(answer).__name__} {where}, not a torch tensor.",
                      f"  Expected {exercise.returns}.\n"
@@ -721,3 +723,80 @@ COST = Exercise(
 def check_cost(function) -> CheckResult:
     """Check a learner's cost(anchor, positive, negative, alpha): (m, d) x 3 -> 0-d tensor J."""
     return run_check(function, COST)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 03: the mean over the active triplets, 0 (not NaN) when none is active.
+
+NONE_ACTIVE_CASE = Case("five losses, all 0: no triplet is active", (torch.zeros(5),))
+
+
+def _nan_free_gradient(function, exercise: Exercise) -> CheckResult | None:
+    """Fail when the answer is right where no triplet is active but its gradient there is NaN."""
+    answers = collect_answers(function, replace(exercise, cases=(NONE_ACTIVE_CASE,)), requires_grad=True)
+    if isinstance(answers, CheckResult):
+        return answers
+    (losses,) = _fresh_copies(NONE_ACTIVE_CASE.args, requires_grad=True)
+    answer = function(losses)
+    (gradient,) = torch.autograd.grad(answer, losses, allow_unused=True)
+    if gradient is None or bool(torch.isfinite(gradient).all()):
+        return None
+    return _fail(
+        exercise, f"returns 0 on the test case \"{NONE_ACTIVE_CASE.description}\", but its gradient there is nan.",
+        "  Training calls .backward() on every batch, and one nan in a gradient turns every weight into nan.\n"
+        "  Hint: torch.where(count > 0, total / count, 0) still computes total / count = 0 / 0, and its gradient "
+        "is nan even though the forward value is not used. Divide by a count that cannot be 0 instead: "
+        "total / count.clamp(min=1).", "nan_gradient")
+
+
+def _active_mean(losses: torch.Tensor) -> torch.Tensor:
+    """The mean of the positive losses, nan when there are none (what losses[losses > 0].mean() gives)."""
+    losses = losses.double()
+    return losses[losses > 0].mean()
+
+
+MEAN_OVER_ACTIVE = Exercise(
+    name="mean_over_active",
+    returns="the mean of the positive losses as one number, a 0-d tensor (0 when no loss is positive)",
+    expected=reference.mean_over_active,
+    cases=(
+        Case("four losses, three of them positive", (_grid(0.2, 0.12, 0.0, 0.95),)),
+        Case("six losses, two of them positive", (_grid(0.0, 0.5, 0.0, 0.0, 0.1, 0.0),)),
+        NONE_ACTIVE_CASE,
+        Case("three losses, all positive", (_grid(0.3, 0.1, 0.2),)),
+    ),
+    mistakes=(
+        Mistake("nan_when_none_active", _active_mean,
+                "when no triplet is active your answer is nan: the mean of an empty selection is 0 / 0. Late in "
+                "training most batches look like this, and a nan loss turns every weight into nan. Return 0 then: "
+                "divide the sum by the number of active triplets clamped at 1, count.clamp(min=1)."),
+        Mistake("mean_over_all", lambda losses: losses.double().mean(),
+                "you divided by all m triplets, the inactive ones included: that is the plain mean J / m. Divide "
+                "the sum by the number of triplets whose loss is positive, (losses > 0).sum()."),
+        Mistake("sum_not_mean", lambda losses: losses.double().sum(),
+                "you returned the sum J. Divide it by the number of active triplets, (losses > 0).sum()."),
+        Mistake("count_not_mean", lambda losses: (losses > 0).sum().double(),
+                "you returned how many triplets are active. The exercise wants the mean of their losses: "
+                "the sum of the losses divided by that count."),
+        Mistake("mean_over_inactive",
+                lambda losses: losses.double().sum() / (losses == 0).sum().clamp(min=1),
+                "you divided by the number of triplets whose loss is 0. Count the active ones, whose loss "
+                "is positive: (losses > 0).sum()."),
+    ),
+    error_hints=(
+        ErrorHint("builtin_max", "Boolean value of Tensor with more than one value is ambiguous",
+                  "an `if` on a whole tensor (such as `if losses > 0:`) is ambiguous. Select with a mask, "
+                  "losses[losses > 0], or count with (losses > 0).sum()."),
+        ErrorHint("in_place_on_input", "a leaf Variable that requires grad is being used in an in-place operation",
+                  "an in-place operation changes the input losses. Compute new tensors instead."),
+    ),
+    after_cases=(_nan_free_gradient,),
+)
+
+
+def check_mean_over_active(function) -> CheckResult:
+    """Check a learner's mean_over_active(losses): (m,) -> 0-d tensor, the mean of the positive losses.
+
+    Beyond the numbers it asks for 0 (not nan) when no loss is positive, and a gradient without nan there.
+    """
+    return run_check(function, MEAN_OVER_ACTIVE)

@@ -159,6 +159,9 @@ def draw_toy_step(ax: Axes, history: ToyHistory, step: int, arrows: bool = True)
 def plot_toy_snapshots(history: ToyHistory, steps: list[int]) -> Figure:
     """Side-by-side pictures of the toy points at a few steps, with update arrows.
 
+    The panels share their axes (the limits cover every step of the descent), so how far the
+    points have spread can be compared from panel to panel.
+
     Args:
         history: the ToyHistory to show.
         steps: the steps to draw (each 0 .. history.steps).
@@ -168,7 +171,7 @@ def plot_toy_snapshots(history: ToyHistory, steps: list[int]) -> Figure:
     if not steps:
         raise ValueError("give at least one step to draw, for example [0, history.steps].")
     figure = Figure(figsize=(3.4 * len(steps) + 1.2, 3.2), layout="constrained")
-    axes = figure.subplots(1, len(steps), squeeze=False)[0]
+    axes = figure.subplots(1, len(steps), squeeze=False, sharex=True, sharey=True)[0]
     for ax, step in zip(axes, steps):
         draw_toy_step(ax, history, step)
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)

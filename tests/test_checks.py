@@ -10,14 +10,17 @@ from dataclasses import replace
 import pytest
 import torch
 
+from course_utils import reference
 from course_utils.checks import (
     COST,
     DISTANCE_MATRIX,
+    MEAN_OVER_ACTIVE,
     SQUARED_DISTANCE,
     TRIPLET_LOSS,
     CheckResult,
     check_cost,
     check_distance_matrix,
+    check_mean_over_active,
     check_squared_distance,
     check_triplet_loss,
     run_check,
@@ -71,17 +74,6 @@ def test_squared_distance_correct_solutions_pass(solution, capsys):
     assert capsys.readouterr().out.strip() == expected
 
 
-@pytest.mark.parametrize("mistake", sorted(SQUARED_DISTANCE_MISTAKES))
-def test_squared_distance_mistakes_get_their_own_hint(mistake, capsys):
-    result = check_squared_distance(SQUARED_DISTANCE_MISTAKES[mistake])
-    assert not result
-    assert result.mistake == mistake
-    printed = capsys.readouterr().out
-    assert printed.strip() == result.message
-    assert printed.startswith("Not yet: squared_distance")
-    assert "Traceback" not in printed
-
-
 def test_square_root_hint_names_the_square():
     result = check_squared_distance(lambda a, b: ((a - b) ** 2).sum(dim=1).sqrt())
     assert result.mistake == "not_squared"
@@ -108,7 +100,8 @@ def test_input_changed_behind_autograd_s_back_is_reported():
     assert "in-place" in result.message
 
 
-@pytest.mark.parametrize("check", [check_squared_distance, check_distance_matrix, check_triplet_loss, check_cost])
+@pytest.mark.parametrize("check", [check_squared_distance, check_distance_matrix, check_triplet_loss, check_cost,
+                                   check_mean_over_active])
 def test_untouched_stub_gets_the_kind_message(check, capsys):
     result = check(stub)
     assert not result and result.mistake == "not_implemented"
@@ -224,12 +217,6 @@ def test_distance_matrix_correct_solutions_pass(solution, capsys):
     assert capsys.readouterr().out.startswith("Well done: distance_matrix is correct")
 
 
-@pytest.mark.parametrize("mistake", sorted(DISTANCE_MATRIX_MISTAKES))
-def test_distance_matrix_mistakes_get_their_own_hint(mistake):
-    result = check_distance_matrix(DISTANCE_MATRIX_MISTAKES[mistake])
-    assert not result and result.mistake == mistake
-
-
 @pytest.mark.parametrize("loop", [distance_matrix_pair_loop, distance_matrix_row_loop, distance_matrix_loop_inside_try])
 def test_distance_matrix_python_loop_is_named_whatever_its_form(loop):
     result = check_distance_matrix(loop)
@@ -312,12 +299,6 @@ def test_triplet_loss_with_the_course_function_passes():
     assert check_triplet_loss(lambda a, p, n, alpha: course_triplet_loss(a, p, n, alpha=alpha))
 
 
-@pytest.mark.parametrize("mistake", sorted(TRIPLET_LOSS_MISTAKES))
-def test_triplet_loss_mistakes_get_their_own_hint(mistake):
-    result = check_triplet_loss(TRIPLET_LOSS_MISTAKES[mistake])
-    assert not result and result.mistake == mistake
-
-
 def test_forgot_max_hint_mentions_the_max():
     result = check_triplet_loss(TRIPLET_LOSS_MISTAKES["forgot_max"])
     assert "forgot the max with 0" in result.message
@@ -386,12 +367,6 @@ def test_cost_correct_solutions_pass(solution):
     assert check_cost(solution).passed
 
 
-@pytest.mark.parametrize("mistake", sorted(COST_MISTAKES))
-def test_cost_mistakes_get_their_own_hint(mistake):
-    result = check_cost(COST_MISTAKES[mistake])
-    assert not result and result.mistake == mistake
-
-
 def test_python_float_with_right_value_says_so():
     result = check_cost(COST_MISTAKES["python_number"])
     assert "The value is right; only its type is wrong." in result.message
@@ -402,7 +377,111 @@ def test_off_by_one_hint_explains_the_indexing():
     assert "m + 1" in result.message and "range(m)" in result.message
 
 
-@pytest.mark.parametrize("exercise", [SQUARED_DISTANCE, DISTANCE_MATRIX, TRIPLET_LOSS, COST])
+# --- mean over the active triplets (notebook 03) -------------------------------------
+
+
+def mean_over_active(losses):
+    return losses.sum() / (losses > 0).sum().clamp(min=1)
+
+
+def mean_over_active_with_if(losses):
+    active = losses[losses > 0]
+    if len(active) == 0:
+        return losses.sum() * 0
+    return active.mean()
+
+
+def mean_over_active_loop(losses):
+    total, count = losses.sum() * 0, 0
+    for loss in losses:
+        if loss > 0:
+            total, count = total + loss, count + 1
+    return total / max(count, 1)
+
+
+def mean_over_active_where(losses):
+    count = (losses > 0).sum()
+    return torch.where(count > 0, losses.sum() / count, torch.zeros(()))
+
+
+def mean_over_active_python_zero(losses):
+    active = losses[losses > 0]
+    return active.mean() if len(active) else 0.0
+
+
+def mean_over_active_tensor_zero(losses):
+    active = losses[losses > 0]
+    return active.mean() if len(active) else torch.tensor(0.0)
+
+
+MEAN_OVER_ACTIVE_MISTAKES = {
+    "nan_when_none_active": lambda losses: losses[losses > 0].mean(),
+    "mean_over_all": lambda losses: losses.mean(),
+    "sum_not_mean": lambda losses: losses.sum(),
+    "count_not_mean": lambda losses: (losses > 0).sum().float(),
+    "mean_over_inactive": lambda losses: losses.sum() / (losses == 0).sum().clamp(min=1),
+    "nan_gradient": mean_over_active_where,
+    "python_number": mean_over_active_python_zero,
+    "detached": mean_over_active_tensor_zero,
+    "builtin_max": lambda losses: losses.sum() / (losses > 0).sum() if losses > 0 else losses.sum() * 0,
+}
+
+
+@pytest.mark.parametrize("solution", [mean_over_active, mean_over_active_with_if, mean_over_active_loop,
+                                      lambda losses: torch.nan_to_num(losses[losses > 0].mean())])
+def test_mean_over_active_correct_solutions_pass(solution, capsys):
+    result = check_mean_over_active(solution)
+    assert result.passed, result.message
+    expected = f"Well done: mean_over_active is correct on all {len(MEAN_OVER_ACTIVE.cases) + 1} test cases."
+    assert capsys.readouterr().out.strip() == expected
+
+
+def test_mean_over_active_nan_hint_says_what_to_return():
+    result = check_mean_over_active(MEAN_OVER_ACTIVE_MISTAKES["nan_when_none_active"])
+    assert "tensor(nan)" in result.message and "clamp(min=1)" in result.message
+
+
+def test_mean_over_active_python_zero_is_told_how_to_keep_a_tensor():
+    result = check_mean_over_active(mean_over_active_python_zero)
+    assert "The value is right" in result.message and "x.sum() * 0" in result.message
+
+
+def test_reference_mean_over_active_is_zero_with_a_zero_gradient_when_nothing_is_active():
+    losses = torch.zeros(3, requires_grad=True)
+    answer = reference.mean_over_active(losses)
+    answer.backward()
+    assert answer.item() == 0 and torch.equal(losses.grad, torch.zeros(3))
+    assert math.isclose(reference.mean_over_active(torch.tensor([0.2, 0.0, 0.4])).item(), 0.3, abs_tol=1e-7)
+
+
+# --- every exercise: each mistake written as a learner would is named -------------------
+
+NAMED_MISTAKES = [
+    (check, exercise, mistake, function)
+    for check, exercise, mistakes in [
+        (check_squared_distance, SQUARED_DISTANCE, SQUARED_DISTANCE_MISTAKES),
+        (check_distance_matrix, DISTANCE_MATRIX, DISTANCE_MATRIX_MISTAKES),
+        (check_triplet_loss, TRIPLET_LOSS, TRIPLET_LOSS_MISTAKES),
+        (check_cost, COST, COST_MISTAKES),
+        (check_mean_over_active, MEAN_OVER_ACTIVE, MEAN_OVER_ACTIVE_MISTAKES),
+    ]
+    for mistake, function in sorted(mistakes.items())
+]
+
+
+@pytest.mark.parametrize("check,exercise,mistake,function", NAMED_MISTAKES,
+                         ids=[f"{exercise.name}-{mistake}" for _, exercise, mistake, _ in NAMED_MISTAKES])
+def test_each_mistake_gets_its_own_hint(check, exercise, mistake, function, capsys):
+    result = check(function)
+    assert not result
+    assert result.mistake == mistake
+    printed = capsys.readouterr().out
+    assert printed.strip() == result.message
+    assert printed.startswith(f"Not yet: {exercise.name}")
+    assert "Traceback" not in printed
+
+
+@pytest.mark.parametrize("exercise", [SQUARED_DISTANCE, DISTANCE_MATRIX, TRIPLET_LOSS, COST, MEAN_OVER_ACTIVE])
 def test_no_two_mistakes_look_alike_on_every_case(exercise):
     """Each mistake must be told apart from the right answer and from the other mistakes,
     otherwise its hint could be shown for the wrong slip."""

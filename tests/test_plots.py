@@ -66,3 +66,10 @@ def test_toy_figures(history):
     assert list(cost_line.get_ydata()) == history.cost.tolist()
     with pytest.raises(ValueError, match="step"):
         plot_toy_snapshots(history, [history.steps + 1])
+
+
+def test_toy_snapshots_share_their_axes(history):
+    """One scale for every panel, so the spread at step 0 can be compared with the last step."""
+    first, middle, last = plot_toy_snapshots(history, [0, history.steps // 2, history.steps]).axes[:3]
+    assert first.get_shared_x_axes().joined(first, last) and first.get_shared_y_axes().joined(first, middle)
+    assert first.get_xlim() == last.get_xlim() and first.get_ylim() == last.get_ylim()
