@@ -11,11 +11,12 @@ leaves its own fingerprint in the per-step (or per-epoch) diagnostics:
 * "healthy"           none of the above.
 
 `record_steps` trains a network on given batches and records those diagnostics per step.
-`NaiveEuclideanTripletLoss` is the broken loss of failure (2): a plain sqrt, kept here on
-purpose to show its NaN gradients next to the safe `course_utils.distances.euclidean`.
+The broken code of each failure (a plain sqrt, a hand-built label mask) is written out in the
+notebook itself, where the learner reads it; this module keeps the instruments.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import NamedTuple
 
@@ -23,17 +24,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ._validate import (
-    check_alpha,
-    check_embeddings,
-    check_labels,
-    check_metric,
-    check_tensor,
-    check_whole_number,
-)
+from ._validate import check_alpha, check_labels, check_metric, check_tensor, check_whole_number
 from .data import PKBatchSampler
-from .losses import TripletStats
-from .mining import all_triplets, anchor_negative_mask, anchor_positive_mask
+from .mining import anchor_negative_mask, anchor_positive_mask
 from .models import EmbeddingNet
 from .notebook import seed_everything
 from .training import looks_collapsed, training_step
@@ -135,49 +128,6 @@ def summary_line(name: str, history) -> str:
     return f"{name} after {len(history)} steps: {numbers}"
 
 
-def naive_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """BROKEN ON PURPOSE: row-wise Euclidean distance with a plain sqrt (failure 2 of notebook 08).
-
-    The derivative of sqrt(s) is 1 / (2 sqrt(s)), infinite at s = 0; the chain rule then
-    multiplies inf by the zero difference and gives NaN. Use `course_utils.distances.euclidean`.
-
-    Args:
-        a, b: (n, d) encodings.
-    Returns:
-        (n,) distances, whose gradient is NaN for identical rows.
-    """
-    check_tensor(a, "a")
-    check_tensor(b, "b")
-    if a.shape != b.shape or a.dim() != 2:
-        raise ValueError(f"a and b must both have shape (n, d), got {tuple(a.shape)} and {tuple(b.shape)}.")
-    return (a - b).pow(2).sum(dim=1).sqrt()
-
-
-class NaiveEuclideanTripletLoss:
-    """BROKEN ON PURPOSE: batch-all triplet loss on `naive_euclidean` distances.
-
-    Args:
-        alpha: the margin.
-    Calling it with (embeddings (B, D), labels (B,)) returns the mean loss over the active
-    valid triplets; ``last_stats`` keeps the TripletStats. It does not refuse NaN
-    encodings, so a NaN spreads through training as it would in hand-written code.
-    """
-
-    def __init__(self, alpha: float = 0.2):
-        self.alpha = check_alpha(alpha)
-        self.last_stats: TripletStats | None = None
-
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_tensor(embeddings, "embeddings")
-        labels = check_labels(labels, embeddings.shape[0], embeddings.device)
-        anchor, positive, negative = all_triplets(labels)
-        losses = (naive_euclidean(embeddings[anchor], embeddings[positive])
-                  - naive_euclidean(embeddings[anchor], embeddings[negative]) + self.alpha).clamp(min=0)
-        active = losses > 0
-        self.last_stats = TripletStats(len(losses), int(active.sum()))
-        return losses.sum() / active.sum().clamp(min=1)
-
-
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float | None:
     return float(values[mask].mean()) if bool(mask.any()) else None
 
@@ -219,8 +169,10 @@ def record_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, im
     Args:
         model: the embedding network.
         optimizer: its optimiser.
-        loss_fn: callable (embeddings, labels) -> scalar, with a ``last_stats`` attribute
-            (TripletLoss, NaiveEuclideanTripletLoss).
+        loss_fn: the loss, reporting what it averaged over in one of two ways (as `Trainer`
+            accepts): a module with a ``last_stats`` attribute (TripletLoss), or a function
+            with a ``return_stats`` parameter that returns (loss, TripletStats) when it is True
+            (the course's batch_* losses, or a loss written in a notebook).
         images: (N, C, H, W) pictures.
         labels: (N,) identities.
         batches: iterable of (B,) index tensors into images.
@@ -228,13 +180,37 @@ def record_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, im
         one dict per step (see `step_record`).
     """
     labels = check_labels(labels, check_tensor(images, "images").shape[0])
-    if not hasattr(loss_fn, "last_stats"):
-        raise TypeError("loss_fn needs a last_stats attribute: use TripletLoss(...) rather than a bare function.")
+    reporting = _StatsOf(loss_fn)
     history = []
     for step, batch in enumerate(batches, start=1):
-        loss, embeddings = training_step(model, optimizer, loss_fn, images[batch], labels[batch])
-        history.append(step_record(step, loss, embeddings, labels[batch], loss_fn.last_stats))
+        loss, embeddings = training_step(model, optimizer, reporting, images[batch], labels[batch])
+        history.append(step_record(step, loss, embeddings, labels[batch], reporting.last_stats))
     return history
+
+
+class _StatsOf:
+    """Calls a loss and keeps the stats it reports (see `record_steps` for the two ways)."""
+
+    def __init__(self, loss_fn):
+        self.loss_fn, self.last_stats = loss_fn, None
+        self.is_module = hasattr(loss_fn, "last_stats")
+        try:
+            self.asks = "return_stats" in inspect.signature(loss_fn).parameters
+        except (TypeError, ValueError):  # not callable, or a builtin without a signature
+            self.asks = False
+        if not (self.is_module or self.asks):
+            raise TypeError(
+                "loss_fn must report what it averaged over: use TripletLoss(...) (it keeps last_stats), or a "
+                "function with a return_stats parameter that returns (loss, TripletStats) when it is True."
+            )
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.is_module:
+            loss = self.loss_fn(embeddings, labels)
+            self.last_stats = self.loss_fn.last_stats
+        else:
+            loss, self.last_stats = self.loss_fn(embeddings, labels, return_stats=True)
+        return loss
 
 
 def random_batches(num_pictures: int, batch_size: int, steps: int, seed: int = 0) -> list[torch.Tensor]:
@@ -278,14 +254,14 @@ def pk_batches(labels: torch.Tensor, p: int, k: int, steps: int, seed: int = 0) 
 
 
 def train_fresh(loss_fn, images: torch.Tensor, labels: torch.Tensor, batches, lr: float, seed: int = 0,
-                embedding_dim: int = 16, width: int = 8) -> list[dict]:
+                embedding_dim: int = 16, width: int = 8, return_model: bool = False):
     """Train a new small `EmbeddingNet` with Adam on the given batches; its per-step history.
 
     Every run of the failure lab starts from the same weights for the same seed, so a broken
     run and its fix differ only in what was changed.
 
     Args:
-        loss_fn: loss with ``last_stats`` (see `record_steps`).
+        loss_fn: a loss that reports its stats (see `record_steps`).
         images: (N, C, H, W) pictures.
         labels: (N,) identities.
         batches: iterable of (B,) index tensors.
@@ -293,32 +269,17 @@ def train_fresh(loss_fn, images: torch.Tensor, labels: torch.Tensor, batches, lr
         seed: seed of the initial weights.
         embedding_dim: length of the unit-length encodings.
         width: channels of the network's first block.
+        return_model: also return the trained network (to measure retrieval with it).
     Returns:
-        the history from `record_steps`.
+        the history from `record_steps`; (history, model) when return_model is True.
     """
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr must be a number > 0, got {lr!r}.")
     seed_everything(seed)
     model = EmbeddingNet(in_channels=images.shape[1], embedding_dim=embedding_dim, width=width)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return record_steps(model, optimizer, loss_fn, images, labels, batches)
-
-
-def unit_gradient_is_finite(distance, encodings: torch.Tensor) -> bool:
-    """Whether d(row 0, row 1).backward() gives finite gradients (failure 2's test on duplicates).
-
-    Args:
-        distance: row-wise distance function (a (n, d), b (n, d)) -> (n,).
-        encodings: (2, D) two encodings, identical for the duplicate-picture case.
-    Returns:
-        True when every gradient entry is finite.
-    """
-    check_embeddings(encodings, "encodings")
-    if encodings.shape[0] != 2:
-        raise ValueError(f"encodings must hold exactly two rows, got shape {tuple(encodings.shape)}.")
-    leaf = encodings.detach().clone().requires_grad_(True)
-    distance(leaf[:1], leaf[1:]).sum().backward()
-    return bool(torch.isfinite(leaf.grad).all())
+    history = record_steps(model, optimizer, loss_fn, images, labels, batches)
+    return (history, model) if return_model else history
 
 
 _TITLES = {"loss": "training loss (per step)", "active_fraction": "active fraction of triplets",
@@ -330,25 +291,39 @@ def plot_broken_and_fixed(broken: list[dict], fixed: list[dict], keys: tuple[str
                           title: str = "") -> Figure:
     """One panel per diagnostic, the broken run and the fixed run on the same axes.
 
+    The broken run is drawn last, as a dashed line with large open circles, so it stays
+    visible where it lies on the fixed one (both runs start from the same weights, so their
+    first steps often coincide). Its NaN or infinite values are marked by red crosses along
+    the bottom of the panel ("broken: NaN"); steps with no value (None) are gaps.
+
     Args:
         broken, fixed: per-step histories from `record_steps`.
         keys: diagnostics to plot, from REQUIRED_KEYS.
         title: the figure's title (the failure's name).
     Returns:
-        the Figure. Steps with no value (None) or NaN are left as gaps.
+        the Figure.
     """
     unknown = [key for key in keys if key not in _TITLES]
     if unknown:
         raise ValueError(f"cannot plot {unknown}; choose from {list(_TITLES)}.")
-    figure = Figure(figsize=(4.0 * len(keys), 3.0))
+    broken, fixed = _check_history(broken), _check_history(fixed)
+    figure = Figure(figsize=(4.2 * len(keys), 3.2))
     axes = figure.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
-        for history, name, style in ((broken, "broken", "C3"), (fixed, "fixed", "C0")):
-            values = [math.nan if r[key] is None else r[key] for r in _check_history(history)]
-            ax.plot([r.get("step", i + 1) for i, r in enumerate(history)], values, color=style, marker=".", label=name)
+        for history, name, style in ((fixed, "fixed", dict(color="C0", marker=".", linestyle="-")),
+                                     (broken, "broken", dict(color="C3", marker="o", markersize=7, linestyle="--",
+                                                             markerfacecolor="none"))):
+            steps = [r.get("step", i + 1) for i, r in enumerate(history)]
+            values = [math.nan if r[key] is None else r[key] for r in history]
+            ax.plot(steps, values, label=name, **style)
+        not_finite = [r.get("step", i + 1) for i, r in enumerate(broken) if _not_finite(r[key])]
+        if not_finite:
+            # A NaN is not drawn by plot(); a cross on the lower edge (axes coordinates) shows where.
+            ax.plot(not_finite, [0.03] * len(not_finite), "x", color="C3", markersize=8,
+                    transform=ax.get_xaxis_transform(), label="broken: NaN", clip_on=False)
         ax.set_xlabel("gradient step")
         ax.set_ylabel(_TITLES[key], fontsize=9)
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=8)
     if title:
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()

@@ -8,6 +8,8 @@ differentiable (torch scalar operations), so gradients can be compared too.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -201,3 +203,38 @@ def contrastive_loss(embeddings, labels, margin=1.0, metric="euclidean"):
             loss = loss + torch.stack(losses).mean()
     active = sum(int(value > 0) for value in pull + push)
     return loss, len(pull) + len(push), active
+
+
+# ---------------------------------------------------------------------------
+# Notebook 08: the name of a run's failure, read from its per-step records.
+
+
+def name_the_failure(history, alpha):
+    """Notebook 08's five rules, one after the other, for a run with squared Euclidean distances.
+
+    history is a list of records (dicts with loss, active_fraction, mean_d_ap, mean_d_an,
+    embedding_norm; active_fraction and the distances may be None). The first rule that
+    matches gives the name:
+    1. "nan": some loss, mean_d_ap, mean_d_an or embedding_norm is NaN or infinite;
+    2. "no_valid_triplets": more than half of the records have active_fraction None;
+    3. "margin_too_large": the last record's embedding_norm is within 0.001 of 1 (unit
+       vectors, so squared distances are at most 4) and alpha >= 4;
+    4. "collapsed": the last record's mean_d_an < 0.1 alpha and its loss within 0.1 alpha of alpha;
+    5. otherwise "healthy".
+    """
+    for record in history:
+        for key in ("loss", "mean_d_ap", "mean_d_an", "embedding_norm"):
+            if record[key] is not None and not math.isfinite(record[key]):
+                return "nan"
+    without_triplets = 0
+    for record in history:
+        if record["active_fraction"] is None:
+            without_triplets += 1
+    if without_triplets > len(history) / 2:
+        return "no_valid_triplets"
+    last = history[-1]
+    if abs(last["embedding_norm"] - 1) < 0.001 and alpha >= 4:
+        return "margin_too_large"
+    if last["mean_d_an"] is not None and last["mean_d_an"] < 0.1 * alpha and abs(last["loss"] - alpha) < 0.1 * alpha:
+        return "collapsed"
+    return "healthy"

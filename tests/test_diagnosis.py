@@ -6,21 +6,19 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils import reference
+from course_utils.checks_diagnosis import EXERCISE
 from course_utils.diagnosis import (
     FAILURES,
-    NaiveEuclideanTripletLoss,
     diagnose,
-    naive_euclidean,
     pk_batches,
     plot_broken_and_fixed,
     random_batches,
     record_steps,
     summary_line,
     train_fresh,
-    unit_gradient_is_finite,
 )
-from course_utils.distances import euclidean
-from course_utils.losses import DegenerateBatchWarning, TripletLoss
+from course_utils.losses import DegenerateBatchWarning, TripletLoss, batch_all_triplet_loss
 
 
 def record(loss=0.1, active=0.5, d_ap=0.3, d_an=1.5, norm=1.0):
@@ -77,28 +75,13 @@ def test_bad_alpha_and_metric_are_refused():
         diagnose(HEALTHY, 0.2, "manhattan")
 
 
-def test_naive_euclidean_matches_the_safe_one_but_gives_nan_gradient_on_duplicates():
-    a, b = torch.randn(5, 3, generator=torch.Generator().manual_seed(0)).split([3, 2])
-    pairs_a, pairs_b = a[:2], b
-    torch.testing.assert_close(naive_euclidean(pairs_a, pairs_b), euclidean(pairs_a, pairs_b))
-    duplicate = torch.tensor([[0.6, 0.8], [0.6, 0.8]])
-    assert not unit_gradient_is_finite(naive_euclidean, duplicate)
-    assert unit_gradient_is_finite(euclidean, duplicate)
-    assert unit_gradient_is_finite(naive_euclidean, torch.tensor([[0.6, 0.8], [1.0, 0.0]]))
-
-
-def test_naive_euclidean_refuses_mismatched_shapes():
-    with pytest.raises(ValueError, match="shape"):
-        naive_euclidean(torch.zeros(2, 3), torch.zeros(3, 3))
-
-
-def test_naive_loss_equals_the_course_loss_without_duplicates():
-    embeddings = torch.nn.functional.normalize(torch.randn(8, 4, generator=torch.Generator().manual_seed(1)), dim=1)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
-    naive = NaiveEuclideanTripletLoss(alpha=0.5)
-    course = TripletLoss(alpha=0.5, mining="all", metric="euclidean")
-    torch.testing.assert_close(naive(embeddings, labels), course(embeddings, labels))
-    assert naive.last_stats == course.last_stats
+@pytest.mark.parametrize("history, alpha", [
+    (HEALTHY, 0.2), (COLLAPSED, 0.2), (NAN, 0.2), (EMPTY, 0.2), (WIDE_MARGIN, 5.0), (WIDE_MARGIN, 2.0),
+    ([record(3.0, 1.0, 0.1, 20.0, norm=3.0)], 5.0), ([record(0.1, d_an=math.inf)], 0.2),
+    *[case.args for case in EXERCISE.cases],
+])
+def test_diagnose_follows_the_five_rules_of_the_slow_reference(history, alpha):
+    assert diagnose(history, alpha).name == reference.name_the_failure(history, alpha)
 
 
 def _tiny_run(loss_fn, batches, images, labels):
@@ -120,9 +103,19 @@ def test_record_steps_records_one_step_per_batch_and_no_triplet_as_none():
     assert history[1]["loss"] == 0.0 and math.copysign(1, history[1]["loss"]) == 1
 
 
-def test_record_steps_needs_a_loss_with_stats():
-    with pytest.raises(TypeError, match="last_stats"):
+def test_record_steps_needs_a_loss_that_reports_its_stats():
+    with pytest.raises(TypeError, match="return_stats"):
         _tiny_run(lambda e, l: e.sum(), [torch.tensor([0, 1])], torch.rand(2, 1, 2, 2), torch.tensor([0, 0]))
+
+
+def test_record_steps_takes_a_function_with_return_stats_like_the_module():
+    images = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(4))
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    batches = [torch.arange(6), torch.tensor([0, 1, 2, 3])]
+    as_function = _tiny_run(batch_all_triplet_loss, batches, images, labels)
+    as_module = _tiny_run(TripletLoss(alpha=0.2), batches, images, labels)
+    assert as_function == as_module
+    assert as_function[0]["active_fraction"] is not None
 
 
 def test_random_batches_are_repeatable_and_refuse_bad_sizes():
@@ -143,6 +136,16 @@ def test_plot_has_one_panel_per_key_and_refuses_unknown_keys():
         plot_broken_and_fixed(HEALTHY, HEALTHY, keys=("speed",))
 
 
+def test_plot_draws_the_broken_run_on_top_and_marks_its_nan_steps():
+    figure = plot_broken_and_fixed(NAN, HEALTHY[:2], keys=("loss",))
+    lines = figure.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["fixed", "broken", "broken: NaN"]
+    assert list(lines[2].get_xdata()) == [2]  # the NaN step, where the broken line itself shows nothing
+    assert lines[1].get_markerfacecolor() == "none" and lines[1].get_markersize() > lines[0].get_markersize()
+    finite = plot_broken_and_fixed(HEALTHY, HEALTHY).axes[0].get_lines()
+    assert "broken: NaN" not in [line.get_label() for line in finite]
+
+
 def test_pk_batches_continue_into_the_next_epoch():
     labels = torch.arange(4).repeat_interleave(4)
     batches = pk_batches(labels, p=2, k=2, steps=7, seed=1)
@@ -152,13 +155,15 @@ def test_pk_batches_continue_into_the_next_epoch():
         pk_batches(labels, 2, 2, 0)
 
 
-def test_train_fresh_is_repeatable():
+def test_train_fresh_is_repeatable_and_can_return_the_network():
     images = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     labels = torch.arange(4).repeat_interleave(2)
     batches = [torch.arange(8)] * 2
     first = train_fresh(TripletLoss(alpha=0.2), images, labels, batches, lr=1e-3)
-    again = train_fresh(TripletLoss(alpha=0.2), images, labels, batches, lr=1e-3)
+    again, network = train_fresh(TripletLoss(alpha=0.2), images, labels, batches, lr=1e-3, return_model=True)
     assert first == again and len(first) == 2
+    _, untrained = train_fresh(TripletLoss(alpha=0.2), images, labels, batches[:0], lr=1e-3, return_model=True)
+    assert isinstance(network, nn.Module) and not torch.equal(network(images), untrained(images))
     with pytest.raises(ValueError, match="lr"):
         train_fresh(TripletLoss(alpha=0.2), images, labels, batches, lr=0)
 
