@@ -124,7 +124,7 @@ def draw_hinge(ax: Axes, state: MarginState, d_max: float = DISTANCE_MAX) -> Non
     ax.set_xlabel("d(A,N), squared distance")
     ax.set_ylabel("loss L (squared-distance units)")
     ax.set_title(f"the hinge at α = {alpha:.2f}, d(A,P) = {d_ap:.2f}")
-    ax.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="upper right", fontsize=8)
 
 
 def draw_margin_ring(ax: Axes, state: MarginState) -> None:
@@ -159,7 +159,7 @@ def draw_margin_ring(ax: Axes, state: MarginState) -> None:
     ax.set_xlabel("schematic: radius = d (squared distance)")
     ax.set_ylabel("schematic: radius = d")
     ax.set_title("the negative must clear the ring")
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
 
 
 def draw_margin(state: MarginState, d_max: float = DISTANCE_MAX) -> Figure:
