@@ -5,8 +5,7 @@ They use the framework of `course_utils.checks` (``Case``, ``Mistake``, ``Exerci
 `run_check` would refuse as "not floating-point", so this module adds `run_mask_check`:
 the same steps (run every case, explain errors, recognise known mistakes), but an answer
 matches when it is a boolean tensor with exactly the expected entries.
-Notebook 05's exercise (batch-hard selection with masks) returns one loss per anchor, a float
-tensor: `run_check` serves it.
+Notebook 05's exercise (FaceNet's semi-hard triplets) returns a boolean mask as well.
 """
 from __future__ import annotations
 
@@ -235,85 +234,78 @@ def check_valid_triplet_mask(function) -> CheckResult:
 
 
 # ---------------------------------------------------------------------------
-# Notebook 05: batch-hard selection with masks, one loss per anchor.
+# Notebook 05: FaceNet's semi-hard triplets as a mask.
 
 
-def _points_distances(seed: int, n: int, d: int) -> torch.Tensor:
-    """Squared distances between n fixed pseudo-random points in d dimensions (float32)."""
-    generator = torch.Generator().manual_seed(seed)
-    points = torch.randint(-10, 11, (n, d), generator=generator).double() / 10
-    return reference.pairwise_distances(points).float()
+def _line_distances(*positions: float) -> torch.Tensor:
+    """(B, B) distances |x_i - x_j| between points on a line: exact for multiples of 1/4."""
+    x = torch.tensor(positions)
+    return (x.unsqueeze(1) - x.unsqueeze(0)).abs()
 
 
-def _batch_hard_by_loops(dist: torch.Tensor, labels: torch.Tensor, alpha: float, positive_pick=max,
-                         negative_pick=min, negatives_include=lambda a, j, labels: labels[a] != labels[j],
-                         clamp: bool = True) -> torch.Tensor:
-    """Per anchor: pick among its positives and its negatives, then the hinge; loops in float64."""
-    dist = dist.detach().double()
-    losses = []
-    for a in range(len(labels)):
-        positives = [dist[a, p] for p in range(len(labels)) if p != a and labels[p] == labels[a]]
-        negatives = [dist[a, j] for j in range(len(labels)) if negatives_include(a, j, labels)]
-        loss = positive_pick(positives) - negative_pick(negatives) + alpha
-        losses.append(loss.clamp(min=0) if clamp else loss)
-    return torch.stack(losses)
+def _grid_distances(seed: int, n: int) -> torch.Tensor:
+    """(n, n) squared distances between integer points in 2-D: whole numbers, with ties."""
+    points = torch.randint(-3, 4, (n, 2), generator=torch.Generator().manual_seed(seed)).float()
+    return (points.unsqueeze(1) - points.unsqueeze(0)).pow(2).sum(dim=2)
 
 
-def _mean(values):
-    return torch.stack(values).mean()
+def _window(dist, labels, alpha, low="<", high="<", valid=True, swap=False, lower=True, upper=True):
+    """A semi-hard mask with one thing changed: the mistakes' answers, vectorised."""
+    d_ap, d_an = dist.unsqueeze(2), dist.unsqueeze(1)  # (B, B, 1) and (B, 1, B)
+    if swap:
+        d_ap, d_an = d_an, d_ap
+    above = (d_an > d_ap) if low == "<" else (d_an >= d_ap)
+    below = (d_an < d_ap + alpha) if high == "<" else (d_an <= d_ap + alpha)
+    mask = (above if lower else torch.ones_like(above)) & (below if upper else torch.ones_like(below))
+    return mask & reference.valid_triplet_mask(labels) if valid else mask
 
 
-BATCH_HARD_LOSSES = Exercise(
-    name="batch_hard_losses",
-    returns="one loss per anchor, a tensor of shape (B,)",
-    expected=_batch_hard_by_loops,
+SEMIHARD_MASK = Exercise(
+    name="semihard_mask",
+    returns=("a boolean tensor of shape (B, B, B), mask[a, p, n] True when (a, p, n) is a valid triplet "
+             "with d(a,p) < d(a,n) < d(a,p) + alpha"),
+    expected=reference.semihard_window_mask,
     cases=(
-        Case("6 pictures of 3 persons in 2-D, alpha = 0.2",
-             (_points_distances(1, 6, 2), torch.tensor([0, 0, 1, 1, 2, 2]), 0.2)),
-        Case("7 pictures of 2 persons, ids unsorted, alpha = 0.5",
-             (_points_distances(2, 7, 3), torch.tensor([4, 9, 4, 9, 9, 4, 4]), 0.5)),
-        Case("8 pictures of 4 persons, alpha = 0.1",
-             (_points_distances(3, 8, 4), torch.tensor([0, 1, 2, 3, 3, 2, 1, 0]), 0.1)),
+        Case("pair at distance 1; negatives at 0.5, 1 (a tie), 1.25, 1.5 (the edge d(a,p) + alpha) and 2; "
+             "alpha = 0.5",
+             (_line_distances(0, 1, 0.5, -1, 1.25, -1.5, 2), torch.tensor([0, 0, 1, 2, 3, 4, 5]), 0.5)),
+        Case("one negative closer than the positive, the other beyond the margin: no semi-hard triplet; "
+             "alpha = 0.5",
+             (_line_distances(0, 2, 1, -3), torch.tensor([0, 0, 1, 2]), 0.5)),
+        Case("9 pictures of 3 persons at integer points, squared distances with ties, alpha = 2",
+             (_grid_distances(5, 9), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2]), 2.0)),
+        Case("3 pictures of one person: no negative, so no triplet", (_grid_distances(6, 3), torch.tensor([4, 4, 4]), 1.0)),
     ),
     mistakes=(
-        Mistake("negatives_include_self",
-                lambda dist, labels, alpha: _batch_hard_by_loops(
-                    dist, labels, alpha, negatives_include=lambda a, j, labels: True),
-                "the anchor itself (distance 0) was taken as its closest negative. Before the min over "
-                "negatives, hide every same-person entry, the anchor included: fill them with "
-                "torch.finfo(dist.dtype).max."),
-        Mistake("negatives_include_positives",
-                lambda dist, labels, alpha: _batch_hard_by_loops(
-                    dist, labels, alpha, negatives_include=lambda a, j, labels: j != a),
-                "the closest 'negative' can be a picture of the anchor's own person. Only pictures with "
-                "labels[j] != labels[a] are negatives: mask the others out before the min."),
-        Mistake("easiest_not_hardest",
-                lambda dist, labels, alpha: _batch_hard_by_loops(dist, labels, alpha, min, max),
-                "you picked the closest positive and the farthest negative: the easiest triplet. Batch-hard "
-                "takes the farthest positive (max) and the closest negative (min)."),
-        Mistake("mean_of_positives",
-                lambda dist, labels, alpha: _batch_hard_by_loops(dist, labels, alpha, positive_pick=_mean),
-                "you averaged the positives' distances. Batch-hard takes the farthest positive: a max."),
-        Mistake("forgot_max_with_zero",
-                lambda dist, labels, alpha: _batch_hard_by_loops(dist, labels, alpha, clamp=False),
-                "the hinge is missing: each anchor's loss is max(hardest d(A,P) - hardest d(A,N) + alpha, 0); "
-                "use torch.clamp(..., min=0)."),
-        Mistake("returned_mean",
-                lambda dist, labels, alpha: _batch_hard_by_loops(dist, labels, alpha).mean(),
-                "you returned the mean over anchors. This exercise asks for one loss per anchor, shape (B,)."),
+        Mistake("axes_swapped", lambda dist, labels, alpha: _window(dist, labels, alpha, swap=True),
+                "d(a,p) and d(a,n) sit on the wrong axes. In mask[a, p, n] the positive is axis 1 and the "
+                "negative axis 2: d(a,p) is dist.unsqueeze(2) (shape (B, B, 1)) and d(a,n) is "
+                "dist.unsqueeze(1) (shape (B, 1, B))."),
+        Mistake("no_margin", lambda dist, labels, alpha: _window(dist, labels, alpha, upper=False),
+                "every negative farther than the positive is kept, also those beyond the margin, whose loss is "
+                "already 0. Semi-hard also needs d(a,n) < d(a,p) + alpha."),
+        Mistake("hard_included", lambda dist, labels, alpha: _window(dist, labels, alpha, lower=False),
+                "negatives closer than the positive (hard ones) are kept. Semi-hard also needs d(a,n) > d(a,p)."),
+        Mistake("not_a_valid_triplet", lambda dist, labels, alpha: _window(dist, labels, alpha, valid=False),
+                "the distances are right, but (a, p, n) must also be a valid triplet: combine with notebook 04's "
+                "valid-triplet mask (p another picture of a's person, n another person)."),
+        Mistake("ties_kept", lambda dist, labels, alpha: _window(dist, labels, alpha, low="<=", high="<="),
+                "ties are kept on both edges. Both inequalities are strict: d(a,n) = d(a,p) is hard, and "
+                "d(a,n) = d(a,p) + alpha has loss 0 (easy). Use > and <, not >= and <=."),
+        Mistake("tie_with_positive_kept", lambda dist, labels, alpha: _window(dist, labels, alpha, low="<="),
+                "a negative exactly as far as the positive (d(a,n) = d(a,p)) is hard, not semi-hard: use >, not >=."),
+        Mistake("tie_with_margin_kept", lambda dist, labels, alpha: _window(dist, labels, alpha, high="<="),
+                "a negative exactly at d(a,p) + alpha has loss 0, so it is easy: use <, not <=."),
     ),
     error_hints=(
-        ErrorHint("builtin_max", "Boolean value of Tensor with more than one value is ambiguous",
-                  "Python's built-in max or an `if` works on one number. Use tensor methods: "
-                  "dist.masked_fill(...).max(dim=1).values and torch.clamp(x, min=0)."),
-        ErrorHint("in_place_on_input", "a leaf Variable that requires grad is being used in an in-place operation",
-                  "masked_fill_ (with an underscore) changes dist in place; use masked_fill, which returns a new tensor."),
+        ErrorHint("size_mismatch", "must match the size of tensor",
+                  "two tensors of different shapes were combined. Give d(a,p) the shape (B, B, 1) with "
+                  "dist.unsqueeze(2) and d(a,n) the shape (B, 1, B) with dist.unsqueeze(1)."),
     ),
-    # The framework would make every tensor argument require a gradient, and integer labels cannot.
     needs_gradient=False,
 )
 
 
-def check_batch_hard_losses(function) -> CheckResult:
-    """Check a learner's batch_hard_losses(dist, labels, alpha): (B, B), (B,), float -> (B,)."""
-    return run_check(function, BATCH_HARD_LOSSES)
+def check_semihard_mask(function) -> CheckResult:
+    """Check a learner's semihard_mask(dist, labels, alpha): (B, B), (B,), float -> (B, B, B) bool."""
+    return run_mask_check(function, SEMIHARD_MASK)

@@ -1,208 +1,119 @@
-"""Choosing triplets, measured: the side-by-side comparison and the cost of "all triplets".
+"""Choosing triplets, measured: bookkeeping for notebook 05's comparison, and timings.
 
-`compare_strategies` trains the same network (same initial weights), on the same P x K
-batches, for the same number of steps, once per triplet-choosing strategy and seed:
+Notebook 05 writes its training loop on the page (one fresh network per strategy and seed,
+the same P x K batches for every strategy). This module keeps what is not the lesson:
 
-* "random": B valid triplets drawn at random inside the batch, mean loss over them;
-* "batch-all": every valid triplet of the batch, mean over those with a positive loss;
-* "batch-hard": per anchor its farthest positive and closest negative;
-* "semi-hard": per positive pair the closest negative farther than the positive (FaceNet).
-
-It uses `course_utils.training.training_step`, the miners of `course_utils.mining` and
-the losses of `course_utils.losses`, and records the loss, the fraction of active
-triplets (positive loss), held-out retrieval quality and the share of random training
-triplets whose loss is already zero. `time_batch_all` times the three ways to compute
-the batch-all loss for growing batches (course fact F13).
+* `make_probe` and `measure`: held-out Precision@1 and MAP@R, and the share of a fixed
+  set of random training triplets whose loss is already zero (with their mean d(A,N));
+* `summarise` and `plot_comparison`: mean and range over seeds, as numbers and curves;
+* `time_batch_all` and `plot_timings`: the cost of the batch-all loss three ways.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from matplotlib.figure import Figure
 
 from . import reference
-from ._validate import check_alpha, check_choice, check_whole_number
-from .data import PKBatchSampler, keyed_generator, make_random_triplets
+from ._validate import check_alpha, check_whole_number
+from .data import make_random_triplets
 from .distances import pairwise_distances, squared_euclidean
 from .evaluation import embed, retrieval_metrics
-from .losses import TripletLoss, TripletStats, batch_all_triplet_loss, triplet_loss
-from .mining import mine_triplets, valid_triplet_mask
-from .models import EmbeddingNet
-from .notebook import seed_everything
-from .training import training_step
+from .losses import batch_all_triplet_loss
+from .mining import valid_triplet_mask
 from .triplet_kinds import zero_loss_fraction
 
-STRATEGIES = ("random", "batch-all", "batch-hard", "semi-hard")
-_MINING = {"batch-all": "all", "batch-hard": "hard", "semi-hard": "semihard"}
-# Stream of keyed_generator for the random triplets, apart from the batch order's numbers.
-_RANDOM_TRIPLET_STREAM = 1
 
+class Probe(NamedTuple):
+    """A fixed set of random training triplets, measured at every step of every run.
 
-@dataclass(frozen=True)
-class ComparisonSettings:
-    """What every run of the comparison shares.
-
-    Attributes:
-        steps: gradient steps per run.
-        eval_every: steps between two measurements (the first is before training).
-        p, k: P x K batches.
-        alpha: the margin.
-        lr: Adam's learning rate.
-        embedding_dim: length of the encodings (unit length).
-        width: channels of the first block of the small EmbeddingNet.
-        probe_triplets: random training triplets used to measure the zero-loss fraction.
+    images: the probe pictures (N, C, H, W); anchor, positive, negative: (T,) indices into them.
     """
 
-    steps: int = 100
-    eval_every: int = 20
-    p: int = 16
-    k: int = 4
-    alpha: float = 0.2
-    lr: float = 1e-3
-    embedding_dim: int = 32
-    width: int = 8
-    probe_triplets: int = 2000
-
-    def __post_init__(self):
-        for name in ("steps", "eval_every", "p", "k", "embedding_dim", "width", "probe_triplets"):
-            check_whole_number(getattr(self, name), name, minimum=2 if name in "pk" else 1)
-        if self.steps % self.eval_every:
-            raise ValueError(f"steps ({self.steps}) must be a multiple of eval_every ({self.eval_every}).")
-        check_alpha(self.alpha)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}.")
+    images: torch.Tensor
+    anchor: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
 
 
-class StrategyLoss:
-    """The loss of one strategy as a callable (embeddings, labels) -> scalar, with ``last_stats``.
+def make_probe(images: torch.Tensor, labels: torch.Tensor, n_persons: int = 100, n_triplets: int = 2000,
+               seed: int = 0) -> Probe:
+    """Random valid triplets among the pictures of the first n_persons identities of a set.
 
     Args:
-        strategy: one of STRATEGIES.
-        alpha: the margin.
-        generator: draws the "random" strategy's triplets (ignored by the others).
+        images: (N, C, H, W) training pictures.
+        labels: (N,) their identities; each of the first n_persons needs 2 pictures.
+        n_persons: how many persons the probe uses.
+        n_triplets: how many random triplets.
+        seed: draws the triplets.
+    Returns:
+        Probe.
     """
-
-    def __init__(self, strategy: str, alpha: float, generator: torch.Generator | None = None):
-        self.strategy = check_choice(strategy, "strategy", STRATEGIES)
-        self.alpha = check_alpha(alpha)
-        self.generator = generator
-        self.mined = None if strategy == "random" else TripletLoss(alpha=alpha, mining=_MINING[strategy])
-        self.last_stats: TripletStats | None = None
-
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.mined is not None:
-            loss = self.mined(embeddings, labels)
-            self.last_stats = self.mined.last_stats
-            return loss
-        anchor, positive, negative = mine_triplets(embeddings, labels, strategy="random",
-                                                   num_triplets=len(labels), generator=self.generator)
-        losses = triplet_loss(embeddings[anchor], embeddings[positive], embeddings[negative], alpha=self.alpha)
-        self.last_stats = TripletStats(len(losses), int((losses > 0).sum()))
-        return losses.mean()
+    check_whole_number(n_persons, "n_persons", minimum=2)
+    persons = labels.unique()[:n_persons]
+    rows = torch.isin(labels, persons).nonzero().flatten()
+    anchor, positive, negative = make_random_triplets(labels[rows], n_triplets, seed=seed)
+    return Probe(images[rows], anchor, positive, negative)
 
 
-def _measure(model, test_images, test_labels, probe_images, probe_triplets, alpha) -> dict:
-    """Held-out retrieval metrics and the zero-loss share of the fixed random probe triplets."""
+def calibrate_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> None:
+    """Set every BatchNorm layer's running statistics from these pictures; no weight changes.
+
+    A fresh network's BatchNorm layers hold mean 0 and variance 1, which are not the
+    statistics of real activations, so in evaluation mode it squeezes every picture onto
+    nearly one point. Training sets them as it goes; this sets them before the first step,
+    so that a measurement at step 0 shows the network as it really is.
+
+    Args:
+        model: the network (its train/eval mode is restored).
+        images: (N, C, H, W) pictures, for example training pictures.
+        batch_size: pictures per forward pass.
+    """
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    was_training = model.training
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # None: a cumulative average over all the passes below
+    model.train()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                model(images[start:start + batch_size])
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+        model.train(was_training)
+
+
+def measure(model: torch.nn.Module, test_images: torch.Tensor, test_labels: torch.Tensor, probe: Probe,
+            alpha: float = 0.2) -> dict:
+    """Held-out retrieval quality and the zero-loss share of the probe's random triplets.
+
+    Args:
+        model: the network, measured in evaluation mode (see `calibrate_batchnorm` at step 0).
+        test_images, test_labels: held-out persons.
+        probe: from `make_probe`.
+        alpha: the margin.
+    Returns:
+        {"test_precision_at_1", "test_map_at_r", "random_zero_loss_fraction", "random_mean_d_an"}.
+    """
     metrics = retrieval_metrics(embed(model, test_images, batch_size=500), test_labels)
-    probe = embed(model, probe_images, batch_size=500)
-    anchor, positive, negative = probe_triplets
-    d_ap = squared_euclidean(probe[anchor], probe[positive])
-    d_an = squared_euclidean(probe[anchor], probe[negative])
+    encodings = embed(model, probe.images, batch_size=500)
+    d_ap = squared_euclidean(encodings[probe.anchor], encodings[probe.positive])
+    d_an = squared_euclidean(encodings[probe.anchor], encodings[probe.negative])
     return {"test_precision_at_1": metrics["precision_at_1"], "test_map_at_r": metrics["map_at_r"],
             "random_zero_loss_fraction": zero_loss_fraction(d_ap, d_an, alpha),
             "random_mean_d_an": float(d_an.mean())}
-
-
-def train_one_strategy(strategy: str, seed: int, train_images: torch.Tensor, train_labels: torch.Tensor,
-                       test_images: torch.Tensor, test_labels: torch.Tensor,
-                       settings: ComparisonSettings) -> tuple[list[dict], EmbeddingNet]:
-    """One run of the comparison: a fresh network trained with one strategy.
-
-    The initial weights, the batch order and the probe triplets depend on ``seed`` only,
-    so two strategies with the same seed start from the same network and see the same batches.
-
-    Args:
-        strategy: one of STRATEGIES.
-        seed: non-negative int.
-        train_images, train_labels: (N, C, H, W) pictures and (N,) identities to train on.
-        test_images, test_labels: held-out identities for Precision@1 and MAP@R.
-        settings: ComparisonSettings.
-    Returns:
-        records: one dict per measurement (step 0, eval_every, ..., steps) with strategy,
-            seed, step, loss and active_fraction (means over the steps since the last
-            measurement; None at step 0), test_precision_at_1, test_map_at_r,
-            random_zero_loss_fraction and random_mean_d_an (mean d(A,N) of the probe
-            triplets: near 0 means the encodings have collapsed together).
-        model: the trained network.
-    """
-    check_choice(strategy, "strategy", STRATEGIES)
-    if not isinstance(settings, ComparisonSettings):
-        raise TypeError(f"settings must be a ComparisonSettings, got {type(settings).__name__}.")
-    seed_everything(seed)
-    model = EmbeddingNet(in_channels=train_images.shape[1], embedding_dim=settings.embedding_dim,
-                         width=settings.width)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    loss_fn = StrategyLoss(strategy, settings.alpha, keyed_generator(seed, _RANDOM_TRIPLET_STREAM))
-    sampler = PKBatchSampler(train_labels, p=settings.p, k=settings.k, seed=seed)
-    # A fixed probe: 100 training persons' pictures and random triplets among them.
-    probe_persons = train_labels.unique()[:100]
-    probe_idx = torch.isin(train_labels, probe_persons).nonzero().flatten()
-    probe_triplets = make_random_triplets(train_labels[probe_idx], settings.probe_triplets, seed=seed)
-    measure = (model, test_images, test_labels, train_images[probe_idx], probe_triplets, settings.alpha)
-
-    records = [{"strategy": strategy, "seed": seed, "step": 0, "loss": None, "active_fraction": None,
-                **_measure(*measure)}]
-    losses, actives, epoch, plan = [], [], 0, sampler.batches_for_epoch(0)
-    for step in range(1, settings.steps + 1):
-        row = (step - 1) - epoch * len(plan)
-        if row == len(plan):
-            epoch, row = epoch + 1, 0
-            plan = sampler.batches_for_epoch(epoch)
-        batch = plan[row]
-        loss, _ = training_step(model, optimizer, loss_fn, train_images[batch], train_labels[batch])
-        losses.append(float(loss))
-        actives.append(loss_fn.last_stats.active_fraction)
-        if step % settings.eval_every == 0:
-            records.append({"strategy": strategy, "seed": seed, "step": step,
-                            "loss": sum(losses) / len(losses), "active_fraction": sum(actives) / len(actives),
-                            **_measure(*measure)})
-            losses, actives = [], []
-    return records, model
-
-
-def compare_strategies(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
-                       test_labels: torch.Tensor, settings: ComparisonSettings,
-                       strategies: tuple[str, ...] = STRATEGIES,
-                       seeds: tuple[int, ...] = (0, 1)) -> tuple[list[dict], dict[tuple[str, int], EmbeddingNet]]:
-    """Train one network per (strategy, seed) under identical conditions; all records in one list.
-
-    Args:
-        train_images, train_labels, test_images, test_labels: as in `train_one_strategy`.
-        settings: ComparisonSettings shared by every run.
-        strategies: names from STRATEGIES.
-        seeds: at least one non-negative int; two or more show the spread.
-    Returns:
-        records: the records of every run (see `train_one_strategy`), in one list.
-        models: the trained networks, by (strategy, seed).
-    """
-    if not seeds:
-        raise ValueError("give at least one seed, for example seeds=(0, 1).")
-    records, models = [], {}
-    for strategy in strategies:
-        for seed in seeds:
-            run, models[strategy, seed] = train_one_strategy(strategy, seed, train_images, train_labels,
-                                                             test_images, test_labels, settings)
-            records.extend(run)
-    return records, models
 
 
 def summarise(records: list[dict], key: str, step: int) -> dict[str, tuple[float, float, float]]:
     """Mean, smallest and largest value of ``key`` over the seeds, per strategy, at one step.
 
     Args:
-        records: from `compare_strategies`.
+        records: dicts with strategy, seed, step and the recorded numbers.
         key: a recorded number, for example "test_precision_at_1".
         step: a measured step.
     Returns:
@@ -217,19 +128,18 @@ def summarise(records: list[dict], key: str, step: int) -> dict[str, tuple[float
     return {name: (sum(v) / len(v), min(v), max(v)) for name, v in found.items()}
 
 
-_PANELS = (("loss", "training loss (mean over steps)"), ("active_fraction", "active fraction of chosen triplets"),
-           ("test_precision_at_1", "held-out Precision@1"), ("random_zero_loss_fraction",
-                                                              "random triplets with loss 0"),
+_PANELS = (("loss", "training loss (mean over steps)"), ("test_precision_at_1", "held-out Precision@1"),
+           ("test_map_at_r", "held-out MAP@R"), ("random_zero_loss_fraction", "random triplets with loss 0"),
            ("random_mean_d_an", "mean d(A,N) of random triplets"))
 
 
-def plot_comparison(records: list[dict], keys: tuple[str, ...] = ("loss", "active_fraction",
-                                                                   "test_precision_at_1")) -> Figure:
+def plot_comparison(records: list[dict], keys: tuple[str, ...] = ("loss", "test_precision_at_1",
+                                                                   "test_map_at_r")) -> Figure:
     """One panel per recorded number: the mean over seeds as a line, the range over seeds shaded.
 
     Args:
-        records: from `compare_strategies`.
-        keys: which numbers to plot (loss, active_fraction, test_precision_at_1,
+        records: dicts with strategy, seed, step and the numbers to plot.
+        keys: which numbers to plot (loss, test_precision_at_1, test_map_at_r,
             random_zero_loss_fraction, random_mean_d_an).
     Returns:
         the Figure.
@@ -284,16 +194,18 @@ def _seconds(function, repeats: int) -> float:
     return best
 
 
-def time_batch_all(batch_sizes: tuple[int, ...], k: int = 4, naive_up_to: int = 64, repeats: int = 3,
-                   seed: int = 0) -> list[dict]:
+def time_batch_all(batch_sizes: tuple[int, ...], masked=masked_batch_all_loss, k: int = 4, naive_up_to: int = 64,
+                   repeats: int = 3, seed: int = 0) -> list[dict]:
     """Time the batch-all loss three ways for P x K batches of growing size B.
 
     The naive loop is `course_utils.reference.batch_all_triplet_loss` (one Python step per
-    triplet), the masked version `masked_batch_all_loss` (B^3 numbers at once), and the
-    course's `losses.batch_all_triplet_loss` (sorted negatives, no B^3 tensor).
+    triplet), a masked version (B^3 numbers at once: `masked_batch_all_loss` or the one a
+    notebook writes), and the course's `losses.batch_all_triplet_loss` (sorted negatives,
+    no B^3 tensor).
 
     Args:
         batch_sizes: B values, each a multiple of k with B / k >= 2.
+        masked: masked(embeddings, labels, alpha) -> 0-d loss, the version to time.
         k: pictures per identity.
         naive_up_to: the naive loop is timed only for B up to this (it grows like B^3).
         repeats: timings per method; the best is kept.
@@ -310,11 +222,11 @@ def time_batch_all(batch_sizes: tuple[int, ...], k: int = 4, naive_up_to: int = 
         embeddings = torch.nn.functional.normalize(torch.randn(b, 32, generator=generator), dim=1)
         labels = torch.arange(b // k).repeat_interleave(k)
         course = batch_all_triplet_loss(embeddings, labels)
-        masked = masked_batch_all_loss(embeddings, labels)
+        masked_loss = masked(embeddings, labels, 0.2)
         row = {"batch_size": b, "triplets": b * (k - 1) * (b - k), "naive_seconds": None,
-               "masked_seconds": _seconds(lambda: masked_batch_all_loss(embeddings, labels), repeats),
+               "masked_seconds": _seconds(lambda: masked(embeddings, labels, 0.2), repeats),
                "course_seconds": _seconds(lambda: batch_all_triplet_loss(embeddings, labels), repeats),
-               "max_difference": float((course - masked).abs())}
+               "max_difference": float((course - masked_loss).abs())}
         if b <= naive_up_to:
             naive = reference.batch_all_triplet_loss(embeddings, labels)[0]
             row["naive_seconds"] = _seconds(lambda: reference.batch_all_triplet_loss(embeddings, labels), 1)

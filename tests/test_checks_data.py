@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from course_utils.checks_data import check_batch_hard_losses, check_valid_triplet_mask
+from course_utils import reference
+from course_utils.checks_data import SEMIHARD_MASK, check_semihard_mask, check_valid_triplet_mask
 
 
 def good_mask(labels):
@@ -125,50 +126,66 @@ def test_passing_a_call_instead_of_the_function_is_explained():
         check_valid_triplet_mask(good_mask(torch.tensor([0, 0, 1])))
 
 
-def hard_good(dist, labels, alpha):
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    itself = torch.eye(len(labels), dtype=torch.bool)
-    positive = dist.masked_fill(~same | itself, 0).max(dim=1).values
-    negative = dist.masked_fill(same, torch.finfo(dist.dtype).max).min(dim=1).values
-    return (positive - negative + alpha).clamp(min=0)
+def semihard_good(dist, labels, alpha):
+    d_ap, d_an = dist.unsqueeze(2), dist.unsqueeze(1)
+    return (d_an > d_ap) & (d_an < d_ap + alpha) & good_mask(labels)
 
 
-def hard_self_negative(dist, labels, alpha):
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    return (dist.masked_fill(~same, 0).max(dim=1).values - dist.min(dim=1).values + alpha).clamp(min=0)
+def semihard_swapped(dist, labels, alpha):
+    d_ap, d_an = dist.unsqueeze(1), dist.unsqueeze(2)
+    return (d_an > d_ap) & (d_an < d_ap + alpha) & good_mask(labels)
 
 
-def hard_easiest(dist, labels, alpha):
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    itself = torch.eye(len(labels), dtype=torch.bool)
-    positive = dist.masked_fill(~same | itself, torch.finfo(dist.dtype).max).min(dim=1).values
-    negative = dist.masked_fill(same, 0).max(dim=1).values
-    return (positive - negative + alpha).clamp(min=0)
+def semihard_no_margin(dist, labels, alpha):
+    return (dist.unsqueeze(1) > dist.unsqueeze(2)) & good_mask(labels)
 
 
-def hard_unclamped(dist, labels, alpha):
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    itself = torch.eye(len(labels), dtype=torch.bool)
-    positive = dist.masked_fill(~same | itself, 0).max(dim=1).values
-    negative = dist.masked_fill(same, torch.finfo(dist.dtype).max).min(dim=1).values
-    return positive - negative + alpha
+def semihard_no_lower_bound(dist, labels, alpha):
+    return (dist.unsqueeze(1) < dist.unsqueeze(2) + alpha) & good_mask(labels)
 
 
-def hard_mean(dist, labels, alpha):
-    return hard_good(dist, labels, alpha).mean()
+def semihard_no_valid_mask(dist, labels, alpha):
+    d_ap, d_an = dist.unsqueeze(2), dist.unsqueeze(1)
+    return (d_an > d_ap) & (d_an < d_ap + alpha)
 
 
-def test_batch_hard_check_passes_correct_code(capsys):
-    assert check_batch_hard_losses(hard_good).passed
-    assert "Well done" in capsys.readouterr().out
+def semihard_with_ties(dist, labels, alpha):
+    d_ap, d_an = dist.unsqueeze(2), dist.unsqueeze(1)
+    return (d_an >= d_ap) & (d_an <= d_ap + alpha) & good_mask(labels)
+
+
+def semihard_tie_with_margin(dist, labels, alpha):
+    d_ap, d_an = dist.unsqueeze(2), dist.unsqueeze(1)
+    return (d_an > d_ap) & (d_an <= d_ap + alpha) & good_mask(labels)
+
+
+def semihard_as_floats(dist, labels, alpha):
+    return semihard_good(dist, labels, alpha).float()
+
+
+@pytest.mark.parametrize("function", [semihard_good, reference.semihard_window_mask])
+def test_semihard_check_passes_correct_code(function, capsys):
+    assert check_semihard_mask(function).passed
+    assert "Well done: semihard_mask is correct on all 4 test cases." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("function, mistake", [
-    (hard_self_negative, "negatives_include_self"),
-    (hard_easiest, "easiest_not_hardest"),
-    (hard_unclamped, "forgot_max_with_zero"),
-    (hard_mean, "returned_mean"),
+    (semihard_swapped, "axes_swapped"),
+    (semihard_no_margin, "no_margin"),
+    (semihard_no_lower_bound, "hard_included"),
+    (semihard_no_valid_mask, "not_a_valid_triplet"),
+    (semihard_with_ties, "ties_kept"),
+    (semihard_tie_with_margin, "tie_with_margin_kept"),
+    (semihard_as_floats, "not_boolean"),
 ])
-def test_batch_hard_mistakes_are_named(function, mistake):
-    result = check_batch_hard_losses(function)
+def test_semihard_mistakes_are_named(function, mistake, capsys):
+    result = check_semihard_mask(function)
     assert not result.passed and result.mistake == mistake
+    assert result.message in capsys.readouterr().out
+
+
+def test_the_reference_mask_keeps_only_the_strict_window():
+    """Pair at distance 1, alpha 0.5: of the negatives at 0.5, 1, 1.25, 1.5, 2 only 1.25 is semi-hard."""
+    dist, labels, alpha = SEMIHARD_MASK.cases[0].args
+    mask = reference.semihard_window_mask(dist, labels, alpha)
+    assert mask.nonzero().tolist() == [[0, 1, 4]]

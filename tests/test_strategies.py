@@ -5,20 +5,18 @@ import torch
 from course_utils import reference
 from course_utils.data import make_synthetic_faces, split_by_identity
 from course_utils.losses import batch_all_triplet_loss
+from course_utils.evaluation import embed
+from course_utils.models import EmbeddingNet
 from course_utils.strategies import (
-    STRATEGIES,
-    ComparisonSettings,
-    StrategyLoss,
-    compare_strategies,
+    calibrate_batchnorm,
+    make_probe,
     masked_batch_all_loss,
+    measure,
     plot_comparison,
     plot_timings,
     summarise,
     time_batch_all,
-    train_one_strategy,
 )
-
-TINY = ComparisonSettings(steps=4, eval_every=2, p=4, k=3, embedding_dim=8, width=4, probe_triplets=50)
 
 
 @pytest.fixture(scope="module")
@@ -28,60 +26,70 @@ def faces():
     return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
 
 
-@pytest.fixture(scope="module")
-def comparison(faces):
-    return compare_strategies(*faces, settings=TINY, seeds=(0, 1))
+def _records():
+    """Two strategies, two seeds, steps 0 and 10: made-up numbers with known means and ranges."""
+    rows = []
+    for strategy, base in (("random", 0.3), ("semi-hard", 0.6)):
+        for seed in (0, 1):
+            for step in (0, 10):
+                value = base + 0.1 * seed + 0.01 * step
+                rows.append({"strategy": strategy, "seed": seed, "step": step, "loss": None if step == 0 else value,
+                             "test_precision_at_1": value, "test_map_at_r": value / 2,
+                             "random_zero_loss_fraction": value, "random_mean_d_an": value})
+    return rows
 
 
-def test_every_run_is_recorded_at_every_measured_step(comparison):
-    records, models = comparison
-    assert set(models) == {(s, seed) for s in STRATEGIES for seed in (0, 1)}
-    assert len(records) == len(STRATEGIES) * 2 * 3
-    for record in records:
-        assert 0 <= record["test_precision_at_1"] <= 1 and 0 <= record["random_zero_loss_fraction"] <= 1
-        if record["step"] == 0:
-            assert record["loss"] is None
-        else:
-            assert record["loss"] >= 0 and 0 <= record["active_fraction"] <= 1
+def test_probe_triplets_are_valid_and_among_the_first_persons(faces):
+    train_images, train_labels, _, _ = faces
+    probe = make_probe(train_images, train_labels, n_persons=5, n_triplets=40, seed=0)
+    persons = train_labels.unique()[:5]
+    rows = torch.isin(train_labels, persons).nonzero().flatten()
+    probe_labels = train_labels[rows]
+    assert torch.equal(probe.images, train_images[rows]) and len(probe.anchor) == 40
+    assert bool((probe_labels[probe.anchor] == probe_labels[probe.positive]).all())
+    assert bool((probe_labels[probe.anchor] != probe_labels[probe.negative]).all())
+    assert bool((probe.anchor != probe.positive).all())
 
 
-def test_same_seed_means_same_start_and_runs_repeat_exactly(comparison, faces):
-    records, _ = comparison
-    starts = {(r["seed"], r["test_precision_at_1"], r["random_zero_loss_fraction"]) for r in records if r["step"] == 0}
-    assert len(starts) == 2  # one starting network per seed, shared by all four strategies
-    again, _ = train_one_strategy("semi-hard", 1, *faces, TINY)
-    assert again == [r for r in records if r["strategy"] == "semi-hard" and r["seed"] == 1]
+def test_calibrated_batchnorm_undoes_the_fresh_networks_squeeze(faces):
+    """Untouched running statistics squeeze a fresh network's encodings together in eval mode."""
+    train_images, _, _, _ = faces
+    torch.manual_seed(0)
+    model = EmbeddingNet(in_channels=3, embedding_dim=8, width=4)
+    before = torch.pdist(embed(model, train_images)).mean()
+    calibrate_batchnorm(model, train_images, batch_size=16)
+    after = torch.pdist(embed(model, train_images)).mean()
+    assert after > 10 * before
+    assert model.training  # the mode is restored
+    weights = [p.clone() for p in model.parameters()]
+    calibrate_batchnorm(model, train_images)
+    assert all(torch.equal(w, p) for w, p in zip(weights, model.parameters()))
 
 
-def test_summarise_gives_mean_and_range_over_seeds(comparison):
-    records, _ = comparison
-    summary = summarise(records, "test_precision_at_1", step=4)
-    values = [r["test_precision_at_1"] for r in records if r["strategy"] == "random" and r["step"] == 4]
-    assert summary["random"] == pytest.approx((sum(values) / 2, min(values), max(values)))
+def test_measure_reports_retrieval_and_the_probe(faces):
+    train_images, train_labels, test_images, test_labels = faces
+    torch.manual_seed(0)
+    model = EmbeddingNet(in_channels=3, embedding_dim=8, width=4)
+    probe = make_probe(train_images, train_labels, n_persons=5, n_triplets=40, seed=0)
+    numbers = measure(model, test_images, test_labels, probe, alpha=0.2)
+    assert set(numbers) == {"test_precision_at_1", "test_map_at_r", "random_zero_loss_fraction", "random_mean_d_an"}
+    assert all(0 <= numbers[key] <= 1 for key in ("test_precision_at_1", "test_map_at_r", "random_zero_loss_fraction"))
+    assert numbers["random_mean_d_an"] >= 0
+
+
+def test_summarise_gives_mean_and_range_over_seeds():
+    summary = summarise(_records(), "test_precision_at_1", step=10)
+    assert summary["random"] == pytest.approx((0.45, 0.4, 0.5))
+    assert summary["semi-hard"] == pytest.approx((0.75, 0.7, 0.8))
     with pytest.raises(ValueError, match="no record"):
-        summarise(records, "loss", step=0)
+        summarise(_records(), "loss", step=0)
 
 
-def test_plots_have_labelled_panels(comparison):
-    records, _ = comparison
-    figure = plot_comparison(records, keys=("loss", "random_mean_d_an"))
-    assert len(figure.axes) == 2 and all(ax.get_xlabel() == "gradient step" for ax in figure.axes)
+def test_plots_have_labelled_panels():
+    figure = plot_comparison(_records(), keys=("loss", "test_map_at_r", "random_mean_d_an"))
+    assert len(figure.axes) == 3 and all(ax.get_xlabel() == "gradient step" for ax in figure.axes)
     with pytest.raises(ValueError, match="cannot plot"):
-        plot_comparison(records, keys=("accuracy",))
-
-
-def test_random_strategy_reports_its_active_triplets():
-    generator = torch.Generator().manual_seed(0)
-    embeddings = torch.nn.functional.normalize(torch.randn(12, 5, generator=generator), dim=1)
-    labels = torch.arange(4).repeat_interleave(3)
-    loss_fn = StrategyLoss("random", alpha=0.2, generator=torch.Generator().manual_seed(1))
-    loss = loss_fn(embeddings, labels)
-    assert loss_fn.last_stats.num_triplets == 12 and 0 <= loss_fn.last_stats.num_active <= 12
-    assert loss >= 0
-    for strategy in STRATEGIES[1:]:
-        mined = StrategyLoss(strategy, alpha=0.2)
-        mined(embeddings, labels)
-        assert mined.last_stats.num_triplets > 0
+        plot_comparison(_records(), keys=("accuracy",))
 
 
 def test_masked_batch_all_matches_the_reference_and_the_course_loss():
@@ -103,15 +111,12 @@ def test_timing_rows_count_triplets_and_skip_the_slow_loop_above_the_limit():
         time_batch_all(batch_sizes=(10,), k=4)
 
 
-@pytest.mark.parametrize("changes", [{"steps": 5, "eval_every": 2}, {"p": 1}, {"lr": 0.0}, {"alpha": -1.0}])
-def test_bad_settings_are_refused(changes):
-    values = {"steps": 4, "eval_every": 2, **changes}
-    with pytest.raises(ValueError):
-        ComparisonSettings(**values)
+def test_timing_uses_the_masked_version_it_is_given():
+    calls = []
 
+    def masked(embeddings, labels, alpha):
+        calls.append(len(labels))
+        return masked_batch_all_loss(embeddings, labels, alpha)
 
-def test_unknown_strategy_and_empty_seeds_are_refused(faces):
-    with pytest.raises(ValueError, match="unknown strategy"):
-        StrategyLoss("hardest", alpha=0.2)
-    with pytest.raises(ValueError, match="at least one seed"):
-        compare_strategies(*faces, settings=TINY, seeds=())
+    rows = time_batch_all(batch_sizes=(8,), masked=masked, naive_up_to=0, repeats=2)
+    assert calls == [8, 8, 8] and rows[0]["max_difference"] < 1e-5
