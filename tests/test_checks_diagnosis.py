@@ -105,3 +105,14 @@ def test_stub_gets_the_kind_message():
 def test_a_call_instead_of_a_function_is_refused():
     with pytest.raises(TypeError, match="function itself"):
         check_name_the_failure("healthy")
+
+
+def test_no_two_mistakes_give_the_same_names_on_every_case():
+    """Each mistake differs from the rules and from every other mistake on some case, so its hint is never
+    shown for another slip."""
+    from course_utils.checks_diagnosis import MISTAKES
+
+    answers = {m.name: [m.compute(*case.args) for case in EXERCISE.cases] for m in MISTAKES}
+    answers["the rules"] = [correct(*case.args) for case in EXERCISE.cases]
+    names = sorted(answers)
+    assert [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if answers[a] == answers[b]] == []
