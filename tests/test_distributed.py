@@ -3,12 +3,16 @@
 Every process started here runs on the loopback interface with one thread and a timeout.
 """
 import itertools
+import re
 import socket
+import warnings
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -85,6 +89,58 @@ def test_rank_plans_are_a_pure_function_of_seed_and_epoch():
 def test_sampler_refuses_impossible_rank_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PKBatchSampler(torch.arange(8).repeat_interleave(4), p=2, k=4, **kwargs)
+
+
+def every_rank_iterates(labels, **kwargs):
+    """Build the sampler of each rank and check that each yields len(sampler) >= 1 full batches."""
+    world_size = kwargs.get("world_size", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        samplers = [PKBatchSampler(labels, rank=r, **kwargs) for r in range(world_size)]
+    for sampler in samplers:
+        batches = list(sampler)
+        assert len(batches) == len(sampler) >= 1
+        assert all(len(batch) == sampler.p * sampler.k for batch in batches)
+
+
+def test_sampler_refuses_a_world_size_that_would_leave_ranks_without_batches():
+    # 51 groups of K=2 fill 25 batches, but one identity holds 50 of them and a batch takes at
+    # most one: cutting it down to the batches of 2 ranks (24, 12, 6, 2, 0) leaves none.
+    labels = torch.cat([torch.zeros(100), torch.ones(2)]).long()
+    with pytest.raises(ValueError) as error:
+        PKBatchSampler(labels, p=2, k=2, rank=0, world_size=2)
+    message = str(error.value)
+    assert "the 2 identities used give 51 groups of K=2 pictures, enough for 25 batches of P=2" in message
+    assert "fewer than the 2 processes" in message and message.endswith("a batch: world_size=1; more identities help too.")
+    every_rank_iterates(labels, p=2, k=2, world_size=1)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    big=st.integers(10, 120),
+    small=st.lists(st.integers(2, 8), min_size=1, max_size=6),
+    p=st.integers(2, 4),
+    k=st.integers(2, 4),
+    world_size=st.integers(2, 4),
+    fewer_than_k=st.sampled_from(["repeat", "skip"]),
+)
+def test_every_rank_of_an_accepted_sampler_iterates_and_every_suggested_fix_works(
+    big, small, p, k, world_size, fewer_than_k
+):
+    """One identity with many pictures among small ones: often too few batches for the ranks."""
+    sizes = [big, *small]
+    labels = torch.arange(len(sizes)).repeat_interleave(torch.tensor(sizes))
+    settings_ = {"p": p, "k": k, "world_size": world_size, "fewer_than_k": fewer_than_k}
+    try:
+        every_rank_iterates(labels, **settings_)
+    except ValueError as error:
+        if "processes (world_size)" not in str(error):
+            return  # too few identities for p: refused for another reason, tested elsewhere
+        fixes = re.search(r"gives every process a batch: (.*); more identities", str(error)).group(1).split(", ")
+        assert any(fix.startswith("world_size=") for fix in fixes)
+        for fix in fixes:
+            name, value = fix.split("=")
+            every_rank_iterates(labels, **{**settings_, name: int(value)})
 
 
 # ---------------------------------------------------------------- set-up errors and small helpers

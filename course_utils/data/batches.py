@@ -162,7 +162,9 @@ class PKBatchSampler(Sampler[list[int]]):
     the same plan of one epoch with B rounded down to a multiple of R (so that every process
     takes the same number of steps) and keeps the rows rank, rank + R, rank + 2R, ... The
     processes together see each group of the plan exactly once, no batch twice, and with
-    R = 1 nothing changes.
+    R = 1 nothing changes. Settings under which B comes out 0 (too few groups, or one identity
+    holding most of them) are refused when the sampler is built, with the p, k or world_size
+    that would work.
 
     Args:
         labels: (N,) integer identity ids of the dataset.
@@ -223,19 +225,12 @@ class PKBatchSampler(Sampler[list[int]]):
         self._members = torch.cat([m for m, keep in zip(members_per_identity, kept.tolist()) if keep])
         self._sizes = sizes[kept]
         self._starts = torch.cumsum(self._sizes, dim=0) - self._sizes
-        groups = (self._sizes + k - 1) // k
-        if int(groups.sum()) // p < world_size:
-            raise ValueError(
-                f"an epoch holds {int(groups.sum()) // p} batches of P={p} x K={k}, fewer than the "
-                f"{world_size} processes (world_size) that each need one. Lower p, or use fewer processes."
-            )
-        # Cap the group counts until no identity has more groups than there are batches.
-        while int(groups.max()) > _batches_per_epoch(groups, p, world_size):
-            groups = groups.clamp(max=_batches_per_epoch(groups, p, world_size))
+        groups, self._num_batches = _capped_groups(self._sizes, p, k, world_size)
+        if self._num_batches == 0:
+            raise ValueError(_too_few_batches_message(sizes, p, k, world_size, fewer_than_k))
         self._groups = groups
         self.capped_identities = identities[kept][groups < (self._sizes + k - 1) // k]
         self.duplicates_per_epoch = int((k - self._sizes).clamp(min=0).sum())
-        self._num_batches = _batches_per_epoch(groups, p, world_size)
         self._warn_about_dropped_identities()
 
     def set_epoch(self, epoch: int) -> None:
@@ -390,6 +385,60 @@ _NEEDS_POSITIVE = (
 def _batches_per_epoch(groups: torch.Tensor, p: int, world_size: int) -> int:
     """Batches the groups fill, rounded down to a multiple of world_size (equal steps per process)."""
     return int(groups.sum()) // p // world_size * world_size
+
+
+def _capped_groups(sizes: torch.Tensor, p: int, k: int, world_size: int) -> tuple[torch.Tensor, int]:
+    """Groups of K per identity, cut down until no identity has more groups than there are batches.
+
+    Args:
+        sizes: (identities,) pictures of each identity the sampler uses.
+        p, k, world_size: as for PKBatchSampler.
+    Returns:
+        (identities,) group counts, and the batches per epoch of all processes together (a
+        multiple of world_size, possibly 0).
+    """
+    groups = (sizes + k - 1) // k
+    while int(groups.max()) > _batches_per_epoch(groups, p, world_size):
+        groups = groups.clamp(max=_batches_per_epoch(groups, p, world_size))
+    return groups, _batches_per_epoch(groups, p, world_size)
+
+
+def _too_few_batches_message(sizes: torch.Tensor, p: int, k: int, world_size: int, fewer_than_k: str) -> str:
+    """Why an epoch leaves the processes without batches, and which single change of p, k or world_size helps.
+
+    Args:
+        sizes: (identities,) pictures of every identity in the labels.
+        p, k, world_size, fewer_than_k: the sampler's settings.
+    Returns:
+        The message of the ValueError.
+    """
+
+    def used_sizes(k: int) -> torch.Tensor:
+        return sizes[sizes >= (k if fewer_than_k == "skip" else 2)]
+
+    fixes = []
+    for position, name, values in (
+        (0, "p", range(p - 1, 1, -1)),
+        (1, "k", range(k - 1, 1, -1)),
+        (2, "world_size", range(world_size - 1, 0, -1)),
+    ):
+        for value in values:
+            settings = [p, k, world_size]
+            settings[position] = value
+            used = used_sizes(settings[1])
+            if len(used) >= settings[0] and _capped_groups(used, *settings)[1] > 0:
+                fixes.append(f"{name}={value}")
+                break
+    used = used_sizes(k)
+    groups = int(((used + k - 1) // k).sum())
+    return (
+        f"the {len(used)} identities used give {groups} groups of K={k} pictures, enough for {groups // p} "
+        f"batches of P={p}, but a batch takes at most one group of each identity (so an identity with more "
+        "groups than there are batches is cut down) and the batches are rounded down to a multiple of "
+        f"world_size: that leaves 0 batches, fewer than the {world_size} processes (world_size) that each "
+        f"need one. Each of these changes gives every process a batch: {', '.join(fixes)}; more identities "
+        "help too."
+    )
 
 
 def _check_int(value, name: str, smallest: int, why: str = "") -> None:
