@@ -300,3 +300,46 @@ def error_rates(same_distances, different_distances, thresholds):
             best = i
     equal = (far[best] + frr[best]) / 2
     return tuple(torch.tensor(values, dtype=torch.float64) for values in (far, frr, equal))
+
+
+# ---------------------------------------------------------------------------
+# Notebook 07: the errors of verification by a distance threshold.
+
+
+def verification_errors(same_distances, different_distances, threshold):
+    """False accepts and false rejects at one threshold, one pair at a time.
+
+    A pair is accepted when its distance is <= threshold. An accepted different-person pair
+    is a false accept, a rejected same-person pair a false reject. Each rate divides by the
+    number of pairs of its own kind. Returns (false_accepts, false_rejects,
+    false_accept_rate, false_reject_rate) as int, int, float, float.
+    """
+    false_accepts = 0
+    for d in different_distances.tolist():
+        if d <= threshold:
+            false_accepts += 1
+    false_rejects = 0
+    for d in same_distances.tolist():
+        if d > threshold:
+            false_rejects += 1
+    return false_accepts, false_rejects, false_accepts / len(different_distances), false_rejects / len(same_distances)
+
+
+def error_rates(same_distances, different_distances, thresholds):
+    """False-accept and false-reject rates at each threshold, and the equal error rate among them.
+
+    The equal error rate is the mean of the two rates at the threshold where they differ
+    least (the first such threshold on ties). Returns (false_accept_rates (T,),
+    false_reject_rates (T,), equal_error_rate 0-d), float64.
+    """
+    far, frr = [], []
+    for threshold in thresholds.tolist():
+        _, _, false_accept_rate, false_reject_rate = verification_errors(same_distances, different_distances, threshold)
+        far.append(false_accept_rate)
+        frr.append(false_reject_rate)
+    best = 0
+    for i in range(len(far)):
+        if abs(far[i] - frr[i]) < abs(far[best] - frr[best]):
+            best = i
+    equal = (far[best] + frr[best]) / 2
+    return tuple(torch.tensor(values, dtype=torch.float64) for values in (far, frr, equal))

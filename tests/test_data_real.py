@@ -119,6 +119,31 @@ def test_an_unreadable_cache_says_to_delete_it(tmp_path, monkeypatch):
         load_olivetti_faces(cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize(
+    "garbage, raised",
+    [
+        (b"this is not a pickle at all", "IndexError"),
+        (b"\0" * 100, "KeyError"),
+        (b"", "EOFError"),
+        (b"\x80\x04\x95garbage", "error: unpack"),  # struct.error
+    ],
+)
+def test_a_garbage_pickle_in_the_cache_says_to_delete_it(tmp_path, monkeypatch, garbage, raised):
+    """scikit-learn's real fetcher unpickles the garbage; what unpickling raises depends on the bytes."""
+    (tmp_path / "olivetti").mkdir()
+    (tmp_path / "olivetti" / "olivetti_py3.pkz").write_bytes(garbage)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the test tried to download")
+
+    monkeypatch.setattr(sklearn.datasets._olivetti_faces, "_fetch_remote", no_network)
+    with pytest.raises(DatasetUnavailableError) as error:
+        load_olivetti_faces(cache_dir=tmp_path)
+    message = str(error.value)
+    assert f"{tmp_path / 'olivetti'} exists but cannot be read ({raised}" in message
+    assert "Delete that folder and load again" in message
+
+
 def test_a_damaged_cache_fails_its_check(tmp_path, monkeypatch):
     (tmp_path / "olivetti").mkdir()
     np.save(tmp_path / "olivetti" / "olivetti.npy", np.full((400, 64, 64), 2.0, dtype=np.float32))

@@ -224,10 +224,12 @@ def _load_cached(
     if final.is_dir():
         try:
             images, labels = fetch(final, False)
-        except (OSError, RuntimeError) as error:
+        # Not only OSError: unpickling a damaged file (scikit-learn's caches are pickles) raises
+        # KeyError, IndexError, EOFError, ValueError, struct.error, ... depending on the bytes.
+        except Exception as error:
             raise DatasetUnavailableError(
-                f"The {name} cache at {final} exists but cannot be read ({error}). Delete that folder "
-                f"and load again to download it afresh: {how_to_get}."
+                f"The {name} cache at {final} exists but cannot be read ({type(error).__name__}: {error}). "
+                f"Delete that folder and load again to download it afresh: {how_to_get}."
             ) from error
         _check_with_hint(check, images, labels, final)
         return images, labels
@@ -240,7 +242,8 @@ def _load_cached(
             raise DatasetUnavailableError(
                 f"The {name} data set is not in the cache (expected at {final}) and could not be "
                 f"downloaded ({type(error).__name__}: {error}). To get it, {how_to_get}; on a machine "
-                f"without internet, copy the folder {final} from a machine that has it."
+                f"without internet, copy the folder {final} from a machine that has it and that you trust "
+                "(the cache may hold pickles, which can run code when loaded)."
             ) from error
         _check_with_hint(check, images, labels, partial)
         try:
