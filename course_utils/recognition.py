@@ -442,7 +442,10 @@ def _new_axes():
     return Figure(figsize=(5.5, 4.2), layout="constrained").add_subplot()
 
 
-def plot_roc(same_distances: torch.Tensor, different_distances: torch.Tensor, far: float | None = None, ax=None):
+def plot_roc(
+    same_distances: torch.Tensor, different_distances: torch.Tensor, far: float | None = None, ax=None,
+    log_far: bool = True,
+):
     """The ROC curve (true-accept rate against false-accept rate), optionally marking TAR at FAR.
 
     Args:
@@ -450,23 +453,45 @@ def plot_roc(same_distances: torch.Tensor, different_distances: torch.Tensor, fa
         different_distances: (N,) distances of different-person pairs.
         far: if given, mark the operating point of ``threshold_at_far`` at this rate.
         ax: matplotlib Axes; None makes a new figure.
+        log_far: a logarithmic false-accept axis, from one pair in N (the smallest rate above 0)
+            to 100 %, so the low rates that applications choose (1 %, 0.1 %, ...) are not squeezed
+            against the left edge. The thresholds that accept no different-person pair (rate 0)
+            cannot be drawn on it; they sit on the left edge.
     Returns:
         the matplotlib Figure.
     """
+    from matplotlib.ticker import FuncFormatter
+
     curve = roc_curve(same_distances, different_distances)
     eer = equal_error_rate(same_distances, different_distances)
+    smallest = 1 / len(different_distances)
     ax = _new_axes() if ax is None else ax
-    ax.plot(curve.false_accept_rate.numpy(), curve.true_accept_rate.numpy(), label="verification by distance")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    rates = curve.false_accept_rate.clamp_min(smallest) if log_far else curve.false_accept_rate
+    ax.plot(rates.numpy(), curve.true_accept_rate.numpy(), label="verification by distance")
+    chance = np.logspace(np.log10(smallest), 0, 200) if log_far else np.array([0.0, 1.0])
+    ax.plot(chance, chance, color="grey", linestyle=":", label="chance (accept at random)")
     ax.plot([eer.rate], [1 - eer.rate], "o", label=f"equal error rate {100 * eer.rate:.1f} %")
     if far is not None:
         point = threshold_at_far(same_distances, different_distances, far)
-        ax.plot([point.false_accept_rate], [point.true_accept_rate], "s",
+        ax.plot([max(point.false_accept_rate, smallest) if log_far else point.false_accept_rate],
+                [point.true_accept_rate], "s",
                 label=f"TAR {100 * point.true_accept_rate:.1f} % at FAR <= {100 * far:g} %")  # fmt: skip
-    ax.set_xlabel("false-accept rate (different-person pairs accepted)")
+    percent = FuncFormatter(lambda value, _: f"{100 * value:g} %")
+    if log_far:
+        ax.set_xscale("log")
+        ax.set_xlim(smallest, 1)
+        ax.set_xlabel("false-accept rate (different-person pairs accepted, log scale)")
+    else:
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("false-accept rate (different-person pairs accepted)")
+    ax.xaxis.set_major_formatter(percent)
+    ax.yaxis.set_major_formatter(percent)
+    ax.set_ylim(0, 1.02)
     ax.set_ylabel("true-accept rate (same-person pairs accepted)")
     ax.set_title("ROC of verification on held-out pairs")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.grid(True, which="major", alpha=0.3)
+    # On the log axis the curve hugs the top and the chance line the bottom: the middle right is free.
+    ax.legend(fontsize="small", loc="center right" if log_far else "lower right")
     return ax.figure
 
 

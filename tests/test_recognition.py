@@ -178,3 +178,20 @@ def test_plots_have_labelled_axes():
     assert "true-accept rate" in roc.axes[0].get_ylabel()
     assert "squared Euclidean distance" in histograms.axes[0].get_xlabel()
     assert histograms.axes[0].get_title().startswith("threshold 0.80: 2 false accepts")
+
+
+def test_roc_has_a_log_false_accept_axis_down_to_one_pair():
+    axes = plot_roc(SAME, DIFFERENT, far=0.2).axes[0]
+    assert axes.get_xscale() == "log" and "log scale" in axes.get_xlabel()
+    assert axes.get_xlim() == pytest.approx((1 / len(DIFFERENT), 1))
+    curve = axes.get_lines()[0]
+    # Rate-0 points sit on the left edge; every other point is where roc_curve puts it.
+    expected = roc_curve(SAME, DIFFERENT).false_accept_rate.clamp_min(1 / len(DIFFERENT)).numpy()
+    assert curve.get_xdata() == pytest.approx(expected)
+    assert axes.xaxis.get_major_formatter()(0.01, 0) == "1 %"
+
+
+def test_roc_can_keep_a_linear_axis():
+    axes = plot_roc(SAME, DIFFERENT, log_far=False).axes[0]
+    assert axes.get_xscale() == "linear" and axes.get_xlim() == pytest.approx((0, 1))
+    assert axes.get_lines()[0].get_xdata() == pytest.approx(roc_curve(SAME, DIFFERENT).false_accept_rate.numpy())
