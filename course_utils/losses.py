@@ -28,7 +28,7 @@ from ._validate import (
     check_nonnegative,
     check_same_shape,
 )
-from .distances import matrix_distances, pairwise_distances, row_distances
+from .distances import matrix_distances, row_distances
 from .mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs, semihard_negatives
 
 REDUCTIONS = ("none", "sum", "mean")
@@ -62,8 +62,9 @@ def _zero_loss(embeddings: torch.Tensor, dtype: torch.dtype, why: str) -> torch.
         DegenerateBatchWarning,
         stacklevel=3,
     )
-    # Still attached to the graph, so backward() runs and gives zero (finite) gradients.
-    return embeddings.sum().to(dtype) * 0
+    # Still attached to the graph, so backward() runs and gives zero (finite) gradients. A
+    # negative sum times 0 is -0.0, printed "-0.0"; adding +0.0 makes it +0.0 (IEEE: -0 + 0 = +0).
+    return embeddings.sum().to(dtype) * 0 + 0.0
 
 
 def _degenerate_reason(labels: torch.Tensor) -> str:
@@ -137,7 +138,7 @@ def batch_all_triplet_loss(
         scalar loss (0 when no triplet has positive loss), and the stats if asked.
     """
     labels, alpha, metric = _prepare(embeddings, labels, alpha, metric)
-    dist = pairwise_distances(embeddings, metric=metric)
+    dist = matrix_distances(embeddings, None, metric)
     anchor_positive = anchor_positive_mask(labels)
     anchor_negative = anchor_negative_mask(labels)
     num_negatives = anchor_negative.sum(dim=1, keepdim=True)
@@ -236,7 +237,7 @@ def batch_semihard_triplet_loss(
         scalar loss, and the stats if asked.
     """
     labels, alpha, metric = _prepare(embeddings, labels, alpha, metric)
-    dist = pairwise_distances(embeddings, metric=metric)
+    dist = matrix_distances(embeddings, None, metric)
     anchor_idx, positive_idx, negative_idx = semihard_negatives(dist, labels)
     if anchor_idx.numel() == 0:
         loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
@@ -350,9 +351,9 @@ def contrastive_loss(
     check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     margin, metric = _check_margin(margin), check_metric(metric)
-    # pairwise_distances takes the Euclidean root with a safe sqrt: duplicate points
-    # (D = 0) give a zero gradient, not the NaN of d sqrt(s)/ds = 1 / (2 sqrt(0)).
-    dist = pairwise_distances(embeddings, metric=metric)
+    # The Euclidean root is a safe sqrt: duplicate points (D = 0) give a zero gradient, not
+    # the NaN of d sqrt(s)/ds = 1 / (2 sqrt(0)).
+    dist = matrix_distances(embeddings, None, metric)
     upper = torch.ones_like(dist, dtype=torch.bool).triu(diagonal=1)  # each unordered pair once
     same_pairs = dist[anchor_positive_mask(labels) & upper]
     different_pairs = dist[anchor_negative_mask(labels) & upper]

@@ -83,13 +83,22 @@ def triplet_loss(anchor, positive, negative, alpha=0.2, metric="squared_euclidea
 def mean_over_active(losses: torch.Tensor) -> torch.Tensor:
     """Mean of the positive losses (the "active" triplets) of a 1-D tensor; 0 when none is positive.
 
-    The 0 is computed from the losses (their sum times 0), so it stays in the autograd graph with
-    a zero gradient, never a NaN one.
+    The 0 is computed from the losses (their sum times 0, plus 0.0 so that it is never -0.0), so
+    it stays in the autograd graph with a zero gradient, never a NaN one.
     """
     active = [loss for loss in losses.double() if loss > 0]
     if not active:
-        return losses.double().sum() * 0
+        return _attached_zero(losses.double())
     return torch.stack(active).sum() / len(active)
+
+
+def _attached_zero(values: torch.Tensor) -> torch.Tensor:
+    """A loss of 0 that stays in the autograd graph of values, with a zero gradient.
+
+    values.sum() * 0 alone is -0.0 (printed "-0.0") when the sum is negative; adding +0.0
+    makes it +0.0, since -0.0 + 0.0 = +0.0 in floating point.
+    """
+    return values.sum() * 0 + 0.0
 
 
 def all_triplets(labels: torch.Tensor) -> list[tuple[int, int, int]]:
@@ -120,7 +129,7 @@ def batch_all_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_euclid
         if loss > 0:
             positive_losses.append(loss)
     if not positive_losses:
-        return dist.sum() * 0, valid, 0
+        return _attached_zero(dist), valid, 0
     return torch.stack(positive_losses).mean(), valid, len(positive_losses)
 
 
@@ -146,7 +155,7 @@ def batch_hard_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_eucli
     for a, p, k in hard_triplets(embeddings, labels, metric):
         gap = dist[a, p] - dist[a, k]
         losses.append(torch.nn.functional.softplus(gap) if soft else torch.clamp(gap + alpha, min=0))
-    return torch.stack(losses).mean() if losses else dist.sum() * 0
+    return torch.stack(losses).mean() if losses else _attached_zero(dist)
 
 
 def semihard_triplets(embeddings, labels, metric="squared_euclidean") -> list[tuple[int, int, int]]:
@@ -199,7 +208,7 @@ def batch_semihard_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_e
     """Mean over all positive pairs (zero losses included) of the semi-hard triplet loss."""
     dist = pairwise_distances(embeddings, metric=metric)
     losses = [torch.clamp(dist[a, p] - dist[a, k] + alpha, min=0) for a, p, k in semihard_triplets(embeddings, labels, metric)]
-    return torch.stack(losses).mean() if losses else dist.sum() * 0
+    return torch.stack(losses).mean() if losses else _attached_zero(dist)
 
 
 def contrastive_loss(embeddings, labels, margin=1.0, metric="euclidean"):
@@ -257,49 +266,6 @@ def name_the_failure(history, alpha):
     if last["mean_d_an"] is not None and last["mean_d_an"] < 0.1 * alpha and abs(last["loss"] - alpha) < 0.1 * alpha:
         return "collapsed"
     return "healthy"
-
-
-# ---------------------------------------------------------------------------
-# Notebook 07: the errors of verification by a distance threshold.
-
-
-def verification_errors(same_distances, different_distances, threshold):
-    """False accepts and false rejects at one threshold, one pair at a time.
-
-    A pair is accepted when its distance is <= threshold. An accepted different-person pair
-    is a false accept, a rejected same-person pair a false reject. Each rate divides by the
-    number of pairs of its own kind. Returns (false_accepts, false_rejects,
-    false_accept_rate, false_reject_rate) as int, int, float, float.
-    """
-    false_accepts = 0
-    for d in different_distances.tolist():
-        if d <= threshold:
-            false_accepts += 1
-    false_rejects = 0
-    for d in same_distances.tolist():
-        if d > threshold:
-            false_rejects += 1
-    return false_accepts, false_rejects, false_accepts / len(different_distances), false_rejects / len(same_distances)
-
-
-def error_rates(same_distances, different_distances, thresholds):
-    """False-accept and false-reject rates at each threshold, and the equal error rate among them.
-
-    The equal error rate is the mean of the two rates at the threshold where they differ
-    least (the first such threshold on ties). Returns (false_accept_rates (T,),
-    false_reject_rates (T,), equal_error_rate 0-d), float64.
-    """
-    far, frr = [], []
-    for threshold in thresholds.tolist():
-        _, _, false_accept_rate, false_reject_rate = verification_errors(same_distances, different_distances, threshold)
-        far.append(false_accept_rate)
-        frr.append(false_reject_rate)
-    best = 0
-    for i in range(len(far)):
-        if abs(far[i] - frr[i]) < abs(far[best] - frr[best]):
-            best = i
-    equal = (far[best] + frr[best]) / 2
-    return tuple(torch.tensor(values, dtype=torch.float64) for values in (far, frr, equal))
 
 
 # ---------------------------------------------------------------------------

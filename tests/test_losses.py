@@ -7,14 +7,16 @@ import pytest
 import torch
 
 from batches import KINDS, make_batch
-from course_utils import reference
+from course_utils import _validate, distances, losses, mining, reference
 from course_utils.distances import pairwise_distances
 from course_utils.losses import (
+    ContrastiveLoss,
     DegenerateBatchWarning,
     TripletLoss,
     batch_all_triplet_loss,
     batch_hard_triplet_loss,
     batch_semihard_triplet_loss,
+    contrastive_loss,
     triplet_loss,
 )
 from course_utils.mining import mine_triplets
@@ -183,6 +185,62 @@ def test_degenerate_batches_give_attached_zero_and_one_warning(labels, reason, l
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
     assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+EVERY_BATCH_LOSS = [
+    batch_all_triplet_loss,
+    batch_hard_triplet_loss,
+    batch_semihard_triplet_loss,
+    contrastive_loss,
+    TripletLoss(mining="all"),
+    TripletLoss(mining="hard"),
+    TripletLoss(mining="hard", soft=True),
+    TripletLoss(mining="semihard"),
+    ContrastiveLoss(),
+]
+
+
+def loss_name(loss_fn) -> str:
+    return getattr(loss_fn, "__name__", repr(loss_fn))
+
+
+@pytest.mark.parametrize("labels", [[3, 3, 3, 3], [0, 1, 2, 3], [5]])
+@pytest.mark.parametrize("loss_fn", EVERY_BATCH_LOSS, ids=loss_name)
+def test_degenerate_batches_print_zero_not_minus_zero(labels, loss_fn):
+    """Negative coordinates make the embeddings' sum negative, and that sum times 0 is -0.0."""
+    labels = torch.tensor(labels)
+    # Same label: the same point; different labels: 10 apart, beyond the contrastive margin.
+    x = (-1.0 - 10.0 * labels).float().unsqueeze(1).repeat(1, 4).requires_grad_()
+    loss = loss_fn(x, labels)
+    assert f"{loss.item()}" == "0.0" and str(loss).startswith("tensor(0.,"), str(loss)
+    loss.backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_reference_zeros_are_not_minus_zero():
+    assert f"{reference.mean_over_active(torch.tensor([-0.3, -0.1])).item()}" == "0.0"
+    # Cosine distances of a point with itself round to about -1e-16, so their sum can be negative.
+    x = torch.tensor([[0.3, -1.7, 0.9]]).repeat(4, 1)
+    for labels in (torch.tensor([0, 0, 0, 0]), torch.tensor([0, 1, 2, 3])):
+        assert f"{reference.batch_all_triplet_loss(x, labels, metric='cosine')[0].item()}" == "0.0"
+        for loss_fn in (reference.batch_hard_triplet_loss, reference.batch_semihard_triplet_loss):
+            assert f"{loss_fn(x, labels, metric='cosine').item()}" == "0.0"
+
+
+@pytest.mark.parametrize("loss_fn", EVERY_BATCH_LOSS, ids=loss_name)
+def test_batch_losses_validate_the_embeddings_once(loss_fn, monkeypatch):
+    """Each validation costs a host synchronisation on a GPU (torch.isfinite(...).all())."""
+    calls = []
+
+    def counting_check(x, name="embeddings"):
+        calls.append(name)
+        return _validate.check_embeddings(x, name)
+
+    for module in (losses, distances, mining):
+        monkeypatch.setattr(module, "check_embeddings", counting_check)
+    x, labels = make_batch(1, "gaussian", dtype=torch.float32, max_size=20)
+    loss_fn(x, labels)
+    assert calls == ["embeddings"]
 
 
 def test_batch_without_active_triplet_is_zero_without_warning():
