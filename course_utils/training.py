@@ -13,6 +13,8 @@
 * a progress bar, a per-epoch history with the diagnostics of a healthy run, held-out
   retrieval metrics, and a warning when the embedding collapses;
 * a checkpoint after every epoch that resumes the run exactly;
+* ``step=`` runs a step function of one's own instead of ``training_step`` (notebook 06 trains
+  with the learner's), with the same contract: it returns (loss, embeddings);
 * under torchrun (``course_utils.distributed``): DistributedDataParallel, each process its own
   P x K batches, and only rank 0 shows progress, evaluates and writes the checkpoint.
 """
@@ -145,7 +147,10 @@ def training_step(
         scaler: gradient scaler for float16 mixed precision, else None.
         amp_dtype: autocast dtype (torch.bfloat16 / torch.float16) or None for float32.
     Returns:
-        (loss, embeddings), both detached from the graph.
+        (loss, embeddings), both detached from the graph: the loss for the record, the
+        embeddings for the diagnostics (mean d(A,P) and d(A,N)) without a second forward pass.
+        Notebook 06's exercise asks for the same contract, so ``Trainer(step=...)`` can run a
+        learner's own step.
     """
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -161,6 +166,24 @@ def training_step(
         loss.backward()
         optimizer.step()
     return loss.detach(), embeddings.detach()
+
+
+def _unpack_step(answer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, embeddings) detached, from what a step of one's own returned; a clear error otherwise.
+
+    The loss may also be a Python number (``loss.item()``); the embeddings must be a tensor.
+    """
+    pair = isinstance(answer, (tuple, list)) and len(answer) == 2
+    if not pair or not isinstance(answer[1], torch.Tensor) or not isinstance(answer[0], (torch.Tensor, int, float)):
+        shown = f"a {type(answer).__name__}" + (f" of {len(answer)}" if isinstance(answer, (tuple, list)) else "")
+        raise TypeError(
+            f"the step function must return (loss, embeddings), like course_utils.training.training_step; "
+            f"it returned {shown}. End it with `return loss, embeddings`."
+        )
+    loss, embeddings = answer
+    embeddings = embeddings.detach()
+    loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss), device=embeddings.device)
+    return loss, embeddings
 
 
 class _LossWithStats:
@@ -263,6 +286,11 @@ class Trainer:
         mixed_precision: "auto" (on for CUDA only), True or False.
         data_on_device: "auto" (when it fits in half the free memory), True or False.
         checkpoint_path: file written after every epoch; None writes nothing.
+        step: the function that does one step, called as
+            ``step(model, optimizer, loss_fn, images, labels)`` and returning ``(loss, embeddings)``
+            (the contract of this module's ``training_step`` and of notebook 06's exercise); None uses
+            ``training_step`` with mixed precision on CUDA. Another step runs in float32 (it is not
+            given the autocast dtype or the gradient scaler), so ``mixed_precision=True`` refuses it.
         progress: show a progress bar.
         verbose: print what was found and chosen at the start (and, without a progress
             bar, one line per epoch).
@@ -291,6 +319,7 @@ class Trainer:
         mixed_precision="auto",
         data_on_device="auto",
         checkpoint_path: str | Path | None = None,
+        step=None,
         progress: bool = True,
         verbose: bool = True,
     ):
@@ -310,6 +339,16 @@ class Trainer:
                 raise ValueError(f"{name} must be a number {'>= 0' if zero_ok else '> 0'}, got {value!r}.")
         if data_on_device not in ("auto", True, False):
             raise ValueError(f"data_on_device must be 'auto', True or False, got {data_on_device!r}.")
+        if step is not None and not callable(step):
+            raise TypeError(
+                "step must be a function step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings), "
+                f"passed without parentheses; got a {type(step).__name__}."
+            )
+        if step is not None and mixed_precision is True:
+            raise ValueError(
+                "mixed_precision=True needs the course's training_step (it applies autocast and the gradient "
+                "scaler); a step of your own runs in float32. Leave step=None, or mixed_precision='auto'."
+            )
 
         self.device = pick_device(device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -317,7 +356,10 @@ class Trainer:
             self.device = torch.device("cuda", torch.cuda.current_device())  # the GPU of this rank
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads())
+        self.step = step
         self.amp_dtype = mixed_precision_dtype(self.device, mixed_precision)
+        if step is not None:  # a step of one's own gets no autocast dtype nor scaler: float32
+            self.amp_dtype = None
         self.channels_last = self.device.type == "cuda"
         self.loss = _LossWithStats(loss_fn)
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
@@ -418,9 +460,12 @@ class Trainer:
         for images, labels in self._batches():
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            loss, embeddings = training_step(
-                self.network, self.optimizer, self.loss, images, labels, self.scaler, self.amp_dtype
-            )
+            if self.step is None:
+                loss, embeddings = training_step(
+                    self.network, self.optimizer, self.loss, images, labels, self.scaler, self.amp_dtype
+                )
+            else:
+                loss, embeddings = _unpack_step(self.step(self.network, self.optimizer, self.loss, images, labels))
             sums += self._batch_diagnostics(loss, embeddings, labels)
             terms, active = self.loss.counts()
             num_triplets += terms

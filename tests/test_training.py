@@ -21,6 +21,7 @@ from course_utils.training import (
     mixed_precision_dtype,
     training_step,
 )
+from test_checks_training import correct as own_step  # the answer notebook 06's exercise asks for
 
 
 def tiny_data(identities=20, pictures=4, size=16, seed=0):
@@ -156,6 +157,34 @@ def test_training_step_with_a_gradient_scaler_matches_plain_float32():
     training_step(scaled, torch.optim.SGD(scaled.parameters(), lr=0.5), batch_all_triplet_loss, images, labels, scaler)
     for a, b in zip(plain.parameters(), scaled.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_a_step_of_ones_own_trains_exactly_like_the_course_step():
+    course, own = make_trainer(), make_trainer(step=own_step)
+    course_history, own_history = course.fit(2), own.fit(2)
+    assert_same_weights(weights(course.model), weights(own.model))
+    for a, b in zip(course_history, own_history):
+        for key in ("loss", "active_fraction", "mean_d_ap", "mean_d_an", "test_map_at_r"):
+            assert a[key] == b[key], key
+
+
+def test_a_step_of_ones_own_runs_in_float32(monkeypatch):
+    monkeypatch.setattr("course_utils.training.mixed_precision_dtype", lambda device, requested="auto": torch.bfloat16)
+    assert make_trainer().amp_dtype is torch.bfloat16
+    assert make_trainer(step=own_step).amp_dtype is None
+    with pytest.raises(ValueError, match="needs the course's training_step"):
+        make_trainer(step=own_step, mixed_precision=True)
+
+
+def returns_only_the_loss(model, optimizer, loss_fn, images, labels):
+    return own_step(model, optimizer, loss_fn, images, labels)[0]
+
+
+def test_a_step_must_return_loss_and_embeddings():
+    with pytest.raises(TypeError, match=r"returned a Tensor\. End it with `return loss, embeddings`"):
+        make_trainer(step=returns_only_the_loss).fit(1)
+    with pytest.raises(TypeError, match="without parentheses"):
+        make_trainer(step=3)
 
 
 def test_history_records_every_diagnostic_in_range():
