@@ -1,12 +1,16 @@
 """Check for notebook 06's exercise: write one training step.
 
 The learner writes ``training_step(model, optimizer, loss_fn, images, labels)``: embed
-the batch, compute the loss, backpropagate, update the weights, return the loss. The
-check runs it twice on a small network whose gradients hold stale values from an
-"earlier step" (as they would in a real loop), runs ``course_utils.training.training_step``
-on an identical copy, and compares the weights afterwards. When they differ it replays
-the typical mistakes (no zero_grad, no backward, no step) to say which one happened.
-It prints one message and returns a ``course_utils.checks.CheckResult``.
+the batch, compute the loss, backpropagate, update the weights, and return
+``(loss, embeddings)``, the contract of ``course_utils.training.training_step`` (the loop
+records the loss; the trainer measures d(A,P) and d(A,N) on the embeddings), so that
+``Trainer(step=training_step)`` can run the learner's function. The check runs it twice on
+a small network whose gradients hold stale values from an "earlier step" (as they would in
+a real loop), runs the course's ``training_step`` on an identical copy, and compares the
+weights afterwards, then what was returned. When something differs it replays the typical
+mistakes (no zero_grad, no backward, no step, only the loss returned, the embeddings of a
+second forward pass after the step) to say which one happened. It prints one message and
+returns a ``course_utils.checks.CheckResult``.
 """
 from __future__ import annotations
 
@@ -86,7 +90,7 @@ def _diagnose_error(error: Exception) -> CheckResult:
         f"raised an error: {text}",
         "run your function on one batch in a new cell to see where it fails. The steps are: "
         "optimizer.zero_grad(), embeddings = model(images), loss = loss_fn(embeddings, labels), "
-        "loss.backward(), optimizer.step(), return loss.",
+        "loss.backward(), optimizer.step(), return loss, embeddings.",
         None,
     )
 
@@ -122,7 +126,7 @@ def _diagnose_weights(weights, gradients, initial) -> CheckResult:
 
 
 def check_training_step(function) -> CheckResult:
-    """Check a learner's training_step(model, optimizer, loss_fn, images, labels) -> loss.
+    """Check a learner's training_step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings).
 
     Args:
         function: the learner's function.
@@ -137,6 +141,66 @@ def check_training_step(function) -> CheckResult:
     result = _check(function)
     print(result.message)
     return result
+
+
+def _embeddings_after_the_step(model, optimizer, loss_fn, images, labels):
+    """The mistake of encoding the batch a second time, after optimizer.step()."""
+    loss, _ = reference_training_step(model, optimizer, loss_fn, images, labels)
+    return loss, model(images).detach()
+
+
+def _close(answer, expected: torch.Tensor) -> bool:
+    return (isinstance(answer, torch.Tensor) and answer.shape == expected.shape
+            and torch.allclose(answer.detach().float(), expected, rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE))
+
+
+def _same_loss(answer, expected: torch.Tensor) -> bool:
+    value = _value(answer)
+    return value is not None and abs(value - float(expected)) <= ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * abs(float(expected))
+
+
+def _describe(answer) -> str:
+    if isinstance(answer, torch.Tensor):
+        return f"a tensor of shape {tuple(answer.shape)}"
+    if isinstance(answer, (tuple, list)):
+        return f"a {type(answer).__name__} of {len(answer)}: ({', '.join(_describe(x) for x in answer)})"
+    return f"{answer!r}"
+
+
+def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late: torch.Tensor) -> CheckResult | None:
+    """None when the answer is (loss, embeddings); else the mistake that explains it."""
+    why = ("the loop records the loss, and the trainer measures d(A,P) and d(A,N) on the embeddings "
+           "without encoding the batch a second time.")
+    if answer is None:
+        return _fail("updates the weights correctly but returns None.",
+                     f"end with `return loss, embeddings`: {why}", "returned_none")
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        if _same_loss(answer, loss):
+            return _fail("updates the weights correctly but returns only the loss.",
+                         f"return two things, `return loss, embeddings`: {why}", "returned_only_loss")
+        if _close(answer, embeddings):
+            return _fail("updates the weights correctly but returns only the embeddings.",
+                         f"return two things, `return loss, embeddings`: {why}", "returned_only_embeddings")
+        return _fail(f"updates the weights correctly but returns {_describe(answer)}.",
+                     f"return the pair `loss, embeddings`: {why}", "wrong_return")
+    first, second = answer
+    if _close(first, embeddings) and _same_loss(second, loss):
+        return _fail("returns (embeddings, loss): the two are the other way round.",
+                     "return the loss first: `return loss, embeddings`, the order the trainer unpacks.", "swapped_return")
+    if not _same_loss(first, loss):
+        return _fail(f"updates the weights correctly but returns {_describe(first)} as the loss, "
+                     f"instead of the loss {float(loss):.4f}.",
+                     "return the loss of this batch (the tensor loss_fn gave you) first.", "wrong_return")
+    if _close(second, late):
+        return _fail("returns the embeddings of a second forward pass, made after optimizer.step().",
+                     "return the embeddings the loss was computed on (`embeddings = model(images)` before the "
+                     "loss): encoding again costs a forward pass and gives the already-updated network's encodings.",
+                     "embeddings_after_step")
+    if not _close(second, embeddings):
+        return _fail(f"returns {_describe(second)} as the embeddings, not those of model(images) "
+                     f"(shape {tuple(embeddings.shape)}).",
+                     "return the tensor `embeddings = model(images)` that you gave to loss_fn.", "wrong_return")
+    return None
 
 
 def _check(function) -> CheckResult:
@@ -155,24 +219,13 @@ def _check(function) -> CheckResult:
     if not _same(weights, expected_weights):
         initial = [p.detach().clone() for p in _scenario()[0].parameters()]
         return _diagnose_weights(weights, gradients, initial)
-    expected_losses = [float(loss) for loss, _ in expected_answers]
-    for answer, expected in zip(answers, expected_losses):
-        if answer is None:
-            return _fail(
-                "updates the weights correctly but returns None.",
-                "end with `return loss`, so the training loop can show the loss in its progress bar.",
-                "returned_none",
-            )
-        value = _value(answer)
-        if value is None or abs(value - expected) > ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * abs(expected):
-            return _fail(
-                f"updates the weights correctly but returns {answer!r} instead of the loss {expected:.4f}.",
-                "return the loss of this batch (the tensor loss_fn gave you, or loss.item()).",
-                "wrong_return",
-            )
-    shown = ", ".join(f"{loss:.4f}" for loss in expected_losses)
+    late_answers = _run(_embeddings_after_the_step)[0]
+    for answer, (loss, embeddings), (_, late) in zip(answers, expected_answers, late_answers):
+        wrong = _diagnose_answer(answer, loss, embeddings, late)
+        if wrong is not None:
+            return wrong
     return CheckResult(
         EXERCISE, True,
-        f"Well done: {EXERCISE} is correct. Two steps moved the weights exactly like the reference "
-        f"(losses {shown}), with stale gradients cleared first.",
+        f"Well done: {EXERCISE} is correct. Two steps moved the weights exactly like the course's training_step, "
+        "with stale gradients cleared first, and returned each batch's loss and embeddings.",
     )  # fmt: skip

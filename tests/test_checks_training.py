@@ -3,7 +3,10 @@ import pytest
 import torch
 
 from course_utils.checks_training import _run, _scenario, check_training_step
+from course_utils.data import make_synthetic_faces
 from course_utils.losses import TripletLoss
+from course_utils.models import EmbeddingNet
+from course_utils.training import Trainer
 from course_utils.training import training_step as reference_training_step
 
 
@@ -13,15 +16,16 @@ def correct(model, optimizer, loss_fn, images, labels):
     loss = loss_fn(embeddings, labels)
     loss.backward()
     optimizer.step()
-    return loss
+    return loss, embeddings
 
 
 def correct_zero_grad_late(model, optimizer, loss_fn, images, labels):
-    loss = loss_fn(model(images), labels)
+    embeddings = model(images)
+    loss = loss_fn(embeddings, labels)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return loss.item()
+    return loss.item(), embeddings.detach()
 
 
 def stub(model, optimizer, loss_fn, images, labels):
@@ -80,11 +84,31 @@ def returns_nothing(model, optimizer, loss_fn, images, labels):
 
 
 def returns_embeddings(model, optimizer, loss_fn, images, labels):
-    optimizer.zero_grad()
-    embeddings = model(images)
-    loss_fn(embeddings, labels).backward()
-    optimizer.step()
-    return embeddings
+    return correct(model, optimizer, loss_fn, images, labels)[1]
+
+
+def returns_only_the_loss(model, optimizer, loss_fn, images, labels):
+    """What the exercise asked before the contract became (loss, embeddings)."""
+    return correct(model, optimizer, loss_fn, images, labels)[0]
+
+
+def returns_them_swapped(model, optimizer, loss_fn, images, labels):
+    loss, embeddings = correct(model, optimizer, loss_fn, images, labels)
+    return embeddings, loss
+
+
+def encodes_again_after_the_step(model, optimizer, loss_fn, images, labels):
+    loss, _ = correct(model, optimizer, loss_fn, images, labels)
+    return loss, model(images)
+
+
+def returns_the_images(model, optimizer, loss_fn, images, labels):
+    loss, _ = correct(model, optimizer, loss_fn, images, labels)
+    return loss, images
+
+
+def returns_three_things(model, optimizer, loss_fn, images, labels):
+    return (*correct(model, optimizer, loss_fn, images, labels), labels)
 
 
 def own_loss(model, optimizer, loss_fn, images, labels):
@@ -125,8 +149,13 @@ def test_correct_steps_pass(function, capsys):
         (zero_grad_between_backward_and_step, "no_backward", "zero_grad between backward and step"),
         (detached, "detached", ".detach()"),
         (inside_no_grad, "detached", "torch.no_grad()"),
-        (returns_nothing, "returned_none", "return loss"),
-        (returns_embeddings, "wrong_return", "return the loss"),
+        (returns_nothing, "returned_none", "return loss, embeddings"),
+        (returns_embeddings, "returned_only_embeddings", "return loss, embeddings"),
+        (returns_only_the_loss, "returned_only_loss", "return loss, embeddings"),
+        (returns_them_swapped, "swapped_return", "the other way round"),
+        (encodes_again_after_the_step, "embeddings_after_step", "after optimizer.step()"),
+        (returns_the_images, "wrong_return", "embeddings = model(images)"),
+        (returns_three_things, "wrong_return", "a tuple of 3"),
         (own_loss, "wrong_update", "the loss_fn"),
         (two_steps, "wrong_update", "once per call"),
     ],
@@ -137,6 +166,19 @@ def test_each_mistake_gets_its_hint(function, mistake, phrase, capsys):
     assert result.mistake == mistake
     assert phrase in result.message
     assert capsys.readouterr().out.strip() == result.message.strip()
+
+
+@pytest.mark.parametrize("function", [correct, correct_zero_grad_late])
+def test_what_the_check_passes_the_trainer_runs(function):
+    """One contract: a step the check accepts trains in Trainer(step=...) like the course's own step."""
+    images, labels = make_synthetic_faces(n_identities=12, images_per_identity=4, image_size=16, seed=0)
+    histories = []
+    for step in (None, function):
+        torch.manual_seed(0)
+        trainer = Trainer(EmbeddingNet(embedding_dim=8, width=4), images, labels, TripletLoss(mining="semihard"),
+                          p=4, k=4, lr=1e-2, step=step, progress=False, verbose=False)
+        histories.append([row["loss"] for row in trainer.fit(1)])
+    assert histories[0] == pytest.approx(histories[1], abs=1e-6)
 
 
 def test_passing_the_result_instead_of_the_function():
