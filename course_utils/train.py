@@ -7,7 +7,7 @@ writes into --out: checkpoint.pt (resumable with --resume), history.json (one re
 per epoch), metrics.json (held-out retrieval metrics and one-shot identification
 against the pixel baseline) and config.json (the arguments). Every flag is listed by
 --help. A wrong flag or an impossible combination stops with one line on stderr and
-exit status 2.
+exit status 2; so does running out of GPU memory, with the flags that make a run smaller.
 
 The same command runs on several GPUs (or CPU processes) of one machine with torchrun:
 
@@ -234,6 +234,8 @@ def _train_and_evaluate(args) -> int:
             trainer.load_checkpoint(checkpoint)
             if is_main:
                 print(f"Resumed {checkpoint} at epoch {trainer.epoch}.")
+    except torch.OutOfMemoryError:
+        raise  # not a usage error: main() says which flags make the run smaller
     except (ValueError, RuntimeError) as error:  # a device that is not there, a mismatched checkpoint
         raise UsageError(str(error)) from error
     if is_main:
@@ -270,11 +272,19 @@ def _train_and_evaluate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status instead of raising on usage errors."""
+    """Entry point; returns the exit status instead of raising on usage errors and out of GPU memory."""
     try:
         return run(build_parser().parse_args(argv))
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except torch.OutOfMemoryError as error:
+        print(
+            "error: out of GPU memory: make each step smaller with a smaller --p or --k (identities and "
+            "pictures per batch) or --image-size (synthetic-faces), or train on the CPU with --device cpu "
+            f"({type(error).__name__}: {' '.join(str(error).split())})",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
 
 

@@ -132,6 +132,22 @@ def test_gpu_asked_for_but_absent(tmp_path, capsys, monkeypatch):
     assert_one_line_error(status, err, "no CUDA GPU is visible")
 
 
+@pytest.mark.parametrize(
+    "method, error",
+    [("__init__", torch.OutOfMemoryError), ("fit", torch.cuda.OutOfMemoryError)],  # the second is an alias
+)
+def test_out_of_gpu_memory_says_which_flags_make_the_run_smaller(tmp_path, capsys, monkeypatch, method, error):
+    def out_of_memory(*args, **kwargs):
+        raise error("CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has a total capacity of 8 GiB.")
+
+    monkeypatch.setattr(cli.Trainer, method, out_of_memory)
+    status, _, err = run_cli(capsys, *TINY, "--out", str(tmp_path / "run"))
+    assert_one_line_error(
+        status, err, "out of GPU memory", "--p or --k", "--image-size", "--device cpu",
+        "(OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8 GiB.)",
+    )  # fmt: skip
+
+
 def test_missing_download_while_offline(tmp_path, capsys, monkeypatch):
     def offline():
         raise RuntimeError("Olivetti faces are not in data/cache/olivetti and the network is unreachable.")
