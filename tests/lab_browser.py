@@ -18,6 +18,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import nbformat
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -38,11 +40,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def jupyter_lab(notebooks: list[str], timeout: float = 90):
-    """Start JupyterLab in a temporary copy of the given notebooks; yield its base URL and token."""
+def jupyter_lab(notebooks: list[str], timeout: float = 90, append: dict[str, str] | None = None):
+    """Start JupyterLab in a temporary copy of the given notebooks; yield its base URL and token.
+
+    append: notebook name -> source of a code cell added at the end of that copy, e.g. one
+    that prints what the tested compute function gives on this machine, to compare with a widget.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="course-lab-"))
     for name in notebooks:
         shutil.copy2(ROOT / "notebooks" / name, workdir / name)
+    for name, source in (append or {}).items():
+        notebook = nbformat.read(workdir / name, as_version=4)
+        notebook.cells.append(nbformat.v4.new_code_cell(source))
+        nbformat.write(notebook, workdir / name)
     port, token = _free_port(), secrets.token_hex(16)
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -164,3 +174,9 @@ def widget_problems(page) -> list[str]:
 def slider(page, description: str):
     """The slider whose label reads exactly `description`."""
     return page.locator(".widget-slider", has=page.locator(".widget-label", has_text=description)).first
+
+
+def printed_lines(page, prefix: str) -> list[str]:
+    """The lines of the notebook's outputs that start with prefix, with the prefix removed."""
+    text = page.locator(".jp-Notebook").inner_text()
+    return [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]

@@ -109,7 +109,7 @@ for alpha in (0.2, 0.4):
 def test_mining_explorer_alpha_slider_in_jupyterlab():
     notebook = "05_choosing_triplets.ipynb"
     with jupyter_lab([notebook], append={notebook: COUNTS_CELL}) as (base, token), chromium_page() as page:
-        alpha, explorer = _run_and_find_explorer(page, base, token, notebook, "alpha", 400_000)
+        alpha, explorer = _run_and_find_explorer(page, base, token, notebook, "alpha", 600_000)
         expected = dict(line.split(": ", 1) for line in printed_lines(page, EXPECTED_COUNTS))
         assert set(expected) == {"0.20", "0.40"}, expected
         counts = explorer.locator(".widget-label", has_text=re.compile(r"^easy: "))
