@@ -12,13 +12,10 @@ from course_utils.data import (
     PKBatchSampler,
     count_triplets,
     keyed_generator,
-    make_hard_triplets,
     make_random_triplets,
-    make_semihard_triplets,
     one_shot_split,
     split_by_identity,
 )
-from course_utils.distances import pairwise_distances
 from course_utils.mining import count_valid_triplets
 
 
@@ -337,75 +334,3 @@ def test_random_triplets_refuse_one_picture_per_person():
 def test_random_triplets_refuse_a_single_identity():
     with pytest.raises(ValueError, match="negative"):
         make_random_triplets(torch.zeros(4, dtype=torch.long), 5)
-
-
-# ---------------------------------------------------------------- hard and semi-hard builders
-
-
-def random_distances(seed, n=14, classes=4):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, classes, (n,), generator=g)
-    points = torch.randn(n, 3, generator=g, dtype=torch.float64)
-    return pairwise_distances(points), labels
-
-
-def slow_hard(dist, labels):
-    n, out = len(labels), []
-    for a in range(n):
-        positives = [p for p in range(n) if p != a and labels[p] == labels[a]]
-        negatives = [k for k in range(n) if labels[k] != labels[a]]
-        if positives and negatives:
-            out.append((a, max(positives, key=lambda j: dist[a][j]), min(negatives, key=lambda j: dist[a][j])))
-    return out
-
-
-def slow_semihard(dist, labels, alpha):
-    n, out = len(labels), []
-    for a, p in itertools.product(range(n), repeat=2):
-        if a == p or labels[a] != labels[p]:
-            continue
-        window = [k for k in range(n) if labels[k] != labels[a] and dist[a][p] < dist[a][k] < dist[a][p] + alpha]
-        if window:
-            out.append((a, p, min(window, key=lambda j: dist[a][j])))
-    return out
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_hard_triplets_match_the_slow_definition(seed):
-    dist, labels = random_distances(seed)
-    if len(labels.unique()) < 2 or count_triplets(labels).triplets == 0:
-        pytest.skip("no triplet in this draw")
-    built = list(zip(*(t.tolist() for t in make_hard_triplets(dist, labels))))
-    assert built == slow_hard(dist.tolist(), labels.tolist())
-
-
-@pytest.mark.parametrize("seed, alpha", [(0, 0.2), (1, 0.5), (2, 1.0), (3, 2.0), (4, 0.0)])
-def test_semihard_triplets_match_the_slow_definition(seed, alpha):
-    dist, labels = random_distances(seed)
-    if len(labels.unique()) < 2 or count_triplets(labels).triplets == 0:
-        pytest.skip("no triplet in this draw")
-    built = sorted(zip(*(t.tolist() for t in make_semihard_triplets(dist, labels, alpha))))
-    assert built == sorted(slow_semihard(dist.tolist(), labels.tolist(), alpha))
-    if alpha >= 1.0:
-        assert built, "a wide margin leaves semi-hard triplets to find"
-
-
-def test_triplet_builders_refuse_one_picture_per_person():
-    dist = pairwise_distances(torch.randn(5, 2))
-    for build in (make_hard_triplets, make_semihard_triplets):
-        with pytest.raises(ValueError, match="needs an anchor A and a positive P"):
-            build(dist, torch.arange(5))
-
-
-@pytest.mark.parametrize(
-    "dist, message",
-    [
-        (torch.zeros(3, 4), "square"),
-        (torch.zeros(3, 3, dtype=torch.long), "floating"),
-        (torch.full((3, 3), float("nan")), "finite"),
-        (-torch.ones(3, 3), ">= 0"),
-    ],
-)
-def test_triplet_builders_refuse_bad_distance_matrices(dist, message):
-    with pytest.raises(ValueError, match=message):
-        make_hard_triplets(dist, torch.tensor([0, 0, 1]))

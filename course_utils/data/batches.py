@@ -15,10 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from .._validate import check_alpha, check_choice, check_labels, check_tensor
-from ..mining import hardest_pairs, semihard_negatives
-
-Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+from .._validate import check_choice, check_labels, check_tensor
+from ..mining import Triplets
 FEWER_THAN_K = ("repeat", "skip")
 
 
@@ -331,45 +329,6 @@ def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0) -> Triplet
     return order[anchor].to(device), order[positive].to(device), order[negative].to(device)
 
 
-def make_hard_triplets(dist: torch.Tensor, labels: torch.Tensor) -> Triplets:
-    """Batch-hard triplets from a distance matrix: per anchor its farthest positive and closest negative.
-
-    Args:
-        dist: (N, N) distances between the embeddings of N pictures (O(N^2) memory: use
-            a subset of a large set).
-        labels: (N,) integer identity ids.
-    Returns:
-        (anchor_idx, positive_idx, negative_idx): (T,) long tensors on dist's device, one
-        triplet per anchor that has a positive.
-    """
-    labels = _check_distance_matrix(dist, labels)
-    positive_idx, negative_idx, has_both = hardest_pairs(dist, labels)
-    anchor_idx = has_both.nonzero().flatten()
-    return anchor_idx, positive_idx[anchor_idx], negative_idx[anchor_idx]
-
-
-def make_semihard_triplets(dist: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2) -> Triplets:
-    """Semi-hard triplets from a distance matrix (FaceNet): d(A,P) < d(A,N) < d(A,P) + alpha.
-
-    For each anchor-positive pair the closest negative farther than the positive is taken;
-    the pair is kept only when that negative lies within the margin. Pairs with no semi-hard
-    negative are left out (their triplets would be easy, loss 0, or hard).
-
-    Args:
-        dist: (N, N) distances between the embeddings of N pictures.
-        labels: (N,) integer identity ids.
-        alpha: the margin, >= 0.
-    Returns:
-        (anchor_idx, positive_idx, negative_idx): (T,) long tensors on dist's device; T may be 0.
-    """
-    labels = _check_distance_matrix(dist, labels)
-    alpha = check_alpha(alpha)
-    anchor_idx, positive_idx, negative_idx = semihard_negatives(dist, labels)
-    positive_dist, negative_dist = dist[anchor_idx, positive_idx], dist[anchor_idx, negative_idx]
-    semihard = (negative_dist > positive_dist) & (negative_dist < positive_dist + alpha)
-    return anchor_idx[semihard], positive_idx[semihard], negative_idx[semihard]
-
-
 # ---------------------------------------------------------------- helpers
 
 _NEEDS_POSITIVE = (
@@ -463,20 +422,6 @@ def _refuse_without_triplets(labels: torch.Tensor) -> None:
             "All pictures show the same identity: a triplet also needs a negative, a picture of "
             "another person that the loss pushes away from the anchor. Add other identities."
         )
-
-
-def _check_distance_matrix(dist, labels) -> torch.Tensor:
-    check_tensor(dist, "dist")
-    if dist.dim() != 2 or dist.shape[0] != dist.shape[1] or not dist.is_floating_point():
-        raise ValueError(
-            f"dist must be a square floating matrix (N, N) of distances, got shape {tuple(dist.shape)} "
-            f"and dtype {dist.dtype}. Build it with course_utils.pairwise_distances(embeddings)."
-        )
-    labels = check_labels(labels, dist.shape[0], dist.device)
-    if not bool(torch.isfinite(dist).all()) or bool((dist < 0).any()):
-        raise ValueError("dist must hold finite distances >= 0; check the embeddings for NaN or inf.")
-    _refuse_without_triplets(labels)
-    return labels
 
 
 def _below(uniforms: torch.Tensor, limit) -> torch.Tensor:
