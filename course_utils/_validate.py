@@ -92,10 +92,16 @@ def check_labels(labels, n: int, device: torch.device | None = None) -> torch.Te
     return labels
 
 
-def check_whole_number(value, name: str, minimum: int = 1) -> int:
-    """A Python int >= minimum (a count, a size, a seed); bools and floats such as 2.0 are refused."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+def check_whole_number(value, name: str, minimum: int = 1, why: str = "") -> int:
+    """A Python int >= minimum (a count, a size, a seed), else a clear error.
+
+    Bools and floats such as 2.0 are refused with a TypeError, a too small int with a
+    ValueError; ``why`` (optional) says why the minimum holds.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number (an int), got {type(value).__name__} {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value}" + (f": {why}." if why else "."))
     return value
 
 

@@ -24,7 +24,6 @@ from .checks import (
     _fail,
     collect_answers,
     find_mistake,
-    run_check,
 )
 
 # ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._validate import check_alpha, check_embeddings, check_labels, check_metric, check_tensor
+from ._validate import check_alpha, check_embeddings, check_labels, check_metric, check_tensor, check_whole_number
 from .distances import pairwise_distances
 from .mining import all_triplets
 
@@ -50,13 +50,6 @@ class BatchOdds(NamedTuple):
     triplets: float
 
 
-def _check_whole(value, name: str, smallest: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < smallest:
-        raise ValueError(f"{name} must be at least {smallest}, got {value}.")
-    return value
-
 
 def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: int) -> BatchOdds:
     """Exact odds for a batch drawn uniformly without replacement from a balanced set.
@@ -76,10 +69,10 @@ def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: i
     Returns:
         BatchOdds.
     """
-    _check_whole(n_identities, "n_identities", 2)
-    m = _check_whole(images_per_identity, "images_per_identity", 1)
+    check_whole_number(n_identities, "n_identities", 2)
+    m = check_whole_number(images_per_identity, "images_per_identity", 1)
     n = n_identities * m
-    b = _check_whole(batch_size, "batch_size", 2)
+    b = check_whole_number(batch_size, "batch_size", 2)
     if b > n:
         raise ValueError(f"batch_size={b} is larger than the set ({n} pictures); choose batch_size <= {n}.")
     # Exact integers and fractions: C(10000, 64) has about 180 digits, too many for a float.
@@ -105,9 +98,9 @@ def simulate_random_batches(labels: torch.Tensor, batch_size: int, trials: int, 
     """
     check_tensor(labels, "labels")
     labels = check_labels(labels, labels.shape[0] if labels.dim() else 0).cpu()
-    b = _check_whole(batch_size, "batch_size", 2)
-    _check_whole(trials, "trials", 1)
-    _check_whole(seed, "seed", 0)
+    b = check_whole_number(batch_size, "batch_size", 2)
+    check_whole_number(trials, "trials", 1)
+    check_whole_number(seed, "seed", 0)
     if b > len(labels):
         raise ValueError(f"batch_size={b} is larger than labels ({len(labels)} pictures).")
     generator = torch.Generator().manual_seed(seed)

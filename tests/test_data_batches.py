@@ -271,7 +271,7 @@ def test_pk_refuses_a_set_without_positives():
     [
         ({"p": 1, "k": 4}, ValueError, "negative"),
         ({"p": 4, "k": 1}, ValueError, "positive"),
-        ({"p": 4.0, "k": 2}, TypeError, "p must be an int"),
+        ({"p": 4.0, "k": 2}, TypeError, "p must be a whole number \\(an int\\), got float 4.0"),
         ({"p": 9, "k": 2}, ValueError, "only 8 identities"),
         ({"p": 2, "k": 2, "fewer_than_k": "drop"}, ValueError, "fewer_than_k"),
         ({"p": 2, "k": 2, "seed": -3}, ValueError, "seed"),

@@ -164,9 +164,9 @@ def test_pixel_one_shot_accuracy_refuses_bad_input(images, labels, error, messag
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"n_identities": 0}, ValueError, "n_identities must be at least 1"),
-        ({"images_per_identity": 2.5}, TypeError, "images_per_identity must be an int"),
-        ({"image_size": 8}, ValueError, "image_size must be at least 16"),
+        ({"n_identities": 0}, ValueError, "n_identities must be a whole number >= 1, got 0"),
+        ({"images_per_identity": 2.5}, TypeError, "images_per_identity must be a whole number \\(an int\\)"),
+        ({"image_size": 8}, ValueError, "image_size must be a whole number >= 16"),
         ({"nuisance": -0.5}, ValueError, "nuisance"),
         ({"nuisance": float("nan")}, ValueError, "nuisance"),
         ({"seed": -1}, ValueError, "seed"),

@@ -82,7 +82,7 @@ def test_rank_plans_are_a_pure_function_of_seed_and_epoch():
     "kwargs, message",
     [
         ({"rank": 2, "world_size": 2}, "rank must be below world_size"),
-        ({"world_size": 0}, "world_size must be at least 1"),
+        ({"world_size": 0}, "world_size must be a whole number >= 1"),
         ({"world_size": 9}, "fewer than the 9 processes"),
     ],
 )

@@ -63,15 +63,15 @@ def test_num_parameters_counts_by_hand():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, error, message",
     [
-        ({"embedding_dim": 0}, "embedding_dim must be a whole number >= 1"),
-        ({"in_channels": 2.5}, "in_channels must be a whole number >= 1"),
-        ({"backbone": "vgg"}, "unknown backbone 'vgg'"),
+        ({"embedding_dim": 0}, ValueError, "embedding_dim must be a whole number >= 1"),
+        ({"in_channels": 2.5}, TypeError, r"in_channels must be a whole number \(an int\), got float 2.5"),
+        ({"backbone": "vgg"}, ValueError, "unknown backbone 'vgg'"),
     ],
 )
-def test_bad_settings_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_settings_are_refused(kwargs, error, message):
+    with pytest.raises(error, match=message):
         EmbeddingNet(**kwargs)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from .._validate import check_choice, check_labels, check_tensor
+from .._validate import check_choice, check_labels, check_tensor, check_whole_number
 from ..mining import Triplets
 FEWER_THAN_K = ("repeat", "skip")
 
@@ -46,7 +46,7 @@ def keyed_generator(seed: int, *keys: int) -> torch.Generator:
         A freshly seeded CPU torch.Generator.
     """
     for value, name in [(seed, "seed"), *((key, "key") for key in keys)]:
-        _check_int(value, name, smallest=0)
+        check_whole_number(value, name, minimum=0)
     state = np.random.SeedSequence([seed, *keys]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
@@ -192,12 +192,12 @@ class PKBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
     ):
         labels = _check_label_vector(labels).cpu()
-        _check_int(p, "p", smallest=2, why="with one identity per batch no anchor has a negative")
-        _check_int(k, "k", smallest=2, why="with one picture per identity no anchor has a positive in its batch")
-        _check_int(seed, "seed", smallest=0)
+        check_whole_number(p, "p", minimum=2, why="with one identity per batch no anchor has a negative")
+        check_whole_number(k, "k", minimum=2, why="with one picture per identity no anchor has a positive in its batch")
+        check_whole_number(seed, "seed", minimum=0)
         check_choice(fewer_than_k, "fewer_than_k", FEWER_THAN_K)
-        _check_int(world_size, "world_size", smallest=1)
-        _check_int(rank, "rank", smallest=0)
+        check_whole_number(world_size, "world_size", minimum=1)
+        check_whole_number(rank, "rank", minimum=0)
         if rank >= world_size:
             raise ValueError(f"rank must be below world_size ({world_size}), got rank={rank}; ranks count 0, 1, ...")
         self.p, self.k, self.seed, self.epoch = p, k, seed, 0
@@ -233,7 +233,7 @@ class PKBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Choose which epoch the next iteration yields (its order depends only on seed and epoch)."""
-        _check_int(epoch, "epoch", smallest=0)
+        check_whole_number(epoch, "epoch", minimum=0)
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -253,7 +253,7 @@ class PKBatchSampler(Sampler[list[int]]):
             pictures of one identity are next to each other. In a distributed run these
             are this rank's rows of the plan shared by all processes.
         """
-        _check_int(epoch, "epoch", smallest=0)
+        check_whole_number(epoch, "epoch", minimum=0)
         generator = keyed_generator(self.seed, epoch)
         owner = torch.repeat_interleave(torch.arange(len(self._sizes)), self._sizes)
         shuffled = self._members[_shuffled_by_identity(owner, generator)]
@@ -304,8 +304,8 @@ def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0) -> Triplet
         (anchor_idx, positive_idx, negative_idx): three (n,) long tensors on labels' device.
     """
     labels = _check_label_vector(labels)
-    _check_int(n, "n", smallest=0)
-    _check_int(seed, "seed", smallest=0)
+    check_whole_number(n, "n", minimum=0)
+    check_whole_number(seed, "seed", minimum=0)
     device = labels.device
     labels = labels.cpu()
     _refuse_without_triplets(labels)
@@ -399,12 +399,6 @@ def _too_few_batches_message(sizes: torch.Tensor, p: int, k: int, world_size: in
         "help too."
     )
 
-
-def _check_int(value, name: str, smallest: int, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < smallest:
-        raise ValueError(f"{name} must be at least {smallest}, got {value}" + (f": {why}." if why else "."))
 
 
 def _check_label_vector(labels) -> torch.Tensor:

@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from .._validate import check_labels, check_tensor
+from .._validate import check_labels, check_tensor, check_whole_number
 from ..distances import pairwise_distances
 from .batches import keyed_generator, one_shot_split
 
@@ -157,10 +157,10 @@ def make_synthetic_faces(
             in [0, 1], grouped by person (all pictures of person 0 first).
         labels: (n_identities * images_per_identity,) long identity ids.
     """
-    _check_count(n_identities, "n_identities", 1)
-    _check_count(images_per_identity, "images_per_identity", 1)
-    _check_count(image_size, "image_size", 16)
-    _check_count(seed, "seed", 0)
+    check_whole_number(n_identities, "n_identities", 1)
+    check_whole_number(images_per_identity, "images_per_identity", 1)
+    check_whole_number(image_size, "image_size", 16)
+    check_whole_number(seed, "seed", 0)
     _check_nuisance(nuisance)
     device = torch.device("cpu") if device is None else torch.device(device)
     n_pictures = n_identities * images_per_identity
@@ -241,9 +241,9 @@ def show_gallery(
             "Add a channel axis with images.unsqueeze(1) for (N, H, W) grey pictures."
         )
     labels = check_labels(labels, images.shape[0]).cpu()
-    _check_count(per_identity, "per_identity", 1)
+    check_whole_number(per_identity, "per_identity", 1)
     if identities is None:
-        _check_count(n_identities, "n_identities", 1)
+        check_whole_number(n_identities, "n_identities", 1)
         known, inverse = torch.unique(labels, return_inverse=True)
         positions = torch.arange(len(labels))
         first_seen = torch.full((len(known),), len(labels)).scatter_reduce(0, inverse, positions, "amin")
@@ -280,12 +280,6 @@ def show_gallery(
 
 # ---------------------------------------------------------------- drawing the numbers
 
-
-def _check_count(value, name: str, smallest: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < smallest:
-        raise ValueError(f"{name} must be at least {smallest}, got {value}.")
 
 
 def _check_nuisance(nuisance) -> None:
