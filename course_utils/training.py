@@ -20,6 +20,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import time
@@ -43,12 +44,19 @@ from .notebook import pick_device
 
 CHECKPOINT_FORMAT = "course_utils.training.checkpoint/1"
 _CHECKPOINT_KEYS = ("format", "epoch", "config", "model", "optimizer", "scaler", "sampler", "rng", "history")
+# What load_checkpoint restores from each entry, checked before anything is changed.
+_CHECKPOINT_TYPES = {
+    "epoch": int, "config": dict, "model": dict, "optimizer": dict, "scaler": dict, "rng": dict, "history": list
+}
+_SCALER_KEYS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}
+# Pictures (evenly spaced) whose bytes the checkpoint's fingerprint of the training data hashes.
+_FINGERPRINT_PICTURES = 256
 # Share of the free GPU memory the training pictures may take; the rest is for activations.
 _DEVICE_DATA_SHARE = 0.5
 
 
 class CollapseWarning(UserWarning):
-    """All encodings are (nearly) the same point: the loss sits at alpha and nothing is learned."""
+    """All encodings are (nearly) the same point: the loss sits at its collapsed value and nothing is learned."""
 
 
 class CheckpointError(ValueError):
@@ -107,24 +115,27 @@ def describe_device(device: torch.device, amp_dtype: torch.dtype | None = None) 
     return f"{device.type}, float32"
 
 
-def looks_collapsed(mean_d_an: float, loss: float, alpha: float | None) -> bool:
-    """True when different identities sit on top of each other and the loss is stuck at alpha.
+def looks_collapsed(mean_d_an: float, loss: float, collapsed_loss: float | None) -> bool:
+    """True when different identities sit on top of each other and the loss is stuck at its collapsed value.
 
-    If every encoding is the same point, d(A,P) = d(A,N) = 0 and each triplet's loss is
-    exactly max(0 - 0 + alpha, 0) = alpha: the network found the trivial solution the
-    margin was meant to forbid (F3), usually from too high a learning rate or the
-    hardest negatives early in training (F12).
+    If every encoding is the same point, every distance is 0 and the loss takes one value:
+    each triplet's hinge costs max(0 - 0 + alpha, 0) = alpha, the soft margin
+    log(1 + e^0) = ln 2, and the contrastive loss margin^2 / 2 (its different-person pairs;
+    same-person pairs cost 0). The network found the trivial solution the loss was meant to
+    forbid (F3), usually from too high a learning rate or the hardest negatives early in
+    training (F12).
 
     Args:
         mean_d_an: mean anchor-negative distance in the epoch.
         loss: mean training loss in the epoch.
-        alpha: the margin; None (unknown) never reports a collapse.
+        collapsed_loss: what the loss gives when all encodings coincide (alpha for the hinge);
+            None (unknown) or <= 0 (a collapse would cost nothing) never reports a collapse.
     Returns:
-        bool.
+        True when mean_d_an is below a tenth of collapsed_loss and the loss within a tenth of it.
     """
-    if alpha is None or alpha <= 0:
+    if collapsed_loss is None or not collapsed_loss > 0:
         return False
-    return mean_d_an < 0.1 * alpha and abs(loss - alpha) < 0.1 * alpha
+    return mean_d_an < 0.1 * collapsed_loss and abs(loss - collapsed_loss) < 0.1 * collapsed_loss
 
 
 def training_step(
@@ -197,7 +208,6 @@ class _LossWithStats:
         self.is_module = isinstance(loss_fn, nn.Module) and hasattr(loss_fn, "last_stats")
         parameters = {} if self.is_module else _parameters(loss_fn)
         self.asks_for_stats = "return_stats" in parameters
-        self.alpha = _default(parameters, "alpha", getattr(loss_fn, "alpha", None))
         self.metric = _default(parameters, "metric", getattr(loss_fn, "metric", "squared_euclidean"))
         check_metric(self.metric)
         self.last_stats: TripletStats | ContrastiveStats | None = None
@@ -220,6 +230,19 @@ class _LossWithStats:
         else:
             loss = self.loss_fn(embeddings, labels)
         return loss
+
+    def at_collapse(self, embeddings: torch.Tensor, labels: torch.Tensor) -> float:
+        """The loss of a batch whose encodings all coincide: each replaced by the batch's first.
+
+        Args:
+            embeddings: (B, D) encodings of a batch.
+            labels: (B,) their identities.
+        Returns:
+            the loss at a collapsed embedding: alpha for the hinge, ln 2 for the soft margin,
+            margin^2 / 2 for the contrastive loss.
+        """
+        with torch.no_grad():
+            return float(self.loss_fn(embeddings[:1].repeat(len(embeddings), 1), labels))
 
     def describe(self) -> str:
         """A name without memory addresses, stable across processes (stored in checkpoints)."""
@@ -258,11 +281,25 @@ def _check_images_and_labels(images, labels, name: str) -> torch.Tensor:
 def _fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     """A short summary that changes when the training pictures change (stored in checkpoints).
 
-    Six significant digits of float64 statistics: the same data on another device or with
-    another thread count, which may round the last bits differently, gives the same text.
+    A SHA-256 hash of the shape and dtype and of the raw bytes of a fixed subsample: up to
+    _FINGERPRINT_PICTURES evenly spaced pictures and their labels, copied to the CPU. Only the
+    subsample is copied (no float64 copy of the whole set, which would take 1 GB for 10,000
+    pictures of 3 x 64 x 64), and raw bytes hash the same on every device and machine.
+
+    Args:
+        images: (N, C, H, W) training pictures, on any device.
+        labels: (N,) their identities.
+    Returns:
+        "sha256 <16 hex digits> of <n> evenly spaced pictures, their labels, shape and dtype".
     """
-    pixels = images.detach().double()
-    return f"pixel mean {pixels.mean():.6g}, std {pixels.std():.6g}, label sum {int(labels.sum())}"
+    n = min(len(images), _FINGERPRINT_PICTURES)
+    index = torch.arange(n) * len(images) // n  # whole-number arithmetic: the same pictures everywhere
+    sample = images.detach()[index.to(images.device)].cpu().contiguous()
+    sample_labels = labels.detach()[index.to(labels.device)].cpu().to(torch.int64)
+    digest = hashlib.sha256(f"{tuple(images.shape)} {images.dtype}".encode())
+    digest.update(sample.view(torch.uint8).numpy().tobytes())
+    digest.update(sample_labels.numpy().tobytes())
+    return f"sha256 {digest.hexdigest()[:16]} of {n} evenly spaced pictures, their labels, shape and dtype"
 
 
 class Trainer:
@@ -450,7 +487,8 @@ class Trainer:
         mean_an = (dist * negative).sum() / negative.sum().clamp_min(1)
         return torch.stack([loss.float(), mean_ap, mean_an, embeddings.norm(dim=1).mean()])
 
-    def _train_one_epoch(self, bar) -> dict:
+    def _train_one_epoch(self, bar) -> tuple[dict, tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch: its record for the history, and the (embeddings, labels) of its last batch."""
         self.model.train()
         self.sampler.set_epoch(self.epoch)
         sums = torch.zeros(4, device=self.device)
@@ -486,7 +524,7 @@ class Trainer:
             num_triplets, num_active, num_batches, num_pictures = counts.tolist()
         loss, mean_ap, mean_an, norm = (sums / max(num_batches, 1)).tolist()  # .tolist() waits for the GPU
         seconds = time.perf_counter() - start
-        return {
+        record = {
             "epoch": self.epoch + 1,
             "loss": loss,
             "active_fraction": num_active / num_triplets if num_triplets else None,
@@ -496,6 +534,7 @@ class Trainer:
             "train_seconds": seconds,
             "pictures_per_second": num_pictures / seconds,
         }
+        return record, (embeddings, labels)
 
     def evaluate(self) -> dict:
         """Retrieval metrics on the held-out identities ({} when there are none, and on ranks other than 0).
@@ -536,12 +575,12 @@ class Trainer:
         try:
             while self.epoch < epochs:
                 bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
-                record = self._train_one_epoch(bar)
+                record, (embeddings, labels) = self._train_one_epoch(bar)
                 record.update(self.evaluate())
                 self.epoch += 1
                 self.history.append(record)
                 if self.rank == 0:
-                    self._warn_if_collapsed(record)
+                    self._warn_if_collapsed(record, self.loss.at_collapse(embeddings, labels))
                 if self.checkpoint_path is not None and self.rank == 0:
                     self.save_checkpoint(self.checkpoint_path)
                 if self.verbose and not self.progress:
@@ -552,13 +591,13 @@ class Trainer:
             bar.close()
         return self.history
 
-    def _warn_if_collapsed(self, record: dict) -> None:
-        if looks_collapsed(record["mean_d_an"], record["loss"], self.loss.alpha):
+    def _warn_if_collapsed(self, record: dict, collapsed_loss: float) -> None:
+        if looks_collapsed(record["mean_d_an"], record["loss"], collapsed_loss):
             warnings.warn(
                 f"epoch {record['epoch']}: the embedding looks collapsed: mean d(A,N) = "
-                f"{record['mean_d_an']:.2e} and the loss {record['loss']:.4f} sits at alpha = "
-                f"{self.loss.alpha}. Every picture maps to nearly the same point. Lower the learning "
-                "rate, start with semi-hard instead of hardest negatives, or check the data.",
+                f"{record['mean_d_an']:.2e} and the loss {record['loss']:.4f} sits at {collapsed_loss:.4f}, "
+                "what it gives when every picture maps to the same point. Lower the learning rate, "
+                "start with semi-hard instead of hardest negatives, or check the data.",
                 CollapseWarning,
                 stacklevel=3,
             )
@@ -598,7 +637,8 @@ class Trainer:
         """Write model, optimiser, scaler, sampler and RNG state, epoch and history to a file.
 
         The file is written under a temporary name and then renamed, so an interruption
-        while saving never leaves a half-written checkpoint in place of the last good one.
+        while saving never leaves a half-written checkpoint in place of the last good one;
+        when writing fails (a full disk, Ctrl-C) the temporary file is removed and the error raised.
 
         Args:
             path: the checkpoint file (parent folders are created).
@@ -610,8 +650,12 @@ class Trainer:
         # A name of its own per process: two runs sharing a checkpoint (a notebook executed by
         # two test workers, say) never rename each other's half-written file into place.
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        torch.save(self.state_dict(), partial)
-        os.replace(partial, path)
+        try:
+            torch.save(self.state_dict(), partial)
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -621,13 +665,17 @@ class Trainer:
             path: the checkpoint file.
         Raises:
             FileNotFoundError: there is no such file.
-            CheckpointError: the file is corrupt or truncated, is not a training
-                checkpoint, or was written by a run with different settings or network.
+            CheckpointError: the file is corrupt or truncated, is not a training checkpoint,
+                holds a value that cannot be restored, or was written by a run with different
+                settings or network. The model, optimiser and run are then left as they were.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint at {path}; train first or check the path.")
         state = _read_checkpoint(path)
+        problem = _malformed_value(state)
+        if problem is not None:
+            raise _malformed(path, problem)
         differences = [
             _describe_difference(key, state["config"].get(key), value)
             for key, value in self.config.items()
@@ -641,11 +689,14 @@ class Trainer:
                 f"{path} was written by a different run ({'; '.join(differences)}). Use the same "
                 "settings to resume, or another checkpoint path to start a new run."
             )
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise CheckpointError(f"{path} does not match this network or optimiser: {error}") from error
+        problem = _model_problem(state["model"], self.model.state_dict()) or _optimizer_problem(
+            state["optimizer"], self.optimizer
+        )
+        if problem is not None:
+            raise _malformed(path, problem)
+        # Every value was checked above, so none of these fails half-way.
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"]:  # empty when saved without float16 (CPU, or bfloat16): keep the fresh scale
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -673,6 +724,104 @@ def _describe_difference(key: str, saved, current) -> str:
         pairs = zip(saved.splitlines() + [""], current.splitlines() + [""])
         saved, current = next((a.strip(), b.strip()) for a, b in pairs if a != b)
     return f"{key}: checkpoint {saved!r}, now {current!r}"
+
+
+def _malformed(path: Path, problem: str) -> CheckpointError:
+    """The error for a checkpoint with a value that cannot be restored."""
+    return CheckpointError(
+        f"{path} holds a malformed checkpoint: {problem}. Nothing was loaded. Delete it and train "
+        "from scratch (on the command line: without --resume), or point to another checkpoint."
+    )
+
+
+def _malformed_value(state: dict) -> str | None:
+    """What in a checkpoint has the wrong type or cannot be restored, apart from model and optimiser.
+
+    Args:
+        state: a checkpoint with every key of _CHECKPOINT_KEYS (see _read_checkpoint).
+    Returns:
+        the first problem found, in words, or None when every value fits.
+    """
+    for key, kind in _CHECKPOINT_TYPES.items():
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            return f"'{key}' is of type {type(state[key]).__name__}, not {kind.__name__}"
+    if not all(isinstance(value, (str, int, float, list)) for value in state["config"].values()):
+        return "'config' holds something other than the run's settings (text, numbers and lists)"
+    if state["epoch"] < 0:
+        return f"'epoch' is {state['epoch']}, below 0"
+    if not all(isinstance(record, dict) for record in state["history"]):
+        return "'history' holds something other than one dict per epoch"
+    rng = state["rng"]
+    cpu_state, cuda_states = rng.get("torch"), rng.get("cuda")
+    if not (_is_rng_state(cpu_state) and cpu_state.shape == torch.get_rng_state().shape
+            and isinstance(cuda_states, list) and all(_is_rng_state(s) for s in cuda_states)):  # fmt: skip
+        return "'rng' does not hold torch's random number generator states"
+    scaler = state["scaler"]
+    if scaler and (scaler.keys() != _SCALER_KEYS or not all(_is_number(value) for value in scaler.values())):
+        return "'scaler' is not the state of a gradient scaler"
+    return None
+
+
+def _is_rng_state(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _model_problem(saved: dict, expected: dict) -> str | None:
+    """How saved weights differ from a network's state_dict (names, tensors, shapes), or None."""
+    missing = [name for name in expected if name not in saved]
+    unexpected = [name for name in saved if name not in expected]
+    if missing or unexpected:
+        return (
+            f"its weights are not this network's (missing {missing[:3] or 'none'}, "
+            f"unexpected {unexpected[:3] or 'none'})"
+        )
+    for name, value in saved.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[name].shape:
+            shown = list(value.shape) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+            return f"weight {name!r} is {shown}, where this network has shape {list(expected[name].shape)}"
+    return None
+
+
+def _optimizer_problem(saved: dict, optimizer: torch.optim.Optimizer) -> str | None:
+    """How a saved optimiser state_dict does not fit an optimiser (groups, settings, shapes), or None."""
+    groups = saved.get("param_groups")
+    if not (isinstance(saved.get("state"), dict) and isinstance(groups, list) and all(_is_group(g) for g in groups)):
+        return "'optimizer' is not an optimiser's state_dict (a dict of 'state' and 'param_groups')"
+    sizes = [len(group["params"]) for group in groups]
+    expected_sizes = [len(group["params"]) for group in optimizer.param_groups]
+    if sizes != expected_sizes:
+        return f"the optimiser's parameter groups hold {sizes} parameters, this optimiser's {expected_sizes}"
+    shapes = {}
+    for group, current in zip(groups, optimizer.param_groups):
+        for name, value in current.items():
+            if name != "params" and name in group and not _same_kind(group[name], value):
+                return f"the optimiser setting {name!r} is {group[name]!r}, not like this optimiser's {value!r}"
+        shapes.update((key, parameter.shape) for key, parameter in zip(group["params"], current["params"]))
+    for key, values in saved["state"].items():
+        if key not in shapes:
+            return f"the optimiser's state {key!r} belongs to none of its parameters"
+        if not isinstance(values, dict):
+            return f"the optimiser's state of parameter {key} is of type {type(values).__name__}, not dict"
+        for name, value in values.items():
+            is_tensor = isinstance(value, torch.Tensor)
+            if not (_is_number(value) or is_tensor and value.shape in (torch.Size([]), shapes[key])):
+                return f"the optimiser's {name!r} of parameter {key} is neither a number nor shaped like the parameter"
+    return None
+
+
+def _is_group(group) -> bool:
+    """A saved parameter group: a dict whose 'params' is a list of parameter numbers."""
+    params = group.get("params") if isinstance(group, dict) else None
+    return isinstance(params, list) and all(isinstance(key, int) for key in params)
+
+
+def _same_kind(saved, current) -> bool:
+    """Both numbers, or of the same type (an optimiser setting as torch.load gives it back)."""
+    return _is_number(saved) and _is_number(current) or type(saved) is type(current)
 
 
 def _read_checkpoint(path: Path) -> dict:

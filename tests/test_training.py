@@ -1,20 +1,24 @@
 """The training loop: device choice, precision, diagnostics, checkpoints, resume, interrupts."""
 import functools
+import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from course_utils.data import PKBatchSampler, make_synthetic_faces
 from course_utils.distances import pairwise_distances
-from course_utils.losses import TripletLoss, batch_all_triplet_loss, batch_hard_triplet_loss
+from course_utils.losses import ContrastiveLoss, TripletLoss, batch_all_triplet_loss, batch_hard_triplet_loss
 from course_utils.models import EmbeddingNet
 from course_utils.notebook import pick_device
 from course_utils.training import (
     CheckpointError,
     CollapseWarning,
     Trainer,
+    _fingerprint,
     cpu_threads,
     describe_device,
     looks_collapsed,
@@ -241,16 +245,17 @@ def test_streaming_from_host_memory_gives_the_same_run():
 
 
 @pytest.mark.parametrize(
-    "loss_fn, alpha, has_fraction",
+    "loss_fn, collapsed_loss, has_fraction",
     [
         (batch_hard_triplet_loss, 0.2, True),
         (functools.partial(batch_hard_triplet_loss, alpha=0.3), 0.3, True),
-        (lambda embeddings, labels: batch_all_triplet_loss(embeddings, labels), None, False),
+        (lambda embeddings, labels: batch_all_triplet_loss(embeddings, labels), 0.2, False),
     ],
 )
-def test_any_course_loss_can_drive_the_loop(loss_fn, alpha, has_fraction):
+def test_any_course_loss_can_drive_the_loop(loss_fn, collapsed_loss, has_fraction):
     trainer = make_trainer(loss_fn)
-    assert trainer.loss.alpha == alpha
+    images, labels = next(trainer._batches())
+    assert trainer.loss.at_collapse(trainer.model(images), labels) == pytest.approx(collapsed_loss)
     history = trainer.fit(1)
     assert (history[0]["active_fraction"] is not None) == has_fraction
 
@@ -266,15 +271,41 @@ class Collapsed(nn.Module):
         return nn.functional.normalize(self.direction.expand(len(images), 8), dim=1)
 
 
-def test_a_collapsed_run_is_reported():
-    assert looks_collapsed(mean_d_an=0.0, loss=0.2, alpha=0.2)
-    assert not looks_collapsed(mean_d_an=0.5, loss=0.2, alpha=0.2)
-    assert not looks_collapsed(mean_d_an=0.0, loss=0.05, alpha=0.2)
-    assert not looks_collapsed(mean_d_an=0.0, loss=0.2, alpha=None)
+def test_looks_collapsed_compares_with_the_loss_at_collapse():
+    assert looks_collapsed(mean_d_an=0.0, loss=0.2, collapsed_loss=0.2)
+    assert not looks_collapsed(mean_d_an=0.5, loss=0.2, collapsed_loss=0.2)
+    assert not looks_collapsed(mean_d_an=0.0, loss=0.05, collapsed_loss=0.2)
+    assert not looks_collapsed(mean_d_an=0.0, loss=0.2, collapsed_loss=None)
+    assert looks_collapsed(mean_d_an=0.01, loss=0.69, collapsed_loss=math.log(2))
+
+
+# Each loss collapses to its own value: the hinge to alpha, the soft margin to
+# log(1 + e^0) = ln 2, the contrastive loss to margin^2 / 2 (different-person pairs at distance 0).
+COLLAPSING_LOSSES = {
+    "hinge": (TripletLoss(mining="all"), 0.2),
+    "soft margin": (TripletLoss(mining="hard", soft=True), math.log(2)),
+    "contrastive": (ContrastiveLoss(margin=1.0), 0.5),
+}
+
+
+@pytest.mark.parametrize("name", COLLAPSING_LOSSES)
+def test_a_collapsed_run_is_reported_for_every_loss(name):
+    loss_fn, collapsed_loss = COLLAPSING_LOSSES[name]
     images, labels = tiny_data()
-    trainer = Trainer(Collapsed(), images, labels, TripletLoss(mining="all"), p=5, k=4, progress=False, verbose=False)
-    with pytest.warns(CollapseWarning, match="looks collapsed"):
-        trainer.fit(1)
+    trainer = Trainer(Collapsed(), images, labels, loss_fn, p=5, k=4, progress=False, verbose=False)
+    with pytest.warns(CollapseWarning, match=f"looks collapsed.*sits at {collapsed_loss:.4f}, what it gives"):
+        history = trainer.fit(1)
+    assert history[0]["loss"] == pytest.approx(collapsed_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", COLLAPSING_LOSSES)
+def test_a_healthy_run_is_not_reported_for_any_loss(name):
+    # At lr 1e-3 the soft margin's loss stays near ln 2 for a while, yet the identities are apart.
+    trainer = make_trainer(COLLAPSING_LOSSES[name][0], lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        history = trainer.fit(2)
+    assert history[-1]["mean_d_an"] > 0.1
 
 
 # Checkpoints, resume and interrupts ---------------------------------------------------
@@ -366,8 +397,117 @@ def test_checkpoint_trained_on_other_pictures_is_refused(tmp_path):
     torch.manual_seed(0)
     other = Trainer(EmbeddingNet(embedding_dim=8, width=4), images[labels < 15], labels[labels < 15],
                     TripletLoss(mining="semihard"), p=5, k=4, lr=1e-2, progress=False, verbose=False)  # fmt: skip
-    with pytest.raises(CheckpointError, match="train_data: checkpoint 'pixel mean"):
+    with pytest.raises(CheckpointError, match="train_data: checkpoint 'sha256 [0-9a-f]{16} of 60 evenly spaced"):
         other.load_checkpoint(path)
+
+
+def test_fingerprint_changes_with_sampled_pictures_labels_and_shape():
+    images, labels = tiny_data(identities=200, pictures=2)  # 400 pictures: 256 of them are hashed
+    print_of = _fingerprint(images, labels)
+    assert _fingerprint(images.clone(), labels.clone()) == print_of
+    assert "of 256 evenly spaced pictures" in print_of
+    changed = images.clone()
+    changed[0, 0, 0, 0] += 1e-3  # picture 0 is always in the sample
+    assert _fingerprint(changed, labels) != print_of
+    relabelled = labels.clone()
+    relabelled[0] = 7
+    assert _fingerprint(images, relabelled) != print_of
+    assert _fingerprint(images.reshape(400, 3, 8, 32), labels) != print_of  # same bytes, other shape
+    assert _fingerprint(images.double(), labels) != print_of
+
+
+class LargestNewTensor(TorchDispatchMode):
+    """Records the largest tensor any torch operation creates (views of the input excluded)."""
+
+    def __init__(self, source: torch.Tensor):
+        super().__init__()
+        self.source = source.untyped_storage().data_ptr()
+        self.nbytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(tensor, torch.Tensor) and tensor.untyped_storage().data_ptr() != self.source:
+                self.nbytes = max(self.nbytes, tensor.untyped_storage().nbytes())
+        return out
+
+
+def test_fingerprint_copies_a_subsample_not_the_whole_set():
+    # 2,000 pictures: a float64 copy would take 2 x their 6 MB; the 256 sampled pictures take 0.8 MB.
+    images = torch.rand(2000, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(2000) // 4
+    with LargestNewTensor(images) as mode:
+        _fingerprint(images, labels)
+    assert 0 < mode.nbytes <= 256 * images[0].nbytes
+
+
+def test_failing_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    trainer = make_trainer()
+    path = trainer.save_checkpoint(tmp_path / "run.pt")
+    good = path.read_bytes()
+
+    def disk_full(state, file):
+        Path(file).write_bytes(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        trainer.save_checkpoint(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]
+    assert path.read_bytes() == good
+
+
+def other_network_weights(state):
+    state["model"] = EmbeddingNet(embedding_dim=16, width=4).state_dict()
+
+
+def drop_a_weight(state):
+    state["model"].popitem()
+
+
+def wrong_exp_avg_shape(state):
+    moments = state["optimizer"]["state"][0]
+    moments["exp_avg"] = moments["exp_avg"].flatten()[:3]
+
+
+MALFORMED = {
+    "missing rng key": (lambda state: state["rng"].pop("torch"), "'rng' does not hold torch's random number"),
+    "missing weight": (drop_a_weight, "its weights are not this network's \\(missing \\["),
+    "epoch of wrong type": (lambda state: state.update(epoch="one"), "'epoch' is of type str, not int"),
+    "history of wrong type": (lambda state: state.update(history=None), "'history' is of type NoneType, not list"),
+    "config of wrong type": (lambda state: state.update(config=["p", 5]), "'config' is of type list, not dict"),
+    "weights of another network": (other_network_weights, "weight '.*' is \\[16, .*\\], where this network has"),
+    "optimizer garbage": (lambda state: state.update(optimizer="garbage"), "'optimizer' is of type str, not dict"),
+    "optimizer state garbage": (
+        lambda state: state["optimizer"].update(state={0: "garbage"}), "the optimiser's state of parameter 0 is of"
+    ),
+    "optimizer state of no parameter": (
+        lambda state: state["optimizer"]["state"].update({99: {}}), "the optimiser's state 99 belongs to none"
+    ),
+    "optimizer moment of wrong shape": (wrong_exp_avg_shape, "the optimiser's 'exp_avg' of parameter 0 is neither a number nor shaped"),
+    "optimizer setting garbage": (
+        lambda state: state["optimizer"]["param_groups"][0].update(lr="fast"), "the optimiser setting 'lr' is 'fast'"
+    ),
+    "scaler garbage": (lambda state: state.update(scaler={"scale": "big"}), "'scaler' is not the state of"),
+}
+
+
+@pytest.mark.parametrize("damage", MALFORMED)
+def test_malformed_checkpoint_is_refused_and_changes_nothing(tmp_path, damage):
+    path = tmp_path / "run.pt"
+    trained = make_trainer()
+    trained.fit(1)
+    state = trained.state_dict()
+    change, message = MALFORMED[damage]
+    change(state)
+    torch.save(state, path)
+    fresh = make_trainer()
+    model_before, optimizer_before = weights(fresh.model), fresh.optimizer.state_dict()
+    with pytest.raises(CheckpointError, match=f"run.pt holds a malformed checkpoint: {message}"):
+        fresh.load_checkpoint(path)
+    assert_same_weights(model_before, weights(fresh.model))
+    assert fresh.optimizer.state_dict() == optimizer_before
+    assert fresh.epoch == 0 and fresh.history == []
 
 
 class InterruptAfter:
