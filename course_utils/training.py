@@ -579,8 +579,10 @@ class Trainer:
                 record.update(self.evaluate())
                 self.epoch += 1
                 self.history.append(record)
+                # Every rank computes it: a loss that mines across ranks gathers from all of them.
+                collapsed_loss = self.loss.at_collapse(embeddings, labels)
                 if self.rank == 0:
-                    self._warn_if_collapsed(record, self.loss.at_collapse(embeddings, labels))
+                    self._warn_if_collapsed(record, collapsed_loss)
                 if self.checkpoint_path is not None and self.rank == 0:
                     self.save_checkpoint(self.checkpoint_path)
                 if self.verbose and not self.progress:
