@@ -27,7 +27,7 @@ from torch import nn
 from ._validate import check_embeddings, check_labels, check_tensor, check_whole_number
 from .data.batches import keyed_generator
 from .distances import pairwise_distances
-from .evaluation import embed
+from .evaluation import _new_axes, embed
 
 UNKNOWN = "unknown"
 
@@ -435,13 +435,6 @@ def threshold_summary(
     )
 
 
-def _new_axes():
-    """Axes on a new Figure made without pyplot, so a notebook shows it once, as the cell's value."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(5.5, 4.2), layout="constrained").add_subplot()
-
-
 def plot_roc(
     same_distances: torch.Tensor, different_distances: torch.Tensor, far: float | None = None, ax=None,
     log_far: bool = True,
@@ -599,15 +592,22 @@ def accuracy_vs_gallery_size(
     look-alikes, so accuracy falls as n grows. Works for any features: trained encodings,
     an untrained network's, or raw pixels (``images.flatten(1)``).
 
+    Gallery people without a query are distractors: they count among the n enrolled and
+    can be matched by mistake, but nobody asks for them. When the first people of the order
+    are all distractors, the smallest sizes hold no query and have no accuracy: such a size
+    raises a ValueError that names the smallest size with a query.
+
     Args:
-        query_embeddings: (Q, D) features of the pictures to identify.
+        query_embeddings: (Q, D) features of the pictures to identify, Q >= 1.
         query_labels: (Q,) their identities; each must be in the gallery.
         gallery_embeddings: (G, D) enrolled features (one row per person for one-shot).
         gallery_labels: (G,) identities of the gallery rows.
-        sizes: numbers of enrolled people, each from 1 to the gallery's people.
+        sizes: numbers of enrolled people, each from 1 to the gallery's people, and large
+            enough that a queried person is among them.
         seed: non-negative int choosing which people are enrolled.
     Returns:
-        one GallerySizeResult(size, accuracy, num_queries) per size, in the given order.
+        one GallerySizeResult(size, accuracy, num_queries) per size, in the given order;
+        num_queries >= 1 in each.
     """
     check_embeddings(query_embeddings, "query_embeddings")
     check_embeddings(gallery_embeddings, "gallery_embeddings")
@@ -622,6 +622,16 @@ def accuracy_vs_gallery_size(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative whole number, got {seed!r}.")
     order = people[torch.randperm(len(people), generator=keyed_generator(seed))]
+    queried = torch.isin(order, query_labels).nonzero().flatten()
+    if len(queried) == 0:
+        raise ValueError("query_embeddings is empty; give at least one picture to identify.")
+    smallest = int(queried[0]) + 1
+    if min(sizes) < smallest:
+        raise ValueError(
+            f"with seed {seed} the first {smallest - 1} people enrolled have no query (distractors), so a "
+            f"gallery of fewer than {smallest} people asks nothing and has no accuracy; got sizes {sizes}. "
+            f"Use sizes of at least {smallest}, or another seed."
+        )
     results = []
     for n in sizes:
         enrolled = torch.isin(gallery_labels, order[:n])

@@ -84,6 +84,23 @@ def test_accuracy_vs_gallery_size_is_deterministic_and_perfect_on_copies():
     assert [r.accuracy for r in first] == [1.0, 1.0]
 
 
+def test_accuracy_vs_gallery_size_with_distractors_names_the_smallest_size_with_a_query():
+    """Gallery people without a query still count as enrolled; a size holding no query is refused."""
+    gallery, gallery_labels = _points(6, 20), torch.arange(20)
+    order = gallery_labels[torch.randperm(20, generator=keyed_generator(0))]
+    query_labels = order[4:]  # the first 4 people of the seeded order are distractors
+    query = gallery[query_labels] + 0.01
+    results = accuracy_vs_gallery_size(query, query_labels, gallery, gallery_labels, sizes=(5, 20), seed=0)
+    for result in results:
+        accuracy, count = _by_loops(query, query_labels, gallery, gallery_labels, set(order[: result.size].tolist()))
+        assert result == GallerySizeResult(result.size, pytest.approx(accuracy), count)
+    assert [r.num_queries for r in results] == [1, 16]
+    with pytest.raises(ValueError, match="Use sizes of at least 5"):
+        accuracy_vs_gallery_size(query, query_labels, gallery, gallery_labels, sizes=(4, 20), seed=0)
+    with pytest.raises(ValueError, match="query_embeddings is empty"):
+        accuracy_vs_gallery_size(query[:0], query_labels[:0], gallery, gallery_labels, sizes=(5,), seed=0)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"sizes": (0,)}, "sizes"), ({"sizes": (21,)}, "sizes"), ({"sizes": ()}, "sizes"),
     ({"seed": -1}, "seed"), ({"query_labels": torch.arange(20) + 100}, "no row in the gallery"),
