@@ -417,7 +417,7 @@ def print_exactness(checks: list[dict]) -> None:
             f"{check['pml']:.9g}",
             f"{check['relative_difference']:.1e}",
             f"{check['gradient_difference']:.1e}",
-            f"{check['stats'].num_active} / {check['stats'].num_triplets}",
+            f"{check['stats'].num_active} / {check['stats'].num_terms}",
         ]
         for check in checks
     ]

@@ -42,17 +42,21 @@ class DegenerateBatchWarning(UserWarning):
 class TripletStats(NamedTuple):
     """What a batch loss averaged over.
 
-    num_triplets: triplets the loss considered (valid triplets for batch-all, anchors for
+    The fields have the same names as ContrastiveStats', so code that reports either reads
+    ``num_terms`` and ``num_active``.
+
+    num_terms: triplets the loss considered (valid triplets for batch-all, anchors for
         batch-hard, positive pairs for semi-hard).
     num_active: how many of them had a positive loss (the ones that teach the network).
     """
 
-    num_triplets: int
+    num_terms: int
     num_active: int
 
     @property
     def active_fraction(self) -> float:
-        return self.num_active / self.num_triplets if self.num_triplets else 0.0
+        """num_active / num_terms, 0.0 when the loss considered nothing."""
+        return self.num_active / self.num_terms if self.num_terms else 0.0
 
 
 def _zero_loss(embeddings: torch.Tensor, dtype: torch.dtype, why: str) -> torch.Tensor:
@@ -297,19 +301,20 @@ class TripletLoss(torch.nn.Module):
 
 
 class ContrastiveStats(NamedTuple):
-    """What a contrastive loss averaged over.
+    """What a contrastive loss averaged over (the same fields as TripletStats).
 
-    num_pairs: unordered pairs of the batch (same-person and different-person).
+    num_terms: unordered pairs of the batch (same-person and different-person).
     num_active: pairs with a positive loss: every same-person pair that is not yet at
         distance 0, and every different-person pair closer than the margin.
     """
 
-    num_pairs: int
+    num_terms: int
     num_active: int
 
     @property
     def active_fraction(self) -> float:
-        return self.num_active / self.num_pairs if self.num_pairs else 0.0
+        """num_active / num_terms, 0.0 when the batch held no pair."""
+        return self.num_active / self.num_terms if self.num_terms else 0.0
 
 
 def _check_margin(margin) -> float:

@@ -216,10 +216,7 @@ class _LossWithStats:
         """(terms the last loss averaged over, how many of them were active); (0, 0) without stats."""
         if self.last_stats is None:
             return 0, 0
-        total = getattr(self.last_stats, "num_triplets", None)
-        if total is None:
-            total = self.last_stats.num_pairs
-        return total, self.last_stats.num_active
+        return self.last_stats.num_terms, self.last_stats.num_active
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.is_module:
@@ -492,7 +489,7 @@ class Trainer:
         self.model.train()
         self.sampler.set_epoch(self.epoch)
         sums = torch.zeros(4, device=self.device)
-        num_triplets = num_active = num_batches = num_pictures = 0
+        num_terms = num_active = num_batches = num_pictures = 0
         refresh = max(1, len(self.sampler) // 10)
         start = time.perf_counter()
         for images, labels in self._batches():
@@ -506,7 +503,7 @@ class Trainer:
                 loss, embeddings = _unpack_step(self.step(self.network, self.optimizer, self.loss, images, labels))
             sums += self._batch_diagnostics(loss, embeddings, labels)
             terms, active = self.loss.counts()
-            num_triplets += terms
+            num_terms += terms
             num_active += active
             num_batches += 1
             num_pictures += len(labels)
@@ -514,20 +511,20 @@ class Trainer:
             if num_batches % refresh == 0:
                 seconds = time.perf_counter() - start
                 postfix = {"loss": f"{sums[0].item() / num_batches:.4f}", "pictures/s": f"{num_pictures / seconds:.0f}"}
-                if num_triplets:
-                    postfix["active"] = f"{num_active / num_triplets:.2f}"
+                if num_terms:
+                    postfix["active"] = f"{num_active / num_terms:.2f}"
                 bar.set_postfix(postfix)
         if distributed.is_distributed():  # every rank's history holds the averages over all ranks
-            counts = torch.tensor([num_triplets, num_active, num_batches, num_pictures], device=self.device)
+            counts = torch.tensor([num_terms, num_active, num_batches, num_pictures], device=self.device)
             torch.distributed.all_reduce(sums)
             torch.distributed.all_reduce(counts)
-            num_triplets, num_active, num_batches, num_pictures = counts.tolist()
+            num_terms, num_active, num_batches, num_pictures = counts.tolist()
         loss, mean_ap, mean_an, norm = (sums / max(num_batches, 1)).tolist()  # .tolist() waits for the GPU
         seconds = time.perf_counter() - start
         record = {
             "epoch": self.epoch + 1,
             "loss": loss,
-            "active_fraction": num_active / num_triplets if num_triplets else None,
+            "active_fraction": num_active / num_terms if num_terms else None,
             "mean_d_ap": mean_ap,
             "mean_d_an": mean_an,
             "embedding_norm": norm,

@@ -33,7 +33,7 @@ def test_matches_reference_and_gradients_are_finite(seed, kind, metric):
         slow_x = x.clone().requires_grad_(True)
         expected, pairs, active = reference.contrastive_loss(slow_x, labels, margin, metric)
         assert torch.allclose(loss, expected, atol=1e-9), (margin, loss, expected)
-        assert stats.num_pairs == pairs == len(labels) * (len(labels) - 1) // 2
+        assert stats.num_terms == pairs == len(labels) * (len(labels) - 1) // 2
         # A pair at D = 0 (pull) or D = margin (push) has loss exactly 0 in exact arithmetic but may
         # round to 1e-17 either way (cosine of copies); only those may be counted differently.
         dist = reference.pairwise_distances(x, metric=metric)
@@ -166,5 +166,5 @@ def test_trainer_trains_with_it_like_with_the_triplet_loss():
     assert len(history) == 2 and all(torch.isfinite(torch.tensor(row["loss"])) for row in history)
     # The active fraction is over pairs here: a batch of 16 pictures has 120 of them.
     stats = trainer.loss.last_stats
-    assert isinstance(stats, ContrastiveStats) and stats.num_pairs == 16 * 15 // 2
+    assert isinstance(stats, ContrastiveStats) and stats.num_terms == 16 * 15 // 2
     assert all(0 < row["active_fraction"] <= 1 for row in history)

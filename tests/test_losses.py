@@ -40,7 +40,7 @@ def test_batch_all_matches_reference(seed, kind, metric):
     for alpha in ALPHAS:
         loss, stats = batch_all_triplet_loss(x, labels, alpha, metric, return_stats=True)
         expected, valid, active = reference.batch_all_triplet_loss(x, labels, alpha, metric)
-        assert stats.num_triplets == valid
+        assert stats.num_terms == valid
         # A hinge that is exactly 0 in exact arithmetic may round to +-1e-16 either way
         # (cosine ties: the normalisation rounds); only those may be counted differently.
         dist = reference.pairwise_distances(x, metric=metric)
