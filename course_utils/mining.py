@@ -11,11 +11,10 @@ from __future__ import annotations
 import torch
 
 from ._validate import check_choice, check_embeddings, check_labels, check_metric
+from .data.batches import Triplets, count_triplets
 from .distances import pairwise_distances
 
 STRATEGIES = ("all", "hard", "semihard", "random")
-
-Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def anchor_positive_mask(labels: torch.Tensor) -> torch.Tensor:
@@ -37,9 +36,18 @@ def valid_triplet_mask(labels: torch.Tensor) -> torch.Tensor:
     return anchor_positive_mask(labels).unsqueeze(2) & anchor_negative_mask(labels).unsqueeze(1)
 
 
-def count_valid_triplets(labels: torch.Tensor) -> torch.Tensor:
-    """Number of valid triplets, sum over anchors of (#positives x #negatives), without B^3 work."""
-    return (anchor_positive_mask(labels).sum(1) * anchor_negative_mask(labels).sum(1)).sum()
+def count_valid_triplets(labels: torch.Tensor) -> int:
+    """Number of valid triplets, the True entries of ``valid_triplet_mask``, without B^3 work.
+
+    The ``triplets`` field of ``course_utils.data.count_triplets``, which counts them from
+    the identity sizes and also reports the anchor-positive pairs.
+
+    Args:
+        labels: (B,) integer labels.
+    Returns:
+        sum over anchors of (#positives x #negatives), as a Python int.
+    """
+    return count_triplets(labels).triplets
 
 
 def hardest_pairs(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

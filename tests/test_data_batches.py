@@ -16,7 +16,7 @@ from course_utils.data import (
     one_shot_split,
     split_by_identity,
 )
-from course_utils.mining import count_valid_triplets
+from course_utils.mining import count_valid_triplets, valid_triplet_mask
 
 
 def labels_with_sizes(sizes, seed=0):
@@ -62,7 +62,7 @@ def test_count_triplets_matches_brute_force(seed):
     labels = torch.randint(0, 5, (int(torch.randint(1, 16, (), generator=g)),), generator=g)
     counted = count_triplets(labels)
     assert tuple(counted) == brute_force_count(labels)
-    assert counted.triplets == int(count_valid_triplets(labels))
+    assert count_valid_triplets(labels) == counted.triplets == int(valid_triplet_mask(labels).sum())
 
 
 def test_count_triplets_of_the_running_example():
