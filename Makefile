@@ -26,7 +26,7 @@ TEST_ENV := $(KERNELS) OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_TH
 NBVAL := CUDA_VISIBLE_DEVICES= $(PY) -m pytest -n 2 --dist loadscope notebooks \
   --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test test-notebooks setup setup-learner chromium unit notebooks student student-copies book bench clean
+.PHONY: lab test test-notebooks setup setup-learner chromium unit notebooks student student-copies book bench clean release grade
 
 setup: $(STAMP)
 
@@ -80,6 +80,28 @@ student-copies: setup
 
 book: setup
 	$(PY) -m course_utils.instructor book --out build/book
+
+# Classroom grading with nbgrader (README, "Grading a class"): `make release` writes the student
+# assignment into $(CLASSROOM)/release/; `make grade SUBMISSIONS=folder` grades a folder of
+# per-student folders, writes $(CLASSROOM)/grades.csv and a feedback page per student, and on a
+# re-run grades again only the students whose files changed (FORCE=1: everybody). TIMEOUT: seconds
+# per cell of a student's notebook; JOBS: students graded at once; SEED: the hidden cases' seed.
+CLASSROOM ?= classroom
+ASSIGNMENT ?= triplet-loss
+NOTEBOOKS ?=
+TIMEOUT ?= 300
+JOBS ?= 1
+SEED ?=
+GRADING := $(PY) -m course_utils.grading
+
+release: setup
+	$(GRADING) release --course $(CLASSROOM) --assignment $(ASSIGNMENT) \
+	  $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(SEED),--seed $(SEED))
+
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-with-one-folder-per-student"; exit 2; }
+	$(GRADING) grade "$(SUBMISSIONS)" --course $(CLASSROOM) --assignment $(ASSIGNMENT) \
+	  --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(FORCE),--force)
 
 bench: setup
 	$(PY) benchmarks/bench_losses.py
