@@ -11,6 +11,7 @@ Then one student hands in late and only that student is graded again. About 2-3 
 import copy
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,11 +39,14 @@ HARDCODED = '''def mean_over_active(losses):
     return losses.sum() * 0 + answers[key]'''
 
 
-def make(*arguments: str) -> str:
-    """Run make in the repository as an instructor would; its output."""
+def make(target: str, *arguments: str) -> str:
+    """Run a make target in the repository as an instructor would; its output.
+
+    With this Python (PY=...) and without its `setup` prerequisite (-o setup): the test runs in
+    the environment pytest runs in, and never installs anything into it."""
     env = {**os.environ, "HIDDEN_CASE_SECONDS": "3"}
-    result = subprocess.run(["make", "--no-print-directory", *arguments], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=900)
+    command = ["make", "--no-print-directory", "-o", "setup", target, f"PY={sys.executable}", *arguments]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
