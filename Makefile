@@ -72,14 +72,14 @@ unit: setup
 
 # Student copies (solutions replaced by stubs) and the rendered HTML course.
 student: setup
-	$(PY) -m course_utils.instructor student --out build/student
+	$(PY) -m course_instructor.copies student --out build/student
 
 # Refresh the committed student copies in student/ (the README's Colab links open these).
 student-copies: setup
-	$(PY) -m course_utils.instructor student --out student
+	$(PY) -m course_instructor.copies student --out student
 
 book: setup
-	$(PY) -m course_utils.instructor book --out build/book
+	$(PY) -m course_instructor.copies book --out build/book
 
 # Classroom grading with nbgrader (README, "Grading a class"): `make release` writes the student
 # assignment into $(CLASSROOM)/release/; `make grade SUBMISSIONS=folder` grades a folder of
@@ -92,7 +92,7 @@ NOTEBOOKS ?=
 TIMEOUT ?= 300
 JOBS ?= 1
 SEED ?=
-GRADING := $(PY) -m course_utils.grading
+GRADING := $(PY) -m course_instructor.grading
 
 release: setup
 	$(GRADING) release --course $(CLASSROOM) --assignment $(ASSIGNMENT) \

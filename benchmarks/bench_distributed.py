@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 
-from course_utils.distributed import launch_training
+from course_utils.training.distributed import launch_training
 
 FLAGS = [
     "--identities", "200", "--pictures-per-identity", "8", "--image-size", "32", "--identities-per-batch", "16",

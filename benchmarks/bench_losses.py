@@ -3,13 +3,13 @@
 For each batch loss (batch-all, batch-hard, semi-hard) and batch size B, one run times
 forward + backward of four things on the same random batch:
 
-* course - the fused loss from ``course_utils.losses``;
+* course - the fused loss from ``course_utils.core.losses``;
 * PML    - pytorch-metric-learning's TripletMarginLoss with the matching miner
            (none / BatchHardMiner / TripletMarginMiner("semihard")), on squared
            Euclidean distances and the same margin, so it does the same job;
-* floor  - ``course_utils.distances.pairwise_distances`` alone: every batch loss needs
+* floor  - ``course_utils.core.distances.pairwise_distances`` alone: every batch loss needs
            the (B, B) distance matrix, so no loss can be cheaper than this;
-* naive  - the Python loops of ``course_utils.reference``, at one small B only.
+* naive  - the Python loops of ``course_utils.core.reference``, at one small B only.
 
 It prints Markdown tables of median times, ratios and peak memory, checks that
 batch-all gives PML's all-triplet value, that its peak memory grows like B^2, and ends
@@ -41,9 +41,9 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from torch.profiler import ProfilerActivity, profile
 
-from course_utils import reference
-from course_utils.distances import pairwise_distances
-from course_utils.losses import batch_all_triplet_loss, batch_hard_triplet_loss, batch_semihard_triplet_loss
+from course_utils.core import reference
+from course_utils.core.distances import pairwise_distances
+from course_utils.core.losses import batch_all_triplet_loss, batch_hard_triplet_loss, batch_semihard_triplet_loss
 
 # A loss under test: (embeddings (B, D), labels (B,)) -> scalar tensor to call backward() on.
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -133,7 +133,7 @@ def pml_equivalents(alpha: float) -> dict[str, LossFn]:
 
 
 def naive_losses(alpha: float) -> dict[str, LossFn]:
-    """The slow loop versions from course_utils.reference, by loss name."""
+    """The slow loop versions from course_utils.core.reference, by loss name."""
 
     def naive_batch_all(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss, _num_valid, _num_active = reference.batch_all_triplet_loss(embeddings, labels, alpha)
@@ -516,7 +516,7 @@ def run(args: argparse.Namespace, command: str) -> None:
           f"runs after {args.warmup} warm-up runs; times are forward + backward.\n")
     print("## Course vs pytorch-metric-learning (PML) vs the distance floor\n")
     print_size_tables(results, args.sizes)
-    print(f"\n## Naive loop (course_utils.reference), median of {args.naive_repeats} runs, "
+    print(f"\n## Naive loop (course_utils.core.reference), median of {args.naive_repeats} runs, "
           "8 pictures per class\n")
     print_naive_table(naive)
     print("\n## batch-all against PML's TripletMarginLoss without a miner\n")

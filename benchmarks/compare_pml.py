@@ -2,7 +2,7 @@
 
 Every run trains the same network (same initial weights) on the same pictures with the
 same P x K batches, epochs, optimiser (Adam) and seed, through the same
-``course_utils.training.Trainer``; only the loss differs:
+``course_utils.training.trainer.Trainer``; only the loss differs:
 
 * course semi-hard  - ``TripletLoss(mining="semihard")`` (FaceNet / TF-Addons semantics);
 * PML semi-hard     - ``TripletMarginLoss`` + ``TripletMarginMiner("semihard")``;
@@ -38,9 +38,9 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
 from course_utils.data import load_digits_dataset, make_synthetic_faces, split_by_identity
-from course_utils.losses import TripletLoss
-from course_utils.models import EmbeddingNet
-from course_utils.training import Trainer, describe_device, training_step
+from course_utils.core.losses import TripletLoss
+from course_utils.training.models import EmbeddingNet
+from course_utils.training.trainer import Trainer, describe_device, training_step
 
 ALPHA = 0.2
 # Which PML run each course run is compared with (the first is the pairing).

@@ -1,7 +1,7 @@
 """Helper package for the hands-on triplet loss course.
 
 One module per concept; this file only names the public functions and classes. They are
-imported when first used (``course_utils.TripletLoss`` loads ``course_utils.losses``), so
+imported when first used (``course_utils.TripletLoss`` loads ``course_utils.core.losses``), so
 ``import course_utils`` loads neither plotting, progress bars, widgets nor the distributed
 training code.
 """
@@ -9,23 +9,23 @@ from importlib import import_module
 
 # Public name -> the module that defines it.
 _WHERE = {
-    "Diagnosis": "diagnosis", "diagnose": "diagnosis",
-    "GlobalMiningTripletLoss": "distributed", "compare_local_and_global_mining": "distributed",
-    "gather_with_grad": "distributed",
-    "OneShotResult": "evaluation", "embed": "evaluation", "one_shot_identification": "evaluation",
-    "retrieval_metrics": "evaluation",
-    "cosine_distance": "distances", "euclidean": "distances", "pairwise_distances": "distances",
-    "squared_euclidean": "distances",
-    "ContrastiveLoss": "losses", "DegenerateBatchWarning": "losses", "TripletLoss": "losses",
-    "TripletStats": "losses", "batch_all_triplet_loss": "losses", "batch_hard_triplet_loss": "losses",
-    "batch_semihard_triplet_loss": "losses", "contrastive_loss": "losses", "triplet_loss": "losses",
-    "EmbeddingNet": "models",
-    "load_pretrained": "pretrained",
-    "Gallery": "recognition", "accuracy_vs_gallery_size": "recognition", "rank_gallery": "recognition",
-    "CheckpointError": "training", "CollapseWarning": "training", "Trainer": "training",
-    "training_step": "training",
-    "anchor_negative_mask": "mining", "anchor_positive_mask": "mining", "count_valid_triplets": "mining",
-    "mine_triplets": "mining", "valid_triplet_mask": "mining",
+    "Diagnosis": "lessons.diagnosis", "diagnose": "lessons.diagnosis",
+    "GlobalMiningTripletLoss": "training.distributed", "compare_local_and_global_mining": "training.distributed",
+    "gather_with_grad": "training.distributed",
+    "OneShotResult": "evaluation.retrieval", "embed": "evaluation.retrieval", "one_shot_identification": "evaluation.retrieval",
+    "retrieval_metrics": "evaluation.retrieval",
+    "cosine_distance": "core.distances", "euclidean": "core.distances", "pairwise_distances": "core.distances",
+    "squared_euclidean": "core.distances",
+    "ContrastiveLoss": "core.losses", "DegenerateBatchWarning": "core.losses", "TripletLoss": "core.losses",
+    "TripletStats": "core.losses", "batch_all_triplet_loss": "core.losses", "batch_hard_triplet_loss": "core.losses",
+    "batch_semihard_triplet_loss": "core.losses", "contrastive_loss": "core.losses", "triplet_loss": "core.losses",
+    "EmbeddingNet": "training.models",
+    "load_pretrained": "training.pretrained",
+    "Gallery": "evaluation.recognition", "accuracy_vs_gallery_size": "evaluation.recognition", "rank_gallery": "evaluation.recognition",
+    "CheckpointError": "training.trainer", "CollapseWarning": "training.trainer", "Trainer": "training.trainer",
+    "training_step": "training.trainer",
+    "anchor_negative_mask": "core.mining", "anchor_positive_mask": "core.mining", "count_valid_triplets": "core.mining",
+    "mine_triplets": "core.mining", "valid_triplet_mask": "core.mining",
 }
 __all__ = sorted(_WHERE)
 

@@ -27,14 +27,14 @@ def _loaded_by(modules: str) -> list[str]:
 
 @pytest.mark.parametrize("modules", [
     "course_utils",
-    "course_utils.distances, course_utils.mining, course_utils.losses, course_utils.reference",
+    "course_utils.core.distances, course_utils.core.mining, course_utils.core.losses, course_utils.core.reference",
 ])
 def test_the_package_and_its_core_load_no_plotting_progress_bars_widgets_or_distributed_code(modules):
     loaded = _loaded_by(modules)
     heavy = [name for name in loaded if name.split(".")[0] in HEAVY]
     assert heavy == [], f"importing {modules} loads {heavy}"
     ours = [name for name in loaded if name.startswith("course_utils.")]
-    assert not {"course_utils.distributed", "course_utils.widgets", "course_utils.training"} & set(ours), ours
+    assert not {"course_utils.training.distributed", "course_utils.lessons.widgets", "course_utils.training.trainer"} & set(ours), ours
 
 
 def test_every_public_name_resolves_from_its_module():

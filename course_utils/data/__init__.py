@@ -2,7 +2,7 @@
 
 One module per concept; this file only re-exports the public names.
 """
-from .batches import (
+from course_utils.data.batches import (
     PKBatchSampler,
     TripletCount,
     count_triplets,
@@ -11,8 +11,8 @@ from .batches import (
     one_shot_split,
     split_by_identity,
 )
-from .faces import make_synthetic_faces, pixel_one_shot_accuracy, show_gallery
-from .real import (
+from course_utils.data.faces import make_synthetic_faces, pixel_one_shot_accuracy, show_gallery
+from course_utils.data.real import (
     DEFAULT_CACHE_DIR,
     DatasetCheckError,
     DatasetUnavailableError,

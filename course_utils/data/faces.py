@@ -34,9 +34,9 @@ import math
 
 import torch
 
-from .._validate import check_labels, check_tensor, check_whole_number
-from ..distances import pairwise_distances
-from .batches import keyed_generator, one_shot_split
+from course_utils.core._validate import check_labels, check_tensor, check_whole_number
+from course_utils.core.distances import pairwise_distances
+from course_utils.data.batches import keyed_generator, one_shot_split
 
 #: Pictures rendered per vectorised step. It bounds memory, and small enough steps keep
 #: the working tensors in the CPU cache (512 was fastest on a 2-core CPU at 32 x 32).

@@ -1,0 +1,310 @@
+"""Checks for the exercises of notebooks 04 and 05: building triplets and choosing them.
+
+They use the framework of `course_utils.checks.basics` (``Case``, ``Mistake``, ``Exercise``,
+``CheckResult``). Notebook 04's exercise returns a boolean mask, which the framework's
+`run_check` would refuse as "not floating-point", so this module adds `run_mask_check`:
+the same steps (run every case, explain errors, recognise known mistakes), but an answer
+matches when it is a boolean tensor with exactly the expected entries.
+Notebook 05's exercise (FaceNet's semi-hard triplets) returns a boolean mask as well.
+"""
+from __future__ import annotations
+
+from itertools import permutations
+
+import torch
+
+from course_utils.core import reference
+from course_utils.checks.basics import (
+    Case,
+    CheckResult,
+    ErrorHint,
+    Exercise,
+    Mistake,
+    _describe_args,
+    _fail,
+    collect_answers,
+    find_mistake,
+)
+
+# ---------------------------------------------------------------------------
+# Boolean-mask answers.
+
+
+def _show_mask(mask: torch.Tensor) -> str:
+    """How many entries are True, and the shape: a B^3 mask is too big to print."""
+    return f"{int(mask.sum())} True entries (shape {tuple(mask.shape)}, dtype {mask.dtype})"
+
+
+def _mask_matches(answer, target: torch.Tensor) -> bool:
+    return (
+        isinstance(answer, torch.Tensor)
+        and answer.dtype == torch.bool
+        and answer.shape == target.shape
+        and bool(torch.equal(answer.cpu(), target))
+    )
+
+
+def _wrong_mask_type(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -> CheckResult | None:
+    """A message when the answer is not a boolean tensor; None when it is."""
+    where = f"on the test case \"{case.description}\""
+    if answer is None:
+        return _fail(exercise, f"returned None {where}.",
+                     "  Hint: did you forget the `return` statement at the end of the function?", "returned_none")
+    if not isinstance(answer, torch.Tensor):
+        return _fail(exercise, f"returned a {type(answer).__name__} {where}, not a torch tensor.",
+                     f"  Expected {exercise.returns}.\n  Hint: build the mask with tensor comparisons "
+                     "(==, !=) and combine them with & (no Python loops or lists).", "not_a_tensor")
+    if answer.dtype != torch.bool:
+        same_entries = answer.shape == expected.shape and bool(torch.equal(answer.cpu() != 0, expected))
+        note = " Its True/False pattern is right; only the dtype is wrong." if same_entries else ""
+        return _fail(exercise, f"returned a tensor of dtype {answer.dtype} {where}.",
+                     f"  Expected {exercise.returns}.{note}\n  Hint: combine comparisons with & (and), | (or) "
+                     "and ~ (not); multiplying them or calling .float() or .long() turns the mask into numbers.",
+                     "not_boolean")
+    return None
+
+
+def _differing_entries(answer: torch.Tensor, expected: torch.Tensor, explain_entry, args: tuple,
+                       shown: int = 2) -> str:
+    """The entries where two masks of the same shape differ: how many, and the first few, each explained."""
+    differs = answer.cpu() != expected
+    extra = (differs & answer.cpu()).nonzero().tolist()
+    missing = (differs & expected).nonzero().tolist()
+    lines = [f"    your mask differs from the expected one at {int(differs.sum())} of {differs.numel()} entries: "
+             f"{len(extra)} True that should be False, {len(missing)} False that should be True."]
+    for index in extra[:shown]:
+        lines.append(f"      mask[{', '.join(map(str, index))}] is True in yours, but {explain_entry(*args, *index)}")
+    for index in missing[:shown]:
+        lines.append(f"      mask[{', '.join(map(str, index))}] is False in yours, but {explain_entry(*args, *index)}")
+    return "\n".join(lines)
+
+
+def _axes_permuted(answer: torch.Tensor, expected: torch.Tensor, axis_names: tuple[str, ...]) -> str | None:
+    """The order of axes the answer uses when it is the expected mask with its axes permuted, else None."""
+    if answer.dim() != len(axis_names) or sorted(answer.shape) != sorted(expected.shape):
+        return None
+    for order in permutations(range(answer.dim())):
+        if order != tuple(range(answer.dim())) and _mask_matches(answer, expected.permute(order)):
+            return ", ".join(axis_names[axis] for axis in order)
+    return None
+
+
+def _diagnose_wrong_mask(exercise: Exercise, number: int, answers: list, expected: torch.Tensor,
+                         explain_entry=None, axis_names: tuple[str, ...] | None = None) -> CheckResult:
+    case, answer = exercise.cases[number], answers[number]
+    found = find_mistake(exercise, number, answers, _mask_matches)
+    got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
+           f"    your answer: {_show_mask(answer)}\n    expected:    {_show_mask(expected)}")
+    if explain_entry is not None and answer.shape == expected.shape:
+        got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
+               f"{_differing_entries(answer, expected, explain_entry, case.args)}")
+    permuted = None if axis_names is None else _axes_permuted(answer, expected, axis_names)
+    if permuted is not None:
+        asked = ", ".join(axis_names)
+        return _fail(exercise, f"gives the right mask with its axes swapped: yours is indexed [{permuted}], "
+                     f"the exercise asks for [{asked}].",
+                     f"{got}\n  Hint: {exercise.name}(labels)[{asked}] must be True for the valid triplet ({asked}). "
+                     "Put each (B, B) mask on the axes of its two pictures: the anchor-positive mask is indexed "
+                     "[a, p], so it gets .unsqueeze(2), shape (B, B, 1); the anchor-negative mask is indexed "
+                     "[a, n], so it gets .unsqueeze(1), shape (B, 1, B).", "axes_swapped")
+    if found is not None:
+        return _fail(exercise, "gives a wrong mask.", f"{got}\n  Hint: {found.hint}", found.name)
+    if answer.shape != expected.shape:
+        return _fail(exercise, f"returns shape {tuple(answer.shape)} where {tuple(expected.shape)} is expected.",
+                     f"{got}\n  Hint: it should return {exercise.returns}. Give the (B, B) pair masks the "
+                     "missing axis with .unsqueeze before combining them.", "wrong_shape")
+    return _fail(exercise, "gives a wrong mask.",
+                 f"{got}\n  Hint: pick one entry [a, p, n] where your mask differs and decide by hand whether "
+                 "(a, p, n) is a valid triplet.", None)
+
+
+def run_mask_check(function, exercise: Exercise, explain_entry=None,
+                   axis_names: tuple[str, ...] | None = None) -> CheckResult:
+    """Run a learner's function that returns a boolean mask on every case; print and return the verdict.
+
+    Args:
+        function: the learner's function.
+        exercise: what to check it against; ``expected`` and each mistake's ``compute``
+            return boolean CPU tensors.
+        explain_entry: optional; called as explain_entry(*case arguments, *index) it says in words
+            what the entry at that index should be and why. With it, a wrong mask of the right
+            shape is compared entry by entry: how many entries differ, and the first ones explained.
+        axis_names: optional names of the mask's axes, for example ("a", "p", "n"); with them, an
+            answer that is the expected mask with its axes in another order is named "axes_swapped".
+    Returns:
+        CheckResult; true when every case gave exactly the expected mask.
+    """
+    if not callable(function):
+        raise TypeError(
+            f"pass the function itself, for example check_{exercise.name}({exercise.name}) without "
+            f"parentheses after {exercise.name}; got a {type(function).__name__}."
+        )
+    result = _run_mask_cases(function, exercise, explain_entry, axis_names)
+    print(result.message)
+    return result
+
+
+def _run_mask_cases(function, exercise: Exercise, explain_entry=None, axis_names=None) -> CheckResult:
+    answers = collect_answers(function, exercise, requires_grad=False)
+    if isinstance(answers, CheckResult):
+        return answers
+    for number, (case, answer) in enumerate(zip(exercise.cases, answers)):
+        expected = exercise.expected(*case.args)
+        wrong = _wrong_mask_type(exercise, case, answer, expected)
+        if wrong is not None:
+            return wrong
+        if not _mask_matches(answer, expected):
+            return _diagnose_wrong_mask(exercise, number, answers, expected, explain_entry, axis_names)
+    count = len(exercise.cases)
+    return CheckResult(exercise.name, True, f"Well done: {exercise.name} is correct on all {count} test cases.")
+
+
+# ---------------------------------------------------------------------------
+# Notebook 04: the valid-triplet mask of a batch.
+
+
+def _same(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: labels[i] == labels[j], including i == j."""
+    return labels.unsqueeze(1) == labels.unsqueeze(0)
+
+
+def _not_self(labels: torch.Tensor) -> torch.Tensor:
+    return ~torch.eye(len(labels), dtype=torch.bool)
+
+
+def _explain_triplet(labels: torch.Tensor, a: int, p: int, n: int) -> str:
+    """Whether (a, p, n) is a valid triplet of these labels, and why, in words."""
+    person = labels.tolist()
+    if a == p:
+        return f"(a={a}, p={p}, n={n}) is no valid triplet: the positive is the anchor itself (a == p)."
+    if person[p] != person[a]:
+        return (f"(a={a}, p={p}, n={n}) is no valid triplet: the positive shows person {person[p]}, "
+                f"the anchor person {person[a]}.")
+    if person[n] == person[a]:
+        return f"(a={a}, p={p}, n={n}) is no valid triplet: the negative shows the anchor's own person {person[a]}."
+    return (f"(a={a}, p={p}, n={n}) is a valid triplet: a and p are two pictures of person {person[a]}, "
+            f"n shows person {person[n]}.")
+
+
+VALID_TRIPLET_MASK = Exercise(
+    name="valid_triplet_mask",
+    returns="a boolean tensor of shape (B, B, B) with mask[a, p, n] True for every valid triplet",
+    expected=reference.valid_triplet_mask,
+    cases=(
+        Case("two persons with two pictures each, labels [0, 0, 1, 1]", (torch.tensor([0, 0, 1, 1]),)),
+        Case("five pictures, ids not in order, labels [3, 1, 3, 2, 1]", (torch.tensor([3, 1, 3, 2, 1]),)),
+        Case("six pictures, person 7 has a single picture, labels [5, 7, 5, 9, 9, 5]",
+             (torch.tensor([5, 7, 5, 9, 9, 5]),)),
+        Case("three pictures of three persons: no triplet at all, labels [0, 1, 2]", (torch.tensor([0, 1, 2]),)),
+    ),
+    mistakes=(
+        Mistake("anchor_is_own_positive",
+                lambda labels: _same(labels).unsqueeze(2) & ~_same(labels).unsqueeze(1),
+                "a picture is counted as its own positive (a == p). The positive must be a different "
+                "picture of the same person: add `& ~torch.eye(B, dtype=torch.bool)` to the positive mask."),
+        Mistake("no_negative_condition",
+                lambda labels: (_same(labels) & _not_self(labels)).unsqueeze(2).expand(-1, -1, len(labels)).clone(),
+                "the negative is not checked: n must show another person, labels[a] != labels[n]."),
+        Mistake("no_positive_condition",
+                lambda labels: (~_same(labels)).unsqueeze(1).expand(-1, len(labels), -1).clone(),
+                "the positive is not checked: p must be another picture of the anchor's person."),
+        Mistake("positive_and_negative_swapped",
+                lambda labels: (~_same(labels)).unsqueeze(2) & (_same(labels) & _not_self(labels)).unsqueeze(1),
+                "the conditions are swapped: mask[a, p, n] needs labels[a] == labels[p] (and a != p) and "
+                "labels[a] != labels[n]."),
+    ),
+    error_hints=(
+        ErrorHint("size_mismatch", "must match the size of tensor",
+                  "two masks of different shapes were combined. Make both (B, B, B)-compatible: (B, B, 1) "
+                  "for the anchor-positive mask and (B, 1, B) for the anchor-negative mask."),
+    ),
+    needs_gradient=False,
+)
+
+
+def check_valid_triplet_mask(function) -> CheckResult:
+    """Check a learner's valid_triplet_mask(labels): (B,) -> (B, B, B) bool.
+
+    A wrong mask is compared entry by entry with `course_utils.core.reference.valid_triplet_mask`
+    (the loops over a, p and n); the right mask with its axes in another order is named
+    "axes_swapped" with the order the learner used.
+    """
+    return run_mask_check(function, VALID_TRIPLET_MASK, explain_entry=_explain_triplet, axis_names=("a", "p", "n"))
+
+
+# ---------------------------------------------------------------------------
+# Notebook 05: FaceNet's semi-hard triplets as a mask.
+
+
+def _line_distances(*positions: float) -> torch.Tensor:
+    """(B, B) distances |x_i - x_j| between points on a line: exact for multiples of 1/4."""
+    x = torch.tensor(positions)
+    return (x.unsqueeze(1) - x.unsqueeze(0)).abs()
+
+
+def _grid_distances(seed: int, n: int) -> torch.Tensor:
+    """(n, n) squared distances between integer points in 2-D: whole numbers, with ties."""
+    points = torch.randint(-3, 4, (n, 2), generator=torch.Generator().manual_seed(seed)).float()
+    return (points.unsqueeze(1) - points.unsqueeze(0)).pow(2).sum(dim=2)
+
+
+def _window(dist, labels, alpha, low="<", high="<", valid=True, swap=False, lower=True, upper=True):
+    """A semi-hard mask with one thing changed: the mistakes' answers, vectorised."""
+    d_ap, d_an = dist.unsqueeze(2), dist.unsqueeze(1)  # (B, B, 1) and (B, 1, B)
+    if swap:
+        d_ap, d_an = d_an, d_ap
+    above = (d_an > d_ap) if low == "<" else (d_an >= d_ap)
+    below = (d_an < d_ap + alpha) if high == "<" else (d_an <= d_ap + alpha)
+    mask = (above if lower else torch.ones_like(above)) & (below if upper else torch.ones_like(below))
+    return mask & reference.valid_triplet_mask(labels) if valid else mask
+
+
+SEMIHARD_MASK = Exercise(
+    name="semihard_mask",
+    returns=("a boolean tensor of shape (B, B, B), mask[a, p, n] True when (a, p, n) is a valid triplet "
+             "with d(a,p) < d(a,n) < d(a,p) + alpha"),
+    expected=reference.semihard_window_mask,
+    cases=(
+        Case("pair at distance 1; negatives at 0.5, 1 (a tie), 1.25, 1.5 (the edge d(a,p) + alpha) and 2; "
+             "alpha = 0.5",
+             (_line_distances(0, 1, 0.5, -1, 1.25, -1.5, 2), torch.tensor([0, 0, 1, 2, 3, 4, 5]), 0.5)),
+        Case("one negative closer than the positive, the other beyond the margin: no semi-hard triplet; "
+             "alpha = 0.5",
+             (_line_distances(0, 2, 1, -3), torch.tensor([0, 0, 1, 2]), 0.5)),
+        Case("9 pictures of 3 persons at integer points, squared distances with ties, alpha = 2",
+             (_grid_distances(5, 9), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2]), 2.0)),
+        Case("3 pictures of one person: no negative, so no triplet", (_grid_distances(6, 3), torch.tensor([4, 4, 4]), 1.0)),
+    ),
+    mistakes=(
+        Mistake("axes_swapped", lambda dist, labels, alpha: _window(dist, labels, alpha, swap=True),
+                "d(a,p) and d(a,n) sit on the wrong axes. In mask[a, p, n] the positive is axis 1 and the "
+                "negative axis 2: d(a,p) is dist.unsqueeze(2) (shape (B, B, 1)) and d(a,n) is "
+                "dist.unsqueeze(1) (shape (B, 1, B))."),
+        Mistake("no_margin", lambda dist, labels, alpha: _window(dist, labels, alpha, upper=False),
+                "every negative farther than the positive is kept, also those beyond the margin, whose loss is "
+                "already 0. Semi-hard also needs d(a,n) < d(a,p) + alpha."),
+        Mistake("hard_included", lambda dist, labels, alpha: _window(dist, labels, alpha, lower=False),
+                "negatives closer than the positive (hard ones) are kept. Semi-hard also needs d(a,n) > d(a,p)."),
+        Mistake("not_a_valid_triplet", lambda dist, labels, alpha: _window(dist, labels, alpha, valid=False),
+                "the distances are right, but (a, p, n) must also be a valid triplet: combine with notebook 04's "
+                "valid-triplet mask (p another picture of a's person, n another person)."),
+        Mistake("ties_kept", lambda dist, labels, alpha: _window(dist, labels, alpha, low="<=", high="<="),
+                "ties are kept on both edges. Both inequalities are strict: d(a,n) = d(a,p) is hard, and "
+                "d(a,n) = d(a,p) + alpha has loss 0 (easy). Use > and <, not >= and <=."),
+        Mistake("tie_with_positive_kept", lambda dist, labels, alpha: _window(dist, labels, alpha, low="<="),
+                "a negative exactly as far as the positive (d(a,n) = d(a,p)) is hard, not semi-hard: use >, not >=."),
+        Mistake("tie_with_margin_kept", lambda dist, labels, alpha: _window(dist, labels, alpha, high="<="),
+                "a negative exactly at d(a,p) + alpha has loss 0, so it is easy: use <, not <=."),
+    ),
+    error_hints=(
+        ErrorHint("size_mismatch", "must match the size of tensor",
+                  "two tensors of different shapes were combined. Give d(a,p) the shape (B, B, 1) with "
+                  "dist.unsqueeze(2) and d(a,n) the shape (B, 1, B) with dist.unsqueeze(1)."),
+    ),
+    needs_gradient=False,
+)
+
+
+def check_semihard_mask(function) -> CheckResult:
+    """Check a learner's semihard_mask(dist, labels, alpha): (B, B), (B,), float -> (B, B, B) bool."""
+    return run_mask_check(function, SEMIHARD_MASK)

@@ -1,0 +1,422 @@
+"""Checks for notebook 07's exercises: write ``verify``, and write ``error_rates``.
+
+``verify(embedding_a, embedding_b, threshold)`` returns ``(distance, accepted)``: the course's
+distance d = ||a - b||^2 between the two encodings (as given, not re-normalised), and the
+decision d <= threshold, the same boundary rule as ``course_utils.evaluation.recognition`` (a pair exactly
+at the threshold is accepted). It works for one pair, (D,) and (D,) giving two 0-d tensors, and
+for n pairs, (n, D) and (n, D) giving two (n,) tensors.
+
+``error_rates(same, different, thresholds)`` returns ``(far, frr, eer)``: the false-accept and
+false-reject rates at each threshold and the equal error rate among them. Its cases are compared
+with the slow loops of ``reference.error_rates``; once they pass, the answer on random distances
+is compared with the library's ``recognition.roc_curve`` and ``recognition.equal_error_rate``.
+
+The answers are tuples of tensors, which the framework's `run_check` does not compare, so this
+module runs the same steps itself (run every case, explain errors, recognise known mistakes with
+`find_mistake`), comparing numbers with float32 tolerance and decisions exactly.
+"""
+from __future__ import annotations
+
+import torch
+
+from course_utils.core import reference
+from course_utils.checks.basics import Case, CheckResult, ErrorHint, Exercise, Mistake, _describe_args, _fail, _matches, _show
+from course_utils.checks.basics import collect_answers, find_mistake
+
+
+def _distances(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean") -> torch.Tensor:
+    """d(a, b) for one pair (0-d answer) or row by row for n pairs ((n,) answer), in float64."""
+    if a.dim() == 1:
+        return reference.distance(a, b, metric)
+    return torch.stack([reference.distance(x, y, metric) for x, y in zip(a, b)])
+
+
+def _verify_by_definition(a, b, threshold, metric="squared_euclidean", accept=lambda d, t: d <= t, unit=False):
+    """(distance, accepted) from the definition; the keyword arguments reproduce the mistakes."""
+    if unit:
+        a, b = (torch.nn.functional.normalize(x.double(), dim=-1) for x in (a, b))
+    distance = _distances(a, b, metric)
+    return distance, accept(distance, torch.tensor(threshold, dtype=torch.float64))
+
+
+def _answer_matches(answer, target) -> bool:
+    """A (distance, accepted) pair: distances equal up to float32 round-off, decisions exactly."""
+    if not isinstance(answer, tuple) or len(answer) != 2:
+        return False
+    distance, accepted = answer
+    accepted = torch.as_tensor(accepted) if isinstance(accepted, bool) else accepted
+    return (
+        _matches(distance, target[0])
+        and isinstance(accepted, torch.Tensor)
+        and accepted.dtype == torch.bool
+        and accepted.shape == target[1].shape
+        and bool(torch.equal(accepted.cpu(), target[1]))
+    )
+
+
+def _grid(*rows) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+VERIFY = Exercise(
+    name="verify",
+    returns="a pair (distance, accepted): two 0-d tensors for one pair of encodings, two (n,) tensors for n pairs",
+    expected=_verify_by_definition,
+    cases=(
+        Case("one pair of unit-length encodings in 3-D, threshold 0.5",
+             (_grid(0.6, 0.8, 0.0), _grid(0.8, 0.6, 0.0), 0.5)),
+        Case("one pair exactly at the threshold: d = 1.25, threshold 1.25",
+             (_grid(0.5, 1.5), _grid(1.0, 0.5), 1.25)),
+        Case("four pairs at once in 2-D, unnormalised encodings, threshold 2.0",
+             (_grid([0.0, 0.0], [2.0, 1.0], [1.0, 1.0], [-1.0, 3.0]),
+              _grid([1.0, 0.0], [0.5, 1.0], [3.0, 3.0], [-1.0, 3.5]), 2.0)),
+        Case("three pairs, one at the threshold, threshold 0.5",
+             (_grid([0.5, 0.0, 0.5], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]),
+              _grid([0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 2.0, 0.25]), 0.5)),
+    ),
+    mistakes=(
+        Mistake("strict_comparison",
+                lambda a, b, t: _verify_by_definition(a, b, t, accept=lambda d, t: d < t),
+                "a pair exactly at the threshold must be accepted: the rule is d <= threshold, not d < threshold."),
+        Mistake("comparison_reversed",
+                lambda a, b, t: _verify_by_definition(a, b, t, accept=lambda d, t: d > t),
+                "the comparison is the wrong way round: d is a distance, small for the same person, so "
+                "accept when d <= threshold."),
+        Mistake("forgot_square",
+                lambda a, b, t: _verify_by_definition(a, b, t, metric="euclidean"),
+                "you used the plain Euclidean distance ||a - b||. The course's d, and the threshold, are on "
+                "the squared scale: ((a - b) ** 2).sum(dim=-1), without a square root."),
+        Mistake("cosine_distance",
+                lambda a, b, t: _verify_by_definition(a, b, t, metric="cosine"),
+                "you used the cosine distance. The course's d is the squared Euclidean distance "
+                "((a - b) ** 2).sum(dim=-1)."),
+        Mistake("normalised_inputs",
+                lambda a, b, t: _verify_by_definition(a, b, t, unit=True),
+                "you scaled the encodings to length 1 first. Compare them as given: the network already "
+                "normalises its output, and verify must not change what it is handed."),
+    ),
+    error_hints=(
+        ErrorHint("builtin_compare", "Boolean value of Tensor with more than one value is ambiguous",
+                  "an `if` or Python's and/or works on one number only. For n pairs compare the tensors "
+                  "directly: accepted = distance <= threshold."),
+        ErrorHint("summed_wrong_axis", "Dimension out of range",
+                  "one pair is 1-D, so there is no dim=1. Sum over the last axis, dim=-1, which works for one "
+                  "pair and for n pairs."),
+    ),
+    needs_gradient=False,
+)
+
+
+def _show_answer(answer) -> str:
+    if isinstance(answer, tuple) and len(answer) == 2:
+        accepted = answer[1]
+        shown = accepted.tolist() if isinstance(accepted, torch.Tensor) else accepted
+        return f"distance {_show(answer[0])}, accepted {shown}"
+    return _show(answer)
+
+
+def _not_a_tuple(exercise: Exercise, case: Case, answer, parts: tuple[str, ...], kind: str) -> CheckResult | None:
+    """A message when the answer is None or not a tuple of len(parts) (a "pair", a "triple"); None otherwise."""
+    where = f"on the test case \"{case.description}\""
+    returned = f"`return {', '.join(parts)}`"
+    if answer is None:
+        return _fail(exercise, f"returned None {where}.", f"  Hint: did you forget the {returned} at the end?",
+                     "returned_none")
+    if not isinstance(answer, tuple) or len(answer) != len(parts):
+        return _fail(exercise, f"returned a {type(answer).__name__} {where}, not a {kind}.",
+                     f"  Expected {exercise.returns}.\n  Hint: end with {returned}.", f"not_a_{kind}")
+    return None
+
+
+def _wrong_form(case: Case, answer) -> CheckResult | None:
+    """A message when the answer is not a (distance, accepted) pair of tensors; None when it is."""
+    where = f"on the test case \"{case.description}\""
+    not_a_pair = _not_a_tuple(VERIFY, case, answer, ("distance", "accepted"), "pair")
+    if not_a_pair is not None:
+        return not_a_pair
+    distance, accepted = answer
+    if not isinstance(distance, torch.Tensor) or not distance.is_floating_point():
+        return _fail(VERIFY, f"returned a distance that is not a floating-point tensor {where}.",
+                     "  Hint: keep the distance a tensor (no .item() or float()), so n pairs give n distances.",
+                     "distance_not_a_tensor")
+    if not isinstance(accepted, (bool, torch.Tensor)) or (
+            isinstance(accepted, torch.Tensor) and accepted.dtype != torch.bool):  # fmt: skip
+        return _fail(VERIFY, f"returned a decision that is not True/False {where}.",
+                     "  Hint: a comparison such as distance <= threshold gives a bool tensor; don't convert it "
+                     "to numbers.", "decision_not_boolean")
+    return None
+
+
+def _refuse_uncallable(function, name: str) -> None:
+    if not callable(function):
+        raise TypeError(f"pass the function itself, for example check_{name}({name}) without parentheses after "
+                        f"{name}; got a {type(function).__name__}.")  # fmt: skip
+
+
+def _first_wrong_case(function, exercise: Exercise, wrong_form, matches, show, fallback_hint: str):
+    """Run every case of an exercise whose answer is a tuple; the CheckResult of the first wrong one, or None.
+
+    wrong_form(case, answer) explains an answer of the wrong kind (None when the kind is right),
+    matches(answer, expected) compares, show(answer) prints one; a wrong answer is named by
+    `find_mistake`, else given `fallback_hint`.
+    """
+    answers = collect_answers(function, exercise, requires_grad=False)
+    if isinstance(answers, CheckResult):
+        return answers
+    for number, (case, answer) in enumerate(zip(exercise.cases, answers)):
+        wrong = wrong_form(case, answer)
+        if wrong is not None:
+            return wrong
+        expected = exercise.expected(*case.args)
+        if matches(answer, expected):
+            continue
+        found = find_mistake(exercise, number, answers, matches)
+        got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
+               f"    your answer: {show(answer)}\n    expected:    {show(expected)}")
+        hint, name = (found.hint, found.name) if found is not None else (fallback_hint, None)
+        return _fail(exercise, "gives a wrong answer.", f"{got}\n  Hint: {hint}", name)
+    return None
+
+
+def run_verify_check(function) -> CheckResult:
+    """Run a learner's verify on every case; print and return the verdict.
+
+    Args:
+        function: the learner's verify(embedding_a, embedding_b, threshold).
+    Returns:
+        CheckResult; true when every case gave the expected distances and decisions.
+    """
+    _refuse_uncallable(function, "verify")
+    result = _first_wrong_case(function, VERIFY, _wrong_form, _answer_matches, _show_answer,
+                               "compute d = sum of (a - b) ** 2 over the last axis by hand for this case, then "
+                               "accept when d <= threshold.")
+    if result is None:
+        result = CheckResult(VERIFY.name, True, f"Well done: verify is correct on all {len(VERIFY.cases)} test cases.")
+    print(result.message)
+    return result
+
+
+def check_verify(function) -> CheckResult:
+    """Check a learner's verify(embedding_a, embedding_b, threshold) -> (distance, accepted)."""
+    return run_verify_check(function)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 07, second exercise: false-accept and false-reject rates, and the equal error rate.
+#
+# The learner writes ``error_rates(same, different, thresholds)`` returning ``(far, frr, eer)``:
+# at each of the T thresholds the fraction of different-person distances <= threshold (false
+# accepts) and of same-person distances > threshold (false rejects), both (T,), and the mean of
+# the two at the threshold where they differ least, a 0-d tensor (or a number). The cases have
+# S != N != T, so a slip in a denominator or a broadcast shows, distances exactly at thresholds,
+# and a unique closest threshold where the two rates differ, so the mean is needed.
+
+
+def _rates_by_definition(same, different, thresholds, accept=lambda d, t: d <= t, far_over=None, frr_over=None,
+                         rejected_same=True):
+    """(far, frr) at each threshold in float64; the keyword arguments reproduce the mistakes."""
+    same, different = same.double(), different.double()
+    far, frr = [], []
+    for t in thresholds.double():
+        accepted_different = int(accept(different, t).sum())
+        accepted_same = int(accept(same, t).sum())
+        wrong_same = len(same) - accepted_same if rejected_same else accepted_same
+        far.append(accepted_different / (len(different) if far_over is None else far_over(same, different)))
+        frr.append(wrong_same / (len(same) if frr_over is None else frr_over(same, different)))
+    return torch.tensor(far, dtype=torch.float64), torch.tensor(frr, dtype=torch.float64)
+
+
+def _with_eer(far, frr, pick="closest", value="mean"):
+    """(far, frr, eer): eer read at the threshold chosen by `pick`, as `value` of the two rates there."""
+    if pick == "closest":
+        best = int((far - frr).abs().argmin())
+    elif pick == "farthest":
+        best = int((far - frr).abs().argmax())
+    else:  # "lowest_total"
+        best = int((far + frr).argmin())
+    eer = {"mean": (far[best] + frr[best]) / 2, "far": far[best], "frr": frr[best]}[value]
+    return far, frr, eer
+
+
+def _error_rates_mistake(**how):
+    """A Mistake's compute: the rates with the slips in `how`, then the equal error rate read from them."""
+    eer_keys = {"pick", "value"}
+    rate_slips = {k: v for k, v in how.items() if k not in eer_keys}
+    eer_slips = {k: v for k, v in how.items() if k in eer_keys}
+    return lambda same, different, thresholds: _with_eer(*_rates_by_definition(same, different, thresholds,
+                                                                               **rate_slips), **eer_slips)
+
+
+def _swapped(same, different, thresholds):
+    far, frr, eer = reference.error_rates(same, different, thresholds)
+    return frr, far, eer
+
+
+def _counts(same, different, thresholds):
+    far, frr = _rates_by_definition(same, different, thresholds)
+    return _with_eer(far * len(different), frr * len(same))
+
+
+_EER_ONE_RATE_HINT = ("your two rates are right, but the equal error rate is the MEAN of the two at the threshold "
+                      "where they are closest: (far[best] + frr[best]) / 2 with best = (far - frr).abs().argmin(). "
+                      "You returned only one of them.")
+
+ERROR_RATES = Exercise(
+    name="error_rates",
+    returns="a triple (far, frr, eer): two (T,) tensors of rates, one value per threshold, and the equal error "
+            "rate as a 0-d tensor",
+    expected=reference.error_rates,
+    cases=(
+        Case("3 same-person and 5 different-person distances, 4 thresholds, two distances exactly at a threshold",
+             (_grid(0.25, 0.5, 1.5), _grid(0.5, 1.0, 1.75, 2.0, 3.0), _grid(0.0, 0.5, 1.0, 2.0))),
+        Case("4 same-person and 2 different-person distances, 3 thresholds",
+             (_grid(0.25, 0.75, 1.0, 2.5), _grid(0.75, 3.0), _grid(0.5, 1.0, 2.75))),
+        Case("6 same-person and 9 different-person distances, 5 thresholds",
+             (_grid(0.125, 0.25, 0.25, 0.5, 0.875, 1.25),
+              _grid(0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.25, 3.0, 3.5), _grid(0.25, 0.5, 0.75, 1.0, 1.5))),
+        Case("one threshold only, 2 same-person and 3 different-person distances",
+             (_grid(0.5, 1.25), _grid(1.0, 2.0, 4.0), _grid(1.0))),
+    ),
+    mistakes=(
+        Mistake("strict_comparison", _error_rates_mistake(accept=lambda d, t: d < t),
+                "a pair exactly at the threshold counts as accepted: a different-person pair with d <= threshold "
+                "is a false accept, and a same-person pair is rejected only when d > threshold. You used < "
+                "(or >=) at the threshold."),
+        Mistake("rates_swapped", _swapped,
+                "your first two results are the other way round. The false-accept rate comes from the "
+                "different-person pairs (accepted although they are different people), the false-reject rate "
+                "from the same-person pairs (rejected although they are the same person). Return far, frr in "
+                "that order."),
+        Mistake("counts_not_rates", _counts,
+                "these are counts of false accepts and false rejects, not rates. Divide each count by the number "
+                "of pairs of its kind (len(different) for false accepts, len(same) for false rejects), or take "
+                ".float().mean(dim=1) of the comparisons."),
+        Mistake("true_accept_rate", _error_rates_mistake(rejected_same=False),
+                "your second result is the fraction of same-person pairs ACCEPTED (the true-accept rate). The "
+                "false-reject rate is the fraction rejected: same-person distances > threshold."),
+        Mistake("denominators_swapped",
+                _error_rates_mistake(far_over=lambda s, d: len(s), frr_over=lambda s, d: len(d)),
+                "you divided the false accepts by the number of same-person pairs and the false rejects by the "
+                "number of different-person pairs. Each count goes over the pairs of its own kind."),
+        Mistake("all_pairs_denominator",
+                _error_rates_mistake(far_over=lambda s, d: len(s) + len(d), frr_over=lambda s, d: len(s) + len(d)),
+                "you divided by all pairs together. Divide the false accepts by the number of different-person "
+                "pairs and the false rejects by the number of same-person pairs."),
+        Mistake("eer_is_far", _error_rates_mistake(value="far"), _EER_ONE_RATE_HINT),
+        Mistake("eer_is_frr", _error_rates_mistake(value="frr"), _EER_ONE_RATE_HINT),
+        Mistake("lowest_total_error", _error_rates_mistake(pick="lowest_total"),
+                "you read the equal error rate where the total error far + frr is smallest. It is read where the "
+                "two rates are closest, best = (far - frr).abs().argmin(), as their mean there."),
+        Mistake("largest_gap", _error_rates_mistake(pick="farthest"),
+                "you read the equal error rate where the two rates differ MOST (argmax). Use the threshold where "
+                "they are closest: (far - frr).abs().argmin()."),
+    ),
+    error_hints=(
+        ErrorHint("broadcast_missing", "must match the size of tensor",
+                  "compare every distance with every threshold: different[None, :] <= thresholds[:, None] is a "
+                  "(T, N) table with one row per threshold; average each row with .float().mean(dim=1)."),
+        ErrorHint("builtin_compare", "Boolean value of Tensor with more than one value is ambiguous",
+                  "an `if` or Python's and/or works on one number only. Compare whole tensors instead and count "
+                  "the True values."),
+        ErrorHint("mean_of_booleans", "could not infer output dtype",
+                  "the mean of True/False values needs numbers first: (different[None, :] <= thresholds[:, None])"
+                  ".float().mean(dim=1)."),
+    ),
+    needs_gradient=False,
+)
+
+LIBRARY_CASE_SIZES = (40, 300)
+
+
+def _library_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded random same/different distances and the library's ROC thresholds for them."""
+    from course_utils.evaluation.recognition import roc_curve
+
+    generator = torch.Generator().manual_seed(9)  # a seed whose closest threshold is clear (no near-tie)
+    same = torch.rand(LIBRARY_CASE_SIZES[0], generator=generator) * 1.2
+    different = 0.6 + torch.rand(LIBRARY_CASE_SIZES[1], generator=generator) * 2.0
+    return same, different, roc_curve(same, different).thresholds
+
+
+def _agrees_with_library(function) -> CheckResult | None:
+    """None when the learner's answer on random distances equals the library's roc_curve and equal_error_rate."""
+    from course_utils.evaluation.recognition import equal_error_rate, roc_curve
+
+    same, different, thresholds = _library_case()
+    curve = roc_curve(same, different)
+    library = (curve.false_accept_rate, 1 - curve.true_accept_rate,
+               torch.tensor(equal_error_rate(same, different).rate, dtype=torch.float64))
+    try:
+        answer = function(same.clone(), different.clone(), thresholds.clone())
+    except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
+        return _fail(ERROR_RATES, "raised an error on random distances at the library's ROC thresholds.",
+                     f"  The error: {type(error).__name__}: {error}\n  Hint: it passed the small cases; check "
+                     "that nothing depends on the number of pairs or thresholds.", None)
+    if _rates_match(answer, library):
+        return None
+    return _fail(ERROR_RATES, f"is right on the small cases but differs from the library on {sum(LIBRARY_CASE_SIZES)} "
+                 "random distances.",
+                 "  The library's roc_curve gives the rates at every threshold and equal_error_rate the mean at the "
+                 "closest one.\n  Hint: compare the distances as given (no rounding, no .half()), and make sure "
+                 "nothing depends on the small sizes of the test cases.", None)
+
+
+def _as_value(value):
+    """A Python number as a 0-d float64 tensor; anything else as it is."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.float64)
+    return value
+
+
+def _rates_match(answer, target) -> bool:
+    """(far, frr, eer) equal up to float32 round-off; eer may be a number."""
+    if not isinstance(answer, tuple) or len(answer) != 3:
+        return False
+    far, frr, eer = answer
+    return _matches(far, target[0]) and _matches(frr, target[1]) and _matches(_as_value(eer), target[2])
+
+
+def _show_rates(answer) -> str:
+    if isinstance(answer, tuple) and len(answer) == 3:
+        return f"far {_show(answer[0])}, frr {_show(answer[1])}, eer {_show(_as_value(answer[2]))}"
+    return _show(answer)
+
+
+def _wrong_rates_form(case: Case, answer) -> CheckResult | None:
+    """A message when the answer is not a (far, frr, eer) triple of the right kinds; None when it is."""
+    where = f"on the test case \"{case.description}\""
+    not_a_triple = _not_a_tuple(ERROR_RATES, case, answer, ("far", "frr", "eer"), "triple")
+    if not_a_triple is not None:
+        return not_a_triple
+    far, frr, eer = answer
+    if not isinstance(far, torch.Tensor) or not isinstance(frr, torch.Tensor):
+        return _fail(ERROR_RATES, f"returned rates that are not tensors {where}.",
+                     "  Hint: keep far and frr tensors with one value per threshold (no lists, no .item()).",
+                     "rates_not_tensors")
+    if not isinstance(_as_value(eer), torch.Tensor) or _as_value(eer).numel() != 1:
+        return _fail(ERROR_RATES, f"returned an equal error rate that is not one number {where}.",
+                     "  Hint: the equal error rate is one value: the mean of far and frr at one threshold.",
+                     "eer_not_one_number")
+    return None
+
+
+def check_error_rates(function) -> CheckResult:
+    """Check a learner's error_rates(same, different, thresholds) -> (far (T,), frr (T,), eer); print the verdict.
+
+    The small cases are compared with `reference.error_rates`; once they pass, the answer on random
+    distances at the library's ROC thresholds is compared with `recognition.roc_curve` and
+    `recognition.equal_error_rate`.
+    """
+    _refuse_uncallable(function, "error_rates")
+    result = _first_wrong_case(function, ERROR_RATES, _wrong_rates_form, _rates_match, _show_rates,
+                               "for one threshold, count by hand the different-person distances <= threshold and "
+                               "the same-person distances > threshold, and divide each by its number of pairs.")
+    if result is None:
+        result = _agrees_with_library(function)
+    if result is None:
+        result = CheckResult(ERROR_RATES.name, True,
+                             f"Well done: error_rates is correct on all {len(ERROR_RATES.cases)} test cases and "
+                             f"agrees with the library's roc_curve and equal_error_rate on "
+                             f"{sum(LIBRARY_CASE_SIZES)} random distances.")
+    print(result.message)
+    return result

@@ -1,0 +1,231 @@
+"""Check for notebook 06's exercise: write one training step.
+
+The learner writes ``training_step(model, optimizer, loss_fn, images, labels)``: embed
+the batch, compute the loss, backpropagate, update the weights, and return
+``(loss, embeddings)``, the contract of ``course_utils.training.trainer.training_step`` (the loop
+records the loss; the trainer measures d(A,P) and d(A,N) on the embeddings), so that
+``Trainer(step=training_step)`` can run the learner's function. The check runs it twice on
+a small network whose gradients hold stale values from an "earlier step" (as they would in
+a real loop), runs the course's ``training_step`` on an identical copy, and compares the
+weights afterwards, then what was returned. When something differs it replays the typical
+mistakes (no zero_grad, no backward, no step, only the loss returned, the embeddings of a
+second forward pass after the step) to say which one happened. It prints one message and
+returns a ``course_utils.checks.basics.CheckResult``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from course_utils.checks.basics import CheckResult
+from course_utils.core.losses import TripletLoss
+from course_utils.training.trainer import training_step as reference_training_step
+
+EXERCISE = "training_step"
+# Both sides run the same float32 operations; the tolerance only absorbs a different order.
+RELATIVE_TOLERANCE = 1e-5
+ABSOLUTE_TOLERANCE = 1e-6
+STALE_GRADIENT = 0.5
+
+
+def _scenario():
+    """A small network, an optimiser with stale gradients, a loss and two P x K batches."""
+    generator = torch.Generator().manual_seed(6)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+            # What an earlier backward() would have left behind, if nobody cleared it.
+            parameter.grad = torch.full_like(parameter, STALE_GRADIENT)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = TripletLoss(alpha=0.5, mining="all")
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    batches = [(torch.rand(6, 3, 2, 2, generator=generator), labels) for _ in range(2)]
+    return model, optimizer, loss_fn, batches
+
+
+def _run(step):
+    """Run a step function on the scenario's two batches; return its answers, weights and gradients."""
+    model, optimizer, loss_fn, batches = _scenario()
+    answers = [step(model, optimizer, loss_fn, images.clone(), labels.clone()) for images, labels in batches]
+    weights = [p.detach().clone() for p in model.parameters()]
+    gradients = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    return answers, weights, gradients
+
+
+def _step_without_zero_grad(model, optimizer, loss_fn, images, labels):
+    loss = loss_fn(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.allclose(x, y, rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE) for x, y in zip(a, b))
+
+
+def _value(answer) -> float | None:
+    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
+        return float(answer.detach())
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        return float(answer)
+    return None
+
+
+def _fail(headline: str, hint: str, mistake: str | None) -> CheckResult:
+    return CheckResult(EXERCISE, False, f"Not yet: {EXERCISE} {headline}\n  Hint: {hint}", mistake)
+
+
+def _diagnose_error(error: Exception) -> CheckResult:
+    text = f"{type(error).__name__}: {error}"
+    if "does not require grad" in str(error):
+        return _fail(
+            f"raised an error: {text}",
+            "the loss is cut off from the network, so backward() has nothing to differentiate. Do not "
+            "call .detach(), .item() or torch.tensor(...) on the embeddings or the loss before "
+            "loss.backward(), and do not run the step inside torch.no_grad().",
+            "detached",
+        )
+    return _fail(
+        f"raised an error: {text}",
+        "run your function on one batch in a new cell to see where it fails. The steps are: "
+        "optimizer.zero_grad(), embeddings = model(images), loss = loss_fn(embeddings, labels), "
+        "loss.backward(), optimizer.step(), return loss, embeddings.",
+        None,
+    )
+
+
+def _diagnose_weights(weights, gradients, initial) -> CheckResult:
+    if _same(weights, _run(_step_without_zero_grad)[1]):
+        return _fail(
+            "moves the weights too far: the gradients of earlier steps are added to this one.",
+            "PyTorch adds each backward() into .grad instead of replacing it. Call optimizer.zero_grad() "
+            "before loss.backward() in every step.",
+            "forgot_zero_grad",
+        )
+    if _same(weights, initial):
+        if all(g is None or not bool(g.any()) for g in gradients):
+            return _fail(
+                "leaves the weights unchanged and no gradient behind.",
+                "call loss.backward() to compute the gradients, after optimizer.zero_grad() and before "
+                "optimizer.step() (zero_grad between backward and step would erase them).",
+                "no_backward",
+            )
+        return _fail(
+            "computes gradients but leaves the weights unchanged.",
+            "finish with optimizer.step(), after loss.backward(): step() is what moves the weights "
+            "along the gradients.",
+            "no_step",
+        )
+    return _fail(
+        "changes the weights differently from one step of gradient descent on the triplet loss.",
+        "embed the images with model(images), give those embeddings and the labels to the loss_fn "
+        "you were given, then zero_grad, backward and step, each once per call.",
+        "wrong_update",
+    )
+
+
+def check_training_step(function) -> CheckResult:
+    """Check a learner's training_step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings).
+
+    Args:
+        function: the learner's function.
+    Returns:
+        CheckResult (true when passed); its message is also printed.
+    """
+    if not callable(function):
+        raise TypeError(
+            "pass the function itself, for example check_training_step(training_step) without "
+            f"parentheses after training_step; got a {type(function).__name__}."
+        )
+    result = _check(function)
+    print(result.message)
+    return result
+
+
+def _embeddings_after_the_step(model, optimizer, loss_fn, images, labels):
+    """The mistake of encoding the batch a second time, after optimizer.step()."""
+    loss, _ = reference_training_step(model, optimizer, loss_fn, images, labels)
+    return loss, model(images).detach()
+
+
+def _close(answer, expected: torch.Tensor) -> bool:
+    return (isinstance(answer, torch.Tensor) and answer.shape == expected.shape
+            and torch.allclose(answer.detach().float(), expected, rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE))
+
+
+def _same_loss(answer, expected: torch.Tensor) -> bool:
+    value = _value(answer)
+    return value is not None and abs(value - float(expected)) <= ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * abs(float(expected))
+
+
+def _describe(answer) -> str:
+    if isinstance(answer, torch.Tensor):
+        return f"a tensor of shape {tuple(answer.shape)}"
+    if isinstance(answer, (tuple, list)):
+        return f"a {type(answer).__name__} of {len(answer)}: ({', '.join(_describe(x) for x in answer)})"
+    return f"{answer!r}"
+
+
+def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late: torch.Tensor) -> CheckResult | None:
+    """None when the answer is (loss, embeddings); else the mistake that explains it."""
+    why = ("the loop records the loss, and the trainer measures d(A,P) and d(A,N) on the embeddings "
+           "without encoding the batch a second time.")
+    if answer is None:
+        return _fail("updates the weights correctly but returns None.",
+                     f"end with `return loss, embeddings`: {why}", "returned_none")
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        if _same_loss(answer, loss):
+            return _fail("updates the weights correctly but returns only the loss.",
+                         f"return two things, `return loss, embeddings`: {why}", "returned_only_loss")
+        if _close(answer, embeddings):
+            return _fail("updates the weights correctly but returns only the embeddings.",
+                         f"return two things, `return loss, embeddings`: {why}", "returned_only_embeddings")
+        return _fail(f"updates the weights correctly but returns {_describe(answer)}.",
+                     f"return the pair `loss, embeddings`: {why}", "wrong_return")
+    first, second = answer
+    if _close(first, embeddings) and _same_loss(second, loss):
+        return _fail("returns (embeddings, loss): the two are the other way round.",
+                     "return the loss first: `return loss, embeddings`, the order the trainer unpacks.", "swapped_return")
+    if not _same_loss(first, loss):
+        return _fail(f"updates the weights correctly but returns {_describe(first)} as the loss, "
+                     f"instead of the loss {float(loss):.4f}.",
+                     "return the loss of this batch (the tensor loss_fn gave you) first.", "wrong_return")
+    if _close(second, late):
+        return _fail("returns the embeddings of a second forward pass, made after optimizer.step().",
+                     "return the embeddings the loss was computed on (`embeddings = model(images)` before the "
+                     "loss): encoding again costs a forward pass and gives the already-updated network's encodings.",
+                     "embeddings_after_step")
+    if not _close(second, embeddings):
+        return _fail(f"returns {_describe(second)} as the embeddings, not those of model(images) "
+                     f"(shape {tuple(embeddings.shape)}).",
+                     "return the tensor `embeddings = model(images)` that you gave to loss_fn.", "wrong_return")
+    return None
+
+
+def _check(function) -> CheckResult:
+    try:
+        answers, weights, gradients = _run(function)
+    except NotImplementedError:
+        return CheckResult(
+            EXERCISE, False,
+            f"{EXERCISE} is not implemented yet. Replace the line `raise NotImplementedError()` with your "
+            "code, run that cell, then run this check again. The text above lists the five steps.",
+            "not_implemented",
+        )  # fmt: skip
+    except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
+        return _diagnose_error(error)
+    expected_answers, expected_weights, _ = _run(reference_training_step)
+    if not _same(weights, expected_weights):
+        initial = [p.detach().clone() for p in _scenario()[0].parameters()]
+        return _diagnose_weights(weights, gradients, initial)
+    late_answers = _run(_embeddings_after_the_step)[0]
+    for answer, (loss, embeddings), (_, late) in zip(answers, expected_answers, late_answers):
+        wrong = _diagnose_answer(answer, loss, embeddings, late)
+        if wrong is not None:
+            return wrong
+    return CheckResult(
+        EXERCISE, True,
+        f"Well done: {EXERCISE} is correct. Two steps moved the weights exactly like the course's training_step, "
+        "with stale gradients cleared first, and returned each batch's loss and embeddings.",
+    )  # fmt: skip

@@ -1,0 +1,168 @@
+"""Choosing triplets from a labelled batch: masks and miners.
+
+A miner looks at a batch of embeddings and returns index triplets
+``(anchor_idx, positive_idx, negative_idx)``, three 1-D long tensors of equal
+length, so a notebook can show and plot exactly which triplets were chosen. The
+losses in `course_utils.core.losses` consume them, or use fused paths that give the
+same numbers without materialising the indices.
+"""
+from __future__ import annotations
+
+import torch
+
+from course_utils.core._validate import check_choice, check_embeddings, check_labels, check_metric
+from course_utils.data.batches import Triplets, count_triplets
+from course_utils.core.distances import pairwise_distances
+
+STRATEGIES = ("all", "hard", "semihard", "random")
+
+
+def anchor_positive_mask(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: mask[a, p] is True when a != p and labels[a] == labels[p]."""
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    return same.fill_diagonal_(False)  # a fresh tensor, so the in-place fill is safe
+
+
+def anchor_negative_mask(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: mask[a, n] is True when labels[a] != labels[n]."""
+    return labels.unsqueeze(0) != labels.unsqueeze(1)
+
+
+def valid_triplet_mask(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B, B) bool: mask[a, p, n] is True for every valid triplet.
+
+    B^3 entries: meant for small teaching batches. The losses never build it.
+    """
+    return anchor_positive_mask(labels).unsqueeze(2) & anchor_negative_mask(labels).unsqueeze(1)
+
+
+def count_valid_triplets(labels: torch.Tensor) -> int:
+    """Number of valid triplets, the True entries of ``valid_triplet_mask``, without B^3 work.
+
+    The ``triplets`` field of ``course_utils.data.count_triplets``, which counts them from
+    the identity sizes and also reports the anchor-positive pairs.
+
+    Args:
+        labels: (B,) integer labels.
+    Returns:
+        sum over anchors of (#positives x #negatives), as a Python int.
+    """
+    return count_triplets(labels).triplets
+
+
+def hardest_pairs(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each anchor its farthest positive and closest negative in a distance matrix.
+
+    Args:
+        dist: (B, B) distances.
+        labels: (B,) integer labels.
+    Returns:
+        positive_idx (B,), negative_idx (B,) and has_both (B,) bool: whether the anchor has
+        at least one positive and one negative (only those anchors form a triplet).
+    """
+    anchor_positive = anchor_positive_mask(labels)
+    anchor_negative = anchor_negative_mask(labels)
+    # Distances are >= 0, so -1 can never win the max: masked-out entries are ignored.
+    positive_idx = torch.where(anchor_positive, dist, -1).argmax(dim=1)
+    biggest = torch.finfo(dist.dtype).max
+    negative_idx = torch.where(anchor_negative, dist, biggest).argmin(dim=1)
+    has_both = anchor_positive.any(dim=1) & anchor_negative.any(dim=1)
+    return positive_idx, negative_idx, has_both
+
+
+def semihard_negatives(dist: torch.Tensor, labels: torch.Tensor) -> Triplets:
+    """FaceNet's semi-hard choice with TensorFlow Addons' semantics, in O(B^2 log B).
+
+    For every positive pair (a, p): the closest negative n with d(a, n) > d(a, p)
+    (strictly); when a has none, its farthest negative. Instead of comparing every
+    negative with every positive (B^3), each anchor's negative distances are sorted
+    once and each d(a, p) is located in that sorted row by binary search.
+
+    Args:
+        dist: (B, B) distances.
+        labels: (B,) integer labels.
+    Returns:
+        (anchor_idx, positive_idx, negative_idx) for every positive pair whose anchor has a negative.
+    """
+    anchor_positive = anchor_positive_mask(labels)
+    anchor_negative = anchor_negative_mask(labels)
+    # Sentinel larger than any distance, so non-negatives sort to the end of each row.
+    biggest = torch.finfo(dist.dtype).max
+    sorted_neg, order = dist.detach().masked_fill(~anchor_negative, biggest).sort(dim=1)
+    num_negatives = anchor_negative.sum(dim=1, keepdim=True)
+    anchor_positive &= num_negatives > 0
+    # Position of the first negative strictly farther than each positive: right-sided search.
+    first_farther = torch.searchsorted(sorted_neg, dist.detach().contiguous(), right=True)
+    # None farther: fall back to the farthest negative (the last real entry of the row).
+    position = torch.where(first_farther < num_negatives, first_farther, num_negatives - 1)
+    negative_of_pair = order.gather(1, position.clamp_min(0))
+    anchor_idx, positive_idx = anchor_positive.nonzero(as_tuple=True)
+    return anchor_idx, positive_idx, negative_of_pair[anchor_idx, positive_idx]
+
+
+def all_triplets(labels: torch.Tensor) -> Triplets:
+    """Every valid triplet, enumerated pair by pair (memory ~ #triplets, not B^3)."""
+    anchor_idx, positive_idx = anchor_positive_mask(labels).nonzero(as_tuple=True)
+    pair_idx, negative_idx = anchor_negative_mask(labels)[anchor_idx].nonzero(as_tuple=True)
+    return anchor_idx[pair_idx], positive_idx[pair_idx], negative_idx
+
+
+def random_triplets(labels: torch.Tensor, num_triplets: int, generator: torch.Generator | None = None) -> Triplets:
+    """num_triplets valid triplets drawn at random: a random positive pair, then a random negative of its anchor."""
+    anchor_positive = anchor_positive_mask(labels)
+    anchor_negative = anchor_negative_mask(labels)
+    anchor_idx, positive_idx = anchor_positive.nonzero(as_tuple=True)
+    has_negative = anchor_negative[anchor_idx].any(dim=1)
+    anchor_idx, positive_idx = anchor_idx[has_negative], positive_idx[has_negative]
+    if anchor_idx.numel() == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=labels.device)
+        return empty, empty, empty
+    device = labels.device
+    pick = torch.randint(len(anchor_idx), (num_triplets,), generator=generator, device="cpu").to(device)
+    anchors = anchor_idx[pick]
+    weights = anchor_negative[anchors].float().cpu()
+    negatives = torch.multinomial(weights, 1, generator=generator).flatten().to(device)
+    return anchors, positive_idx[pick], negatives
+
+
+def mine_triplets(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    strategy: str = "all",
+    metric: str = "squared_euclidean",
+    num_triplets: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Triplets:
+    """Choose triplets from a batch.
+
+    Args:
+        embeddings: (B, D) encodings.
+        labels: (B,) integer identity labels.
+        strategy: "all" (every valid triplet), "hard" (batch-hard: one per anchor with its
+            farthest positive and closest negative), "semihard" (one per positive pair, see
+            `semihard_negatives`) or "random" (num_triplets valid triplets at random).
+        metric: distance used to rank candidates.
+        num_triplets: how many triplets "random" draws (default: B).
+        generator: torch.Generator for "random", for repeatable draws.
+    Returns:
+        (anchor_idx, positive_idx, negative_idx): three (T,) long tensors; T may be 0.
+    """
+    check_embeddings(embeddings)
+    labels = check_labels(labels, embeddings.shape[0], embeddings.device)
+    check_choice(strategy, "strategy", STRATEGIES)
+    check_metric(metric)
+    if strategy == "all":
+        return all_triplets(labels)
+    if strategy == "random":
+        if num_triplets is None:
+            num_triplets = len(labels)
+        if not isinstance(num_triplets, int) or num_triplets < 0:
+            raise ValueError(f"num_triplets must be a non-negative int, got {num_triplets!r}.")
+        return random_triplets(labels, num_triplets, generator)
+    with torch.no_grad():
+        dist = pairwise_distances(embeddings, metric=metric)
+    if strategy == "hard":
+        positive_idx, negative_idx, has_both = hardest_pairs(dist, labels)
+        anchor_idx = has_both.nonzero().flatten()
+        return anchor_idx, positive_idx[anchor_idx], negative_idx[anchor_idx]
+    return semihard_negatives(dist, labels)

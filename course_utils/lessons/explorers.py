@@ -1,0 +1,114 @@
+"""The explorers of notebooks 05 and 07: triplet kinds of a batch, and a verification threshold.
+
+`draw_triplet_kinds` plots every triplet of a batch as a point (d(A,P), d(A,N)) coloured
+by its kind at margin alpha, with the two lines that separate the kinds:
+d(A,N) = d(A,P) (below it: hard) and d(A,N) = d(A,P) + alpha (above it: easy); the band
+between them is the margin band of the semi-hard triplets. `MiningExplorer` puts an
+"alpha" slider on it. The counts come from the tested `triplet_kinds.triplet_kind_counts`.
+Notebooks are stored without widget state, so they show `draw_triplet_kinds` of the
+default alpha beside the widget.
+
+`ThresholdExplorer` (notebook 07) puts a "threshold" slider on the two histograms of
+held-out same-person and different-person distances (`recognition.plot_threshold`) and
+shows the false accepts and false rejects at that threshold, counted by the tested
+`recognition.threshold_summary`.
+"""
+from __future__ import annotations
+
+import ipywidgets as widgets
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from course_utils.core._validate import check_alpha
+from course_utils.evaluation.recognition import plot_threshold, threshold_summary
+from course_utils.lessons.triplet_kinds import KIND_NAMES, classify_triplets, triplet_kind_counts
+from course_utils.lessons.widgets import ALPHA_MAX, SLIDER_STEP, SliderExplorer
+
+KIND_COLOURS = ("tab:green", "tab:orange", "tab:red")
+
+
+def draw_triplet_kinds(ax: Axes, d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> None:
+    """Scatter d(A,N) against d(A,P), one point per triplet, coloured easy / semi-hard / hard.
+
+    Args:
+        ax: where to draw.
+        d_ap: (T,) distances anchor-positive.
+        d_an: (T,) distances anchor-negative.
+        alpha: the margin.
+    """
+    kinds = classify_triplets(d_ap, d_an, alpha)
+    counts = triplet_kind_counts(d_ap, d_an, alpha)
+    top = 1.05 * float(torch.cat([d_ap, d_an, d_ap + alpha]).max())
+    line = torch.tensor([0.0, top])
+    ax.fill_between(line, line, line + alpha, color="tab:orange", alpha=0.12, label=f"margin band, α = {alpha:.2f}")
+    ax.plot(line, line, color="black", linewidth=1, label="d(A,N) = d(A,P)")
+    ax.plot(line, line + alpha, color="black", linewidth=1, linestyle="--", label="d(A,N) = d(A,P) + α")
+    for kind, (name, colour) in enumerate(zip(KIND_NAMES, KIND_COLOURS)):
+        chosen = kinds == kind
+        number = (counts.easy, counts.semihard, counts.hard)[kind]
+        ax.scatter(d_ap[chosen], d_an[chosen], s=4, color=colour, alpha=0.5, label=f"{name}: {number}")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("d(A,P), squared distance")
+    ax.set_ylabel("d(A,N), squared distance")
+    ax.set_title(counts.text, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", markerscale=3)
+
+
+def triplet_kinds_figure(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> Figure:
+    """`draw_triplet_kinds` on a figure of its own (the static picture beside the widget)."""
+    figure = Figure(figsize=(5.0, 4.6))
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.92)
+    draw_triplet_kinds(figure.add_subplot(), d_ap, d_an, alpha)
+    return figure
+
+
+class MiningExplorer(SliderExplorer):
+    """An "alpha" slider recolouring the triplets of a batch; a label with the counts.
+
+    The label's text is stable, for example "easy: 123, semi-hard: 45, hard: 67".
+
+    Args:
+        d_ap: (T,) distances anchor-positive of the batch's triplets.
+        d_an: (T,) distances anchor-negative.
+        alpha: starting margin, 0 .. 1.
+    """
+
+    def __init__(self, d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float = 0.2):
+        triplet_kind_counts(d_ap, d_an, alpha)  # validates the inputs before any widget is built
+        if check_alpha(alpha) > ALPHA_MAX:
+            raise ValueError(f"the slider goes up to alpha = {ALPHA_MAX}; start inside that range.")
+        slider = widgets.FloatSlider(
+            value=alpha, min=0, max=ALPHA_MAX, step=SLIDER_STEP, description="alpha",
+            readout_format=".2f", continuous_update=False)
+        super().__init__(slider, lambda a: triplet_kind_counts(d_ap, d_an, a).text,
+                         lambda a: triplet_kinds_figure(d_ap, d_an, a))
+
+
+# On the unit sphere the squared Euclidean distance lies in [0, 4]; so does the slider.
+THRESHOLD_MAX = 4.0
+
+
+class ThresholdExplorer(SliderExplorer):
+    """A "threshold" slider over held-out pair distances; a label with the errors it makes.
+
+    The label's text is `recognition.ThresholdSummary.text`, stable and starting with
+    "threshold", for example "threshold 0.80: 12 false accepts (1.2 %), 30 false rejects (3.0 %)".
+    The picture is `recognition.plot_threshold` at the slider's threshold.
+
+    Args:
+        same_distances: (S,) squared distances of held-out same-person pairs.
+        different_distances: (N,) squared distances of held-out different-person pairs.
+        threshold: starting threshold, 0 .. 4.
+    """
+
+    def __init__(self, same_distances: torch.Tensor, different_distances: torch.Tensor, threshold: float = 1.0):
+        start = threshold_summary(same_distances, different_distances, threshold)  # validates the inputs
+        if start.threshold > THRESHOLD_MAX:
+            raise ValueError(f"the slider goes up to threshold = {THRESHOLD_MAX}; start inside that range.")
+        slider = widgets.FloatSlider(
+            value=start.threshold, min=0, max=THRESHOLD_MAX, step=SLIDER_STEP, description="threshold",
+            readout_format=".2f", continuous_update=False, layout=widgets.Layout(width="420px"))
+        super().__init__(slider, lambda t: threshold_summary(same_distances, different_distances, t).text,
+                         lambda t: plot_threshold(same_distances, different_distances, t))

@@ -1,0 +1,195 @@
+"""Gradient descent on a handful of trainable 2-D points: the triplet cost at work.
+
+In real training the encodings come out of a network f and gradient descent changes
+the network's weights. Here the encodings themselves are the parameters, a few points
+in the plane, so every step can be drawn: the cost J (the sum of the triplet losses
+over every valid triplet) pulls points of the same identity together and pushes points
+of different identities apart, until every margin holds and J is exactly 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_whole_number
+from course_utils.core.losses import triplet_loss
+from course_utils.core.mining import mine_triplets
+
+
+def _check_positive_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
+    return float(value)
+
+
+def make_toy_points(
+    n_identities: int = 3,
+    points_per_identity: int = 4,
+    dim: int = 2,
+    separation: float = 1.0,
+    spread: float = 0.3,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Made-up encodings of a small labelled batch: one blob of points per identity.
+
+    Each identity gets a centre drawn from N(0, separation^2) per coordinate, and its
+    points scatter around it with standard deviation ``spread``. A large separation
+    gives well-separated identities; a small one mixes them (margins violated).
+
+    Args:
+        n_identities: how many persons (>= 2, so negatives exist).
+        points_per_identity: pictures per person (>= 2, so positives exist).
+        dim: size of each encoding.
+        separation: scale of the identity centres (> 0).
+        spread: scale of the points around their centre (> 0).
+        seed: seed of the private generator (the global one is not touched).
+    Returns:
+        points (n_identities * points_per_identity, dim) float64, and
+        labels (n_identities * points_per_identity,) long, grouped: 0, 0, ..., 1, 1, ...
+    """
+    for value, name in ((n_identities, "n_identities"), (points_per_identity, "points_per_identity")):
+        if check_whole_number(value, name) < 2:
+            raise ValueError(f"{name} must be at least 2 to form triplets, got {value}.")
+    check_whole_number(dim, "dim")
+    separation = _check_positive_float(separation, "separation")
+    spread = _check_positive_float(spread, "spread")
+    generator = torch.Generator().manual_seed(seed)
+    centres = separation * torch.randn(n_identities, dim, generator=generator, dtype=torch.float64)
+    labels = torch.arange(n_identities).repeat_interleave(points_per_identity)
+    noise = spread * torch.randn(len(labels), dim, generator=generator, dtype=torch.float64)
+    return centres[labels] + noise, labels
+
+
+@dataclass(frozen=True)
+class ToyHistory:
+    """Everything recorded during `train_toy_points`, one entry per step.
+
+    Step 0 is the starting position; step s is the position after s updates.
+
+    Attributes:
+        labels: (n,) identity of each point.
+        alpha: the margin used.
+        learning_rate: the step size used.
+        points: (steps + 1, n, 2) positions.
+        gradients: (steps + 1, n, 2) gradient of J at each position (zero once J = 0).
+        cost: (steps + 1,) J = sum of the losses of all valid triplets.
+        num_active: (steps + 1,) how many triplets still have a positive loss.
+        num_triplets: number of valid triplets (the m in J = sum over i = 1..m).
+        mean_positive_distance: (steps + 1,) mean d(A,P) over the triplets.
+        mean_negative_distance: (steps + 1,) mean d(A,N) over the triplets.
+    """
+
+    labels: torch.Tensor
+    alpha: float
+    learning_rate: float
+    points: torch.Tensor
+    gradients: torch.Tensor
+    cost: torch.Tensor
+    num_active: torch.Tensor
+    num_triplets: int
+    mean_positive_distance: torch.Tensor
+    mean_negative_distance: torch.Tensor
+
+    @property
+    def steps(self) -> int:
+        """Number of gradient steps taken."""
+        return len(self.cost) - 1
+
+    @property
+    def reached_zero(self) -> bool:
+        """True when the last recorded J is exactly 0 (every margin holds)."""
+        return bool(self.cost[-1] == 0)
+
+    @property
+    def mean_cost(self) -> torch.Tensor:
+        """(steps + 1,) J / m: the mean over all triplets, easy ones included."""
+        return self.cost / self.num_triplets
+
+    def check_step(self, step) -> int:
+        """Return step if it is a recorded step (0 .. steps), else raise ValueError saying the range."""
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= self.steps:
+            raise ValueError(f"step must be a whole number from 0 to {self.steps}, got {step!r}.")
+        return step
+
+    @property
+    def mean_active_cost(self) -> torch.Tensor:
+        """(steps + 1,) J / (number of triplets with positive loss); 0 once none is left."""
+        return torch.where(self.num_active > 0, self.cost / self.num_active.clamp_min(1), 0.0)
+
+
+def check_history(history) -> ToyHistory:
+    """Refuse anything that is not a ToyHistory, saying where one comes from."""
+    if not isinstance(history, ToyHistory):
+        raise TypeError(f"history must be a ToyHistory from train_toy_points, got {type(history).__name__}.")
+    return history
+
+
+def train_toy_points(
+    points: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float = 0.2,
+    learning_rate: float = 0.01,
+    max_steps: int = 500,
+) -> ToyHistory:
+    """Plain gradient descent on the points themselves, minimising J over all valid triplets.
+
+    Each step computes J = sum_i max(d(A_i,P_i) - d(A_i,N_i) + alpha, 0) with d the
+    squared Euclidean distance, its gradient with respect to every point, and moves
+    each point by -learning_rate * gradient. It stops as soon as J is exactly 0 (every
+    triplet meets the margin, so the gradient is 0 and nothing would move again) or
+    after max_steps updates.
+
+    Args:
+        points: (n, 2) starting positions (not modified).
+        labels: (n,) integer identities; each needs >= 2 points and >= 2 identities.
+        alpha: margin >= 0.
+        learning_rate: step size > 0.
+        max_steps: most updates to make.
+    Returns:
+        ToyHistory with positions, gradients and costs at every step.
+    """
+    check_embeddings(points, "points")
+    if points.shape[1] != 2:
+        raise ValueError(f"points must have shape (n, 2) so they can be drawn, got {tuple(points.shape)}.")
+    labels = check_labels(labels, points.shape[0])
+    alpha = check_alpha(alpha)
+    learning_rate = _check_positive_float(learning_rate, "learning_rate")
+    max_steps = check_whole_number(max_steps, "max_steps")
+    anchor_idx, positive_idx, negative_idx = mine_triplets(points, labels, strategy="all")
+    if anchor_idx.numel() == 0:
+        raise ValueError(
+            "these labels form no valid triplet: give every identity at least 2 points and use at least 2 identities."
+        )
+
+    position = points.detach().clone().requires_grad_()
+    record = {"points": [], "gradients": [], "cost": [], "num_active": [], "d_ap": [], "d_an": []}
+    for step in range(max_steps + 1):
+        anchor, positive, negative = position[anchor_idx], position[positive_idx], position[negative_idx]
+        losses = triplet_loss(anchor, positive, negative, alpha=alpha, reduction="none")
+        cost = losses.sum()
+        (gradient,) = torch.autograd.grad(cost, position)
+        with torch.no_grad():
+            record["points"].append(position.detach().clone())
+            record["gradients"].append(gradient)
+            record["cost"].append(cost.detach())
+            record["num_active"].append((losses > 0).sum())
+            record["d_ap"].append(((anchor - positive) ** 2).sum(dim=1).mean())
+            record["d_an"].append(((anchor - negative) ** 2).sum(dim=1).mean())
+            if cost == 0 or step == max_steps:
+                break
+            position -= learning_rate * gradient
+    return ToyHistory(
+        labels=labels.clone(),
+        alpha=alpha,
+        learning_rate=learning_rate,
+        points=torch.stack(record["points"]),
+        gradients=torch.stack(record["gradients"]),
+        cost=torch.stack(record["cost"]),
+        num_active=torch.stack(record["num_active"]),
+        num_triplets=int(anchor_idx.numel()),
+        mean_positive_distance=torch.stack(record["d_ap"]),
+        mean_negative_distance=torch.stack(record["d_an"]),
+    )

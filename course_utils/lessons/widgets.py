@@ -1,0 +1,316 @@
+"""Interactive explorers for the notebooks, each built on a pure, tested compute function.
+
+* `margin_state` computes what the margin explorer shows (loss, verdict) for one
+  setting of alpha, d(A,P) and d(A,N); `draw_hinge` and `draw_margin_ring` draw that
+  state, `draw_margin` puts both side by side; `MarginExplorer` wires three sliders to it.
+* `toy_step_summary` and `ToyStepExplorer` do the same for the steps of the toy
+  gradient descent of `course_utils.lessons.toy_training`.
+* `SliderExplorer` is the shape of every one-slider explorer: a slider, a label and a
+  picture, both recomputed from the slider's value (also used by `course_utils.lessons.explorers`).
+
+Notebooks are stored without widget state, so a notebook shows the static figure of
+a widget's default state (drawn by the same function) beside the widget itself.
+"""
+from __future__ import annotations
+
+import io
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Annulus, Circle
+
+from course_utils.core._validate import check_alpha
+from course_utils.lessons.plots import draw_toy_step
+from course_utils.lessons.toy_training import ToyHistory, check_history
+
+ALPHA_MAX = 1.0
+DISTANCE_MAX = 2.0
+SLIDER_STEP = 0.01
+
+
+def _check_distance(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name} is a distance and must be finite and >= 0, got {value!r}.")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class MarginState:
+    """What the margin explorer displays for one triplet.
+
+    Attributes:
+        alpha: the margin.
+        d_ap: d(A,P), squared distance anchor-positive.
+        d_an: d(A,N), squared distance anchor-negative.
+        violation: d(A,P) - d(A,N) + alpha exactly as computed in binary floating point.
+        loss: max(violation, 0), the triplet loss L.
+        margin_met: True when the violation is <= 0 up to floating-point round-off.
+    """
+
+    alpha: float
+    d_ap: float
+    d_an: float
+    violation: float
+    loss: float
+    margin_met: bool
+
+    @property
+    def loss_text(self) -> str:
+        """The loss rounded to 4 decimals, for example "loss = 0.1900"."""
+        return f"loss = {self.loss:.4f}"
+
+    @property
+    def verdict_text(self) -> str:
+        """ "verdict: margin met" or "verdict: violated by 0.1900"."""
+        return "verdict: margin met" if self.margin_met else f"verdict: violated by {self.violation:.4f}"
+
+
+def margin_state(alpha: float, d_ap: float, d_an: float) -> MarginState:
+    """Loss and verdict for one triplet given its two distances and the margin.
+
+    Args:
+        alpha: margin >= 0.
+        d_ap: d(A,P) >= 0.
+        d_an: d(A,N) >= 0.
+    Returns:
+        MarginState.
+    """
+    alpha = check_alpha(alpha)
+    d_ap, d_an = _check_distance(d_ap, "d_ap"), _check_distance(d_an, "d_an")
+    violation = d_ap - d_an + alpha
+    # Decimal inputs such as 0.7 and 0.2 are stored rounded, and each of the two
+    # operations rounds again, so 0.5 - 0.7 + 0.2 comes out as 5.6e-17, not 0. Each
+    # rounding is at most half a unit in the last place (eps / 2 relative), so the
+    # error is below 4 * eps * (|d_ap| + |d_an| + alpha); anything that small counts as 0.
+    round_off = 4 * sys.float_info.epsilon * (d_ap + d_an + alpha)
+    return MarginState(alpha, d_ap, d_an, violation, max(violation, 0.0), violation <= round_off)
+
+
+def _check_state(state) -> None:
+    if not isinstance(state, MarginState):
+        raise TypeError(
+            f"state must be a MarginState from margin_state(alpha, d_ap, d_an), got {type(state).__name__}."
+        )
+
+
+def draw_hinge(ax: Axes, state: MarginState, d_max: float = DISTANCE_MAX) -> None:
+    """Draw L = max(d(A,P) - d(A,N) + alpha, 0) as a function of d(A,N), with the state's point.
+
+    Args:
+        ax: where to draw.
+        state: from `margin_state`; its d(A,P) and alpha fix the curve, its d(A,N) the point.
+        d_max: right end of the d(A,N) axis (widened if the state needs more room).
+    """
+    _check_state(state)
+    alpha, d_ap, d_an = state.alpha, state.d_ap, state.d_an
+    right_end = max(_check_distance(d_max, "d_max"), d_an, d_ap + alpha)
+    d = torch.linspace(0, right_end, 401, dtype=torch.float64)
+    ax.plot(d.numpy(), (d_ap - d + alpha).clamp_min(0).numpy(), color="black", label="L = max(d(A,P) - d(A,N) + α, 0)")
+    ax.axvspan(0, d_ap + alpha, color="tab:red", alpha=0.08, label="margin violated")
+    ax.axvline(d_ap, color="tab:blue", linestyle="--", linewidth=1, label=f"d(A,P) = {d_ap:.2f}")
+    ax.axvline(d_ap + alpha, color="tab:orange", linestyle="--", linewidth=1, label=f"d(A,P) + α = {d_ap + alpha:.2f}")
+    ax.scatter([d_an], [state.loss], color="tab:green" if state.margin_met else "tab:red", zorder=3, s=40,
+               label=f"now: L = {state.loss:.4f}")
+    ax.set_xlim(0, right_end)
+    ax.set_ylim(-0.02 * (d_ap + alpha + 0.1), 1.15 * (d_ap + alpha) + 0.05)
+    ax.set_xlabel("d(A,N), squared distance")
+    ax.set_ylabel("loss L (squared-distance units)")
+    ax.set_title(f"the hinge at α = {alpha:.2f}, d(A,P) = {d_ap:.2f}")
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def draw_margin_ring(ax: Axes, state: MarginState) -> None:
+    """Schematic picture of one triplet: anchor at the centre, distances drawn as radii.
+
+    The positive sits on a circle of radius d(A,P); the shaded ring of width alpha
+    beyond it is the zone the negative must clear: the margin holds when the negative
+    lies on or outside the ring's outer edge, radius d(A,P) + alpha.
+
+    Args:
+        ax: where to draw.
+        state: from `margin_state`.
+    """
+    _check_state(state)
+    alpha, d_ap, d_an = state.alpha, state.d_ap, state.d_an
+    outer = d_ap + alpha
+    if alpha > 0:
+        ring = Annulus((0, 0), outer, alpha, color="tab:orange", alpha=0.3, label=f"ring of width α = {alpha:.2f}")
+        ax.add_patch(ring)
+    circle = Circle((0, 0), d_ap, fill=False, color="tab:blue", linestyle="--", label=f"radius d(A,P) = {d_ap:.2f}")
+    ax.add_patch(circle)
+    positive_angle, negative_angle = math.radians(90), math.radians(20)
+    ax.scatter([0], [0], marker="*", s=160, color="black", zorder=3, label="anchor A")
+    ax.scatter([d_ap * math.cos(positive_angle)], [d_ap * math.sin(positive_angle)], s=60, color="tab:blue", zorder=3,
+               label="positive P")
+    ax.scatter([d_an * math.cos(negative_angle)], [d_an * math.sin(negative_angle)], s=60, marker="X", zorder=3,
+               color="tab:green" if state.margin_met else "tab:red", label=f"negative N at d(A,N) = {d_an:.2f}")
+    reach = 1.25 * max(d_an, outer, 0.1)
+    ax.set_xlim(-reach, reach)
+    ax.set_ylim(-reach, reach)
+    ax.set_aspect("equal")
+    ax.set_xlabel("schematic: radius = d (squared distance)")
+    ax.set_ylabel("schematic: radius = d")
+    ax.set_title("the negative must clear the ring")
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+
+
+def draw_margin(state: MarginState, d_max: float = DISTANCE_MAX) -> Figure:
+    """The hinge (left) and the ring picture (right) for one MarginState.
+
+    Args:
+        state: from `margin_state`.
+        d_max: right end of the hinge plot's d(A,N) axis.
+    Returns:
+        the Figure; its title is the state's loss and verdict text.
+    """
+    _check_state(state)
+    figure = Figure(figsize=(10.5, 3.8))
+    # Fixed margins instead of tight_layout: measuring every label would double the
+    # time of each redraw while a slider moves.
+    figure.subplots_adjust(left=0.06, right=0.80, bottom=0.14, top=0.84, wspace=0.25)
+    left, right = figure.subplots(1, 2, width_ratios=(1.15, 1))
+    draw_hinge(left, state, d_max)
+    draw_margin_ring(right, state)
+    figure.suptitle(f"{state.loss_text}    {state.verdict_text}", fontsize=11)
+    return figure
+
+
+def picture_widget() -> widgets.Image:
+    """An empty PNG picture for an explorer, shown at the size it was drawn.
+
+    An explorer is a VBox, a flex column whose children stretch across its whole width by
+    default; an image stretched that way is scaled up to the page width, blurred and taller
+    than the screen. Aligned to the start it keeps its own width (and still shrinks to fit a
+    narrow page: JupyterLab caps images at 100 % of the width).
+    """
+    return widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
+
+
+def figure_png(figure: Figure) -> bytes:
+    """Render a Figure to PNG bytes (for an ipywidgets Image)."""
+    if not isinstance(figure, Figure):
+        raise TypeError(f"figure must be a matplotlib Figure, got {type(figure).__name__}.")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+class SliderExplorer(widgets.VBox):
+    """One slider, a label and a picture; moving the slider recomputes both.
+
+    Args:
+        slider: the ipywidgets slider (its description names what it moves).
+        describe: slider value -> the label's text (a tested compute function).
+        draw: slider value -> the matplotlib Figure shown as the picture.
+    """
+
+    def __init__(self, slider: widgets.ValueWidget, describe: Callable[[float], str],
+                 draw: Callable[[float], Figure]):
+        self.slider, self.describe, self.draw = slider, describe, draw
+        self.label = widgets.Label()
+        self.picture = picture_widget()
+        super().__init__(children=[slider, self.label, self.picture])
+        slider.observe(self._redraw, names="value")
+        self._redraw()
+
+    def _redraw(self, change=None) -> None:
+        value = self.slider.value
+        self.label.value = self.describe(value)
+        self.picture.value = figure_png(self.draw(value))
+
+
+class MarginExplorer(widgets.VBox):
+    """Sliders "alpha", "d(A,P)" and "d(A,N)" driving the loss, the verdict and the pictures.
+
+    Display it as the last expression of a cell. The labels hold stable text, for
+    example "loss = 0.1900" and "verdict: violated by 0.1900". Everything updates when a
+    slider is released (or moved with the arrow keys): one redraw takes a noticeable
+    fraction of a second, too slow to follow every pixel of a drag.
+
+    Args:
+        alpha: starting margin, 0 .. 1.
+        d_ap: starting d(A,P), 0 .. 2.
+        d_an: starting d(A,N), 0 .. 2.
+    """
+
+    def __init__(self, alpha: float = 0.2, d_ap: float = 0.5, d_an: float = 0.51):
+        start = margin_state(alpha, d_ap, d_an)
+        if start.alpha > ALPHA_MAX or max(start.d_ap, start.d_an) > DISTANCE_MAX:
+            raise ValueError(
+                f"the sliders go up to alpha = {ALPHA_MAX} and distances = {DISTANCE_MAX}; start inside that range."
+            )
+        style = {"description_width": "4em"}
+        layout = widgets.Layout(width="420px")
+        self.alpha_slider = widgets.FloatSlider(
+            value=start.alpha, min=0, max=ALPHA_MAX, step=SLIDER_STEP, description="alpha",
+            readout_format=".2f", continuous_update=False, style=style, layout=layout)
+        self.d_ap_slider = widgets.FloatSlider(
+            value=start.d_ap, min=0, max=DISTANCE_MAX, step=SLIDER_STEP, description="d(A,P)",
+            readout_format=".2f", continuous_update=False, style=style, layout=layout)
+        self.d_an_slider = widgets.FloatSlider(
+            value=start.d_an, min=0, max=DISTANCE_MAX, step=SLIDER_STEP, description="d(A,N)",
+            readout_format=".2f", continuous_update=False, style=style, layout=layout)
+        self.loss_label = widgets.Label()
+        self.verdict_label = widgets.Label()
+        self.picture = picture_widget()
+        super().__init__(children=[self.alpha_slider, self.d_ap_slider, self.d_an_slider,
+                                   self.loss_label, self.verdict_label, self.picture])
+        for slider in (self.alpha_slider, self.d_ap_slider, self.d_an_slider):
+            slider.observe(self._redraw, names="value")
+        self._redraw()
+
+    @property
+    def state(self) -> MarginState:
+        """The MarginState of the current slider positions."""
+        return margin_state(self.alpha_slider.value, self.d_ap_slider.value, self.d_an_slider.value)
+
+    def _redraw(self, change=None) -> None:
+        state = self.state
+        self.loss_label.value = state.loss_text
+        self.verdict_label.value = state.verdict_text
+        self.picture.value = figure_png(draw_margin(state))
+
+
+def toy_step_summary(history: ToyHistory, step: int) -> str:
+    """One line describing a step of the toy descent, for example
+    "step 3 of 64: J = 12.3456, 200 of 288 triplets violate the margin".
+
+    Args:
+        history: from `train_toy_points`.
+        step: 0 .. history.steps.
+    Returns:
+        the line.
+    """
+    check_history(history).check_step(step)
+    return (f"step {step} of {history.steps}: J = {float(history.cost[step]):.4f}, "
+            f"{int(history.num_active[step])} of {history.num_triplets} triplets violate the margin")
+
+
+class ToyStepExplorer(SliderExplorer):
+    """A "step" slider through a recorded toy descent: the points, the arrows and J.
+
+    Args:
+        history: from `train_toy_points`.
+    """
+
+    def __init__(self, history: ToyHistory):
+        self.history = check_history(history)
+        slider = widgets.IntSlider(value=0, min=0, max=history.steps, description="step", continuous_update=False)
+        super().__init__(slider, lambda step: toy_step_summary(self.history, step), self._figure)
+
+    def _figure(self, step: int) -> Figure:
+        # Drawn at its own size (see picture_widget); the legend names the colours.
+        figure = Figure(figsize=(6.0, 3.6))
+        figure.subplots_adjust(left=0.12, right=0.76, bottom=0.14, top=0.86)
+        ax = figure.add_subplot()
+        draw_toy_step(ax, self.history, step)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+        return figure

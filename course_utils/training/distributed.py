@@ -1,0 +1,335 @@
+"""Training on several processes (one per GPU) with PyTorch's DistributedDataParallel.
+
+Data parallelism in one paragraph: R processes ("ranks") each hold a copy of the network,
+each draws its own P x K batch (``PKBatchSampler(..., rank=, world_size=)``), computes its
+own gradients, and DistributedDataParallel averages the gradients over the ranks before
+every optimiser step, so all copies stay identical. ``torchrun`` starts the processes and
+tells each one who it is through environment variables, which ``init_from_environment``
+reads.
+
+Mining stays inside each rank's batch unless the loss gathers the encodings of all ranks
+first (``GlobalMiningTripletLoss``, the trainer's ``--global-mining``): then every anchor
+looks for its hardest and semi-hard negatives among R x P x K encodings instead of P x K,
+at the price of one all-gather per step (``gather_bytes_per_step``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+from torch.distributed.nn.functional import all_gather
+
+from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_metric, check_whole_number
+from course_utils.core.distances import pairwise_distances
+from course_utils.core.losses import TripletLoss
+from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs
+from course_utils.lessons.notebook import pick_device
+
+# What torchrun sets for every process; a process started without it is a single-process run.
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def is_distributed() -> bool:
+    """True inside a process group started by ``init_from_environment`` (or by hand)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's number, 0 .. world_size() - 1 (0 without distributed training)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """Number of processes training together (1 without distributed training)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0, the one process that prints and writes files."""
+    return rank() == 0
+
+
+def backend_for(device: torch.device) -> str:
+    """The collective-communication library for a device: NCCL between GPUs, gloo on CPUs."""
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device must be a torch.device, got {type(device).__name__}.")
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_from_environment(device: str = "auto", environ: Mapping[str, str] | None = None) -> torch.device:
+    """Join the process group torchrun set up, or do nothing in a plain single-process run.
+
+    Args:
+        device: "auto", "cpu", "cuda", ... as for ``pick_device``. Under torchrun on CUDA each
+            process takes the GPU numbered by its LOCAL_RANK.
+        environ: the environment variables to read (default: os.environ).
+    Returns:
+        the torch.device this process trains on.
+    Raises:
+        ValueError: the variables are half set (some of RANK, WORLD_SIZE, MASTER_ADDR,
+            MASTER_PORT missing) or hold impossible values; the message says how to launch.
+    """
+    environ = os.environ if environ is None else environ
+    chosen = pick_device(device)
+    present = [name for name in LAUNCH_VARIABLES if environ.get(name)]
+    if not present:
+        return chosen
+    missing = [name for name in LAUNCH_VARIABLES if name not in present]
+    if missing:
+        raise ValueError(
+            f"distributed training needs the environment variables {', '.join(LAUNCH_VARIABLES)}, but "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set (found {', '.join(present)}). "
+            "Start the processes with torchrun (torchrun --nproc_per_node=2 -m course_utils.training.cli ...), "
+            "or unset the variables for a single-process run."
+        )
+    numbers = {}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
+        text = environ.get(name, "0")
+        if not text.isdigit():
+            raise ValueError(f"environment variable {name} must be a whole number >= 0, got {text!r}.")
+        numbers[name] = int(text)
+    if not numbers["RANK"] < numbers["WORLD_SIZE"]:
+        raise ValueError(
+            f"RANK={numbers['RANK']} must be below WORLD_SIZE={numbers['WORLD_SIZE']} (ranks count 0, 1, ...); "
+            "let torchrun set both."
+        )
+    if chosen.type == "cuda":
+        if numbers["LOCAL_RANK"] >= torch.cuda.device_count():
+            raise ValueError(
+                f"LOCAL_RANK={numbers['LOCAL_RANK']} but this machine has {torch.cuda.device_count()} GPU(s); "
+                "start at most one process per GPU (--nproc_per_node)."
+            )
+        chosen = torch.device("cuda", numbers["LOCAL_RANK"])
+        torch.cuda.set_device(chosen)
+    dist.init_process_group(
+        backend_for(chosen), init_method="env://", rank=numbers["RANK"], world_size=numbers["WORLD_SIZE"]
+    )
+    return chosen
+
+
+def shut_down() -> None:
+    """Leave the process group (no-op without one); call it once at the end of a run."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def gather_with_grad(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate the encodings and labels of every rank; gradients flow back to this rank's part.
+
+    Every rank must call it at the same step with a batch of the same size (P x K batches
+    are). Without distributed training it returns its inputs.
+
+    Args:
+        embeddings: (B, D) this rank's encodings.
+        labels: (B,) this rank's identities.
+    Returns:
+        (R * B, D) encodings and (R * B,) labels, rank 0's rows first, the same on every rank.
+    """
+    embeddings = check_embeddings(embeddings)
+    labels = check_labels(labels, embeddings.shape[0], embeddings.device)
+    if not is_distributed():
+        return embeddings, labels
+    # torch.distributed.nn's all_gather is differentiable, torch.distributed.all_gather is not.
+    # PyTorch marks it deprecated in favour of a private module; it is still the public one.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
+        gathered = torch.cat(all_gather(embeddings), dim=0)
+    all_labels = [torch.empty_like(labels) for _ in range(world_size())]
+    dist.all_gather(all_labels, labels.contiguous())
+    return gathered, torch.cat(all_labels)
+
+
+class GlobalMiningTripletLoss(TripletLoss):
+    """``TripletLoss`` whose mining looks at the global batch: the encodings of all ranks.
+
+    Every rank computes the same loss, the mean over the triplets of the whole gathered
+    batch; with one process it is exactly ``TripletLoss``. Arguments as for TripletLoss.
+    """
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of the gathered (R * B, D) batch; embeddings (B, D), labels (B,) are this rank's."""
+        # Gradient scaling: every rank computes the same global loss L, so the backward of the
+        # all-gather SUMS R identical gradients into each rank's part (R * dL/d(own encodings)),
+        # and DistributedDataParallel then AVERAGES the parameter gradients over the R ranks
+        # (divides by R). The two cancel: the update equals one process training on the
+        # concatenated batch, so no extra factor is needed here (tests/test_distributed.py).
+        return super().forward(*gather_with_grad(embeddings, labels))
+
+
+class MiningComparison(NamedTuple):
+    """Local mining (each rank's batch) against global mining (all ranks' batches), same encodings.
+
+    hardest_negative_local / _global: mean over anchors of the distance to the closest negative.
+    active_hard_local / _global: share of anchors whose batch-hard triplet violates the margin.
+    semihard_available_local / _global: share of anchor-positive pairs for which the batch
+        holds a semi-hard negative, d(A,P) < d(A,N) < d(A,P) + alpha.
+    """
+
+    hardest_negative_local: float
+    hardest_negative_global: float
+    active_hard_local: float
+    active_hard_global: float
+    semihard_available_local: float
+    semihard_available_global: float
+
+
+def compare_local_and_global_mining(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    world_size: int,
+    alpha: float = 0.2,
+    metric: str = "squared_euclidean",
+) -> MiningComparison:
+    """Simulate R ranks in one process: mine inside each chunk, then inside the whole batch.
+
+    Args:
+        embeddings: (R * B, D) encodings of the global batch; rank r holds rows r*B .. (r+1)*B - 1.
+        labels: (R * B,) identities.
+        world_size: R, which must divide the number of rows.
+        alpha: the margin.
+        metric: distance used for mining.
+    Returns:
+        MiningComparison of floats; the global hardest negative is never farther than the local one.
+    """
+    embeddings = check_embeddings(embeddings)
+    labels = check_labels(labels, embeddings.shape[0], embeddings.device)
+    alpha, metric = check_alpha(alpha), check_metric(metric)
+    check_whole_number(world_size, "world_size")
+    if embeddings.shape[0] % world_size:
+        raise ValueError(
+            f"{embeddings.shape[0]} encodings cannot be split into {world_size} equal rank batches; "
+            "give R * B rows (every rank holds a batch of the same size)."
+        )
+    with torch.no_grad():
+        chunks = zip(embeddings.chunk(world_size), labels.chunk(world_size))
+        local = torch.tensor([_mining_sums(e, lab, alpha, metric) for e, lab in chunks]).sum(dim=0)
+        whole = torch.tensor(_mining_sums(embeddings, labels, alpha, metric))
+    ratios = [(sums[0] / sums[1], sums[2] / sums[1], sums[3] / sums[4]) for sums in (local, whole)]
+    (hard_l, active_l, semi_l), (hard_g, active_g, semi_g) = [[float(x) for x in r] for r in ratios]
+    return MiningComparison(hard_l, hard_g, active_l, active_g, semi_l, semi_g)
+
+
+def _mining_sums(embeddings, labels, alpha, metric) -> list[float]:
+    """[sum of hardest d(A,N), anchors, active batch-hard anchors, pairs with a semi-hard negative, pairs]."""
+    dist_matrix = pairwise_distances(embeddings, metric=metric).double()
+    positive_idx, negative_idx, has_both = hardest_pairs(dist_matrix, labels)
+    rows = torch.arange(len(labels))
+    hardest_ap, hardest_an = dist_matrix[rows, positive_idx][has_both], dist_matrix[rows, negative_idx][has_both]
+    d_ap = dist_matrix.unsqueeze(2)  # (B, B, 1): anchor a, positive p
+    d_an = dist_matrix.unsqueeze(1)  # (B, 1, B): anchor a, negative n
+    semihard = (d_an > d_ap) & (d_an < d_ap + alpha) & anchor_negative_mask(labels).unsqueeze(1)
+    pairs = anchor_positive_mask(labels) & has_both.unsqueeze(1)
+    return [
+        float(hardest_an.sum()),
+        float(has_both.sum()),
+        float((hardest_ap - hardest_an + alpha > 0).sum()),
+        float((semihard.any(dim=2) & pairs).sum()),
+        float(pairs.sum()),
+    ]
+
+
+def gather_bytes_per_step(world_size: int, batch_size: int, embedding_dim: int, bytes_per_value: int = 4) -> int:
+    """Size of the gathered encodings on every rank: world_size * batch_size * embedding_dim * bytes.
+
+    The backward pass sends as many gradient bytes back. Compare with the gradients that
+    DistributedDataParallel averages every step anyway: 4 bytes per network parameter.
+
+    Args:
+        world_size: processes R.
+        batch_size: P * K per rank.
+        embedding_dim: D.
+        bytes_per_value: 4 for float32 encodings.
+    Returns:
+        bytes, an int.
+    """
+    for value, name in ((world_size, "world_size"), (batch_size, "batch_size"),
+                        (embedding_dim, "embedding_dim"), (bytes_per_value, "bytes_per_value")):  # fmt: skip
+        check_whole_number(value, name)
+    return world_size * batch_size * embedding_dim * bytes_per_value
+
+
+def torchrun_command(nproc_per_node: int, train_arguments: Sequence[str], python: str = "python") -> list[str]:
+    """The command line that starts ``course_utils.training.cli`` on nproc_per_node processes of one machine.
+
+    ``python -m torch.distributed.run`` is what the ``torchrun`` script runs; --standalone
+    picks a free port on this machine, so two runs never collide.
+
+    Args:
+        nproc_per_node: processes (one per GPU; on a CPU, a few).
+        train_arguments: flags of ``python -m course_utils.training.cli``.
+        python: the Python interpreter to name.
+    Returns:
+        the command as a list of strings.
+    """
+    check_whole_number(nproc_per_node, "nproc_per_node")
+    if isinstance(train_arguments, str) or not all(isinstance(a, str) for a in train_arguments):
+        raise TypeError("train_arguments must be a list of strings, e.g. ['--epochs', '2', '--out', 'runs/x'].")
+    if any(argument == "--p" or argument.startswith("--p=") for argument in train_arguments):
+        raise ValueError(
+            "torchrun reads --p as an abbreviation of its own --print-completion; "
+            "write --identities-per-batch (the same flag of course_utils.training.cli) instead."
+        )
+    launcher = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}"]
+    return [*launcher, "-m", "course_utils.training.cli", *train_arguments]
+
+
+class LaunchResult(NamedTuple):
+    """What a launched training run left: history.json, metrics.json, the printed text and its warnings."""
+
+    history: list
+    metrics: dict
+    output: str
+    stderr: str
+
+
+def launch_training(
+    nproc_per_node: int, train_arguments: Sequence[str], out: str | Path, timeout: float = 120.0, threads: int = 1
+) -> LaunchResult:
+    """Run ``course_utils.training.cli`` under torchrun as a child process and read what it wrote.
+
+    Args:
+        nproc_per_node: processes to start.
+        train_arguments: flags of the trainer, without --out.
+        out: the run's folder (passed as --out).
+        timeout: seconds before the run is stopped and an error raised.
+        threads: CPU threads per process (OMP_NUM_THREADS); processes x threads should not
+            exceed the CPU cores.
+    Returns:
+        LaunchResult(history (list of per-epoch dicts), metrics (dict), output (str, stdout),
+        stderr (str: warnings and the launcher's messages)).
+    Raises:
+        RuntimeError: the run failed or timed out; the message ends with its last output.
+    """
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+    check_whole_number(threads, "threads")
+    out = Path(out)
+    command = torchrun_command(nproc_per_node, [*train_arguments, "--out", str(out)], python=sys.executable)
+    # The children must not inherit a process group of ours, nor use more threads than asked.
+    environment = {key: value for key, value in os.environ.items() if key not in LAUNCH_VARIABLES}
+    environment.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    # A session of its own: on a timeout the launcher and all its workers are stopped together.
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise RuntimeError(f"the run did not finish within {timeout} s: {' '.join(command)}") from error
+    if process.returncode != 0:
+        tail = (stdout + stderr)[-2000:]
+        raise RuntimeError(f"the run failed (exit status {process.returncode}); its last output:\n{tail}")
+    history = json.loads((out / "history.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    return LaunchResult(history, metrics, stdout, stderr)

@@ -1,0 +1,197 @@
+"""Gallery enrol/verify/identify on crafted encodings, and threshold choice against brute force."""
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from course_utils.training.models import EmbeddingNet
+from course_utils.evaluation.recognition import (
+    Gallery,
+    equal_error_rate,
+    plot_roc,
+    plot_threshold,
+    roc_curve,
+    threshold_at_far,
+    threshold_summary,
+)
+
+
+class Flatten(nn.Module):
+    """A 'network' whose encoding of a (C, 1, 1) picture is its C numbers: known distances."""
+
+    normalize = False
+
+    def forward(self, images):
+        return images.flatten(1)
+
+
+def picture(*values):
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1)
+
+
+@pytest.fixture
+def gallery():
+    people = Gallery(normalize=False)
+    people.enrol(Flatten(), "ada", picture(0.0, 0.0))
+    people.enrol(Flatten(), "bob", picture(3.0, 0.0))
+    people.enrol(Flatten(), "cy", picture(0.0, 2.0))
+    return people
+
+
+def test_verify_returns_squared_distance_and_decision(gallery):
+    result = gallery.verify(Flatten(), picture(1.0, 1.0), "ada", threshold=2.0)
+    assert result.distance == pytest.approx(2.0) and result.accepted  # 1 + 1, accepted at d <= threshold
+    result = gallery.verify(Flatten(), picture(1.0, 1.0), "bob", threshold=2.0)
+    assert result.distance == pytest.approx(5.0) and not result.accepted
+
+
+def test_identify_lists_nearest_first_and_says_unknown_beyond_threshold(gallery):
+    result = gallery.identify(Flatten(), picture(2.5, 0.0), top_k=2)
+    assert result.name == "bob"
+    assert [m.name for m in result.matches] == ["bob", "ada"]
+    assert [m.distance for m in result.matches] == pytest.approx([0.25, 6.25])
+    far_away = gallery.identify(Flatten(), picture(10.0, 10.0), top_k=5, threshold=1.0)
+    assert far_away.name == "unknown"
+    assert len(far_away.matches) == 3 and far_away.matches[0].name == "bob"  # top_k capped at the gallery size
+    assert gallery.identify(Flatten(), picture(10.0, 10.0)).name == "bob"  # closed set: always a name
+
+
+def test_mean_of_several_pictures_is_renormalised_for_a_normalising_model():
+    people = Gallery()
+    people.enrol_embeddings("ada", torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    assert torch.allclose(people.encodings[0], torch.tensor([1.0, 1.0]) / 2**0.5)
+    raw = Gallery(normalize=False)
+    raw.enrol(Flatten(), "ada", torch.stack([picture(1.0, 0.0), picture(0.0, 1.0)]))
+    assert torch.allclose(raw.encodings[0], torch.tensor([0.5, 0.5]))
+
+
+def test_enrol_with_a_network_stores_unit_encodings():
+    torch.manual_seed(0)
+    model = EmbeddingNet(embedding_dim=8, width=4)
+    people = Gallery()
+    people.enrol(model, "ada", torch.rand(3, 3, 16, 16))
+    assert people.encodings.shape == (1, 8)
+    assert float(people.encodings.norm()) == pytest.approx(1.0, abs=1e-5)
+    same = people.verify(model, torch.rand(3, 16, 16), "ada", threshold=4.0)
+    assert 0 <= same.distance <= 4 and same.accepted
+
+
+def test_errors_say_what_is_wrong(gallery):
+    with pytest.raises(ValueError, match="gallery is empty"):
+        Gallery().identify_embedding(torch.zeros(2))
+    with pytest.raises(ValueError, match="'ada' is already enrolled"):
+        gallery.enrol(Flatten(), "ada", picture(1.0, 1.0))
+    with pytest.raises(ValueError, match="'zoe' is not enrolled.*'ada', 'bob', 'cy'"):
+        gallery.verify(Flatten(), picture(1.0, 1.0), "zoe", threshold=1.0)
+    with pytest.raises(ValueError, match=r"enrolled with pictures of shape \(2, 1, 1\)"):
+        gallery.identify(Flatten(), picture(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match=r"single picture of shape \(2, 1, 1\)"):
+        gallery.identify(Flatten(), picture(1.0, 1.0).unsqueeze(0))
+    with pytest.raises(ValueError, match=r"pictures must be one picture \(C, H, W\) or a stack"):
+        gallery.enrol(Flatten(), "dan", torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"pictures: each picture has shape \(3, 1, 1\)"):
+        gallery.enrol(Flatten(), "dan", picture(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="reserved"):
+        gallery.enrol_embeddings("unknown", torch.zeros(2))
+    with pytest.raises(ValueError, match="length 3 but the gallery holds encodings of length 2"):
+        gallery.verify_embedding(torch.zeros(3), "ada", threshold=1.0)
+    with pytest.raises(ValueError, match="threshold must be a finite squared distance >= 0"):
+        gallery.verify(Flatten(), picture(1.0, 1.0), "ada", threshold=-1.0)
+    with pytest.raises(ValueError, match="top_k must be a whole number >= 1"):
+        gallery.identify(Flatten(), picture(1.0, 1.0), top_k=0)
+    with pytest.raises(TypeError, match="picture must be a torch.Tensor"):
+        gallery.identify(Flatten(), [1.0, 1.0])
+
+
+# ---- threshold choice, against slow loops over every candidate threshold -------------
+
+SAME = torch.tensor([0.1, 0.4, 0.4, 0.9, 1.5])
+DIFFERENT = torch.tensor([0.35, 0.8, 1.2, 1.5, 2.0, 3.1])
+
+
+def slow_rates(same, different, threshold):
+    tar = sum(d <= threshold for d in same.tolist()) / len(same)
+    far = sum(d <= threshold for d in different.tolist()) / len(different)
+    return far, tar
+
+
+def candidates(same, different):
+    distinct = sorted(set(same.tolist()) | set(different.tolist()))
+    return [distinct[0] - 1e-9] + distinct  # accept nothing, then every distinct distance
+
+
+def test_roc_curve_matches_brute_force():
+    curve = roc_curve(SAME, DIFFERENT)
+    thresholds = candidates(SAME.double(), DIFFERENT.double())
+    assert curve.thresholds[1:].tolist() == pytest.approx(thresholds[1:])
+    assert curve.thresholds[0] < thresholds[1]
+    for t, far, tar in zip(curve.thresholds.tolist(), curve.false_accept_rate.tolist(), curve.true_accept_rate.tolist()):
+        assert (far, tar) == pytest.approx(slow_rates(SAME.double(), DIFFERENT.double(), t))
+    assert (curve.false_accept_rate[0], curve.true_accept_rate[0]) == (0, 0)
+    assert (curve.false_accept_rate[-1], curve.true_accept_rate[-1]) == (1, 1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_equal_error_rate_and_tar_at_far_match_brute_force(seed):
+    g = torch.Generator().manual_seed(seed)
+    same = (torch.rand(7, generator=g) * 2).double()
+    different = (torch.rand(9, generator=g) * 2 + 0.5).double()
+    rows = [(t, *slow_rates(same, different, t)) for t in candidates(same, different)]
+    gaps = [abs(far - (1 - tar)) for _, far, tar in rows]
+    t, far, tar = rows[gaps.index(min(gaps))]  # the first (smallest) threshold on ties
+    eer = equal_error_rate(same, different)
+    assert eer.threshold == pytest.approx(t) and eer.rate == pytest.approx((far + 1 - tar) / 2)
+    for budget in (0.0, 0.2, 0.5, 1.0):
+        t, far, tar = max((row for row in rows if row[1] <= budget), key=lambda row: row[0])
+        point = threshold_at_far(same, different, budget)
+        assert point.threshold == pytest.approx(t, abs=1e-8)
+        assert (point.true_accept_rate, point.false_accept_rate) == pytest.approx((tar, far))
+
+
+def test_threshold_summary_counts_and_text():
+    summary = threshold_summary(SAME, DIFFERENT, threshold=0.8)
+    assert summary.false_accepts == 2  # 0.35 and 0.8: accepted at d <= threshold
+    assert summary.false_rejects == 2  # 0.9 and 1.5
+    assert (summary.false_accept_rate, summary.false_reject_rate) == pytest.approx((2 / 6, 2 / 5))
+    assert summary.text == "threshold 0.80: 2 false accepts (33.3 %), 2 false rejects (40.0 %)"
+    assert threshold_summary(SAME, DIFFERENT, threshold=0.0).text == (
+        "threshold 0.00: 0 false accepts (0.0 %), 5 false rejects (100.0 %)"
+    )
+
+
+def test_threshold_functions_refuse_bad_input():
+    with pytest.raises(ValueError, match="same_distances must be a non-empty 1-D tensor"):
+        roc_curve(torch.tensor([]), DIFFERENT)
+    with pytest.raises(ValueError, match="different_distances contains NaN"):
+        equal_error_rate(SAME, torch.tensor([float("nan")]))
+    with pytest.raises(TypeError, match="floating tensor"):
+        threshold_summary(SAME, torch.tensor([1, 2]), threshold=1.0)
+    with pytest.raises(ValueError, match="far must be a false-accept rate between 0 and 1"):
+        threshold_at_far(SAME, DIFFERENT, far=1.5)
+
+
+def test_plots_have_labelled_axes():
+    roc = plot_roc(SAME, DIFFERENT, far=0.2)
+    histograms = plot_threshold(SAME, DIFFERENT, threshold=0.8, bins=10)
+    assert isinstance(roc, Figure) and isinstance(histograms, Figure)
+    assert "false-accept rate" in roc.axes[0].get_xlabel()
+    assert "true-accept rate" in roc.axes[0].get_ylabel()
+    assert "squared Euclidean distance" in histograms.axes[0].get_xlabel()
+    assert histograms.axes[0].get_title().startswith("threshold 0.80: 2 false accepts")
+
+
+def test_roc_has_a_log_false_accept_axis_down_to_one_pair():
+    axes = plot_roc(SAME, DIFFERENT, far=0.2).axes[0]
+    assert axes.get_xscale() == "log" and "log scale" in axes.get_xlabel()
+    assert axes.get_xlim() == pytest.approx((1 / len(DIFFERENT), 1))
+    curve = axes.get_lines()[0]
+    # Rate-0 points sit on the left edge; every other point is where roc_curve puts it.
+    expected = roc_curve(SAME, DIFFERENT).false_accept_rate.clamp_min(1 / len(DIFFERENT)).numpy()
+    assert curve.get_xdata() == pytest.approx(expected)
+    assert axes.xaxis.get_major_formatter()(0.01, 0) == "1 %"
+
+
+def test_roc_can_keep_a_linear_axis():
+    axes = plot_roc(SAME, DIFFERENT, log_far=False).axes[0]
+    assert axes.get_xscale() == "linear" and axes.get_xlim() == pytest.approx((0, 1))
+    assert axes.get_lines()[0].get_xdata() == pytest.approx(roc_curve(SAME, DIFFERENT).false_accept_rate.numpy())
