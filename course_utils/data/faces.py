@@ -35,8 +35,7 @@ import math
 import torch
 
 from course_utils.core._validate import check_labels, check_tensor, check_whole_number
-from course_utils.core.distances import pairwise_distances
-from course_utils.data.batches import keyed_generator, one_shot_split
+from course_utils.data.batches import keyed_generator
 
 #: Pictures rendered per vectorised step. It bounds memory, and small enough steps keep
 #: the working tensors in the CPU cache (512 was fastest on a 2-core CPU at 32 x 32).
@@ -184,10 +183,8 @@ def make_synthetic_faces(
 def pixel_one_shot_accuracy(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> float:
     """One-shot identification by 1-nearest-neighbour on raw pixels: the baseline to beat.
 
-    One random picture of every identity is enrolled (see `one_shot_split`); every other
-    picture is identified as the identity of its nearest enrolled picture (squared
-    Euclidean distance between the flattened pixels). A learned embedding is useful when it
-    beats this figure clearly.
+    ``one_shot_identification`` on the flattened pictures: one random picture of every
+    identity is enrolled, every other picture is named after its nearest enrolled picture.
 
     Args:
         images: (N, C, H, W) pictures (or any (N, ...) float tensor).
@@ -196,19 +193,15 @@ def pixel_one_shot_accuracy(images: torch.Tensor, labels: torch.Tensor, seed: in
     Returns:
         The fraction of query pictures identified correctly, in [0, 1].
     """
+    from course_utils.evaluation.retrieval import one_shot_identification  # evaluation imports data
+
     check_tensor(images, "images")
     if images.dim() < 2 or not images.is_floating_point():
         raise ValueError(
             f"images must be a floating tensor of shape (N, ...), got shape {tuple(images.shape)} "
             f"and dtype {images.dtype}. Use images.float()."
         )
-    labels = check_labels(labels, images.shape[0])
-    enrol_idx, query_idx = one_shot_split(labels, seed=seed)
-    # float64 so that near-ties between enrolled pictures are ranked the same on every BLAS.
-    pixels = images.flatten(1).double()
-    dist = pairwise_distances(pixels[query_idx], pixels[enrol_idx])
-    predicted = labels[enrol_idx][dist.argmin(dim=1)]
-    return float((predicted == labels[query_idx]).double().mean())
+    return one_shot_identification(images.flatten(1), labels, seed=seed).accuracy
 
 
 def show_gallery(

@@ -1,19 +1,14 @@
 """Recognition with a trained embedding: enrol, verify, identify, and choose the threshold.
 
-After training, one picture of a new person is enough (F9): encode it once and keep the
-encoding in a ``Gallery`` under the person's name. Then
+After training, one picture of a new person is enough (F9): a ``Gallery`` keeps one
+encoding per name. Verification ("is this the person it claims to be?") accepts when the
+distance to the claimed person is at most a threshold; identification ("who is this?")
+names the nearest enrolled people, or "unknown" beyond the threshold (open set).
+Distances are the course's d(A, B) = ||f(A) - f(B)||^2, the scale of the margin alpha.
 
-* verification answers "is this picture the person it claims to be?": accept when the
-  distance to the claimed person's encoding is at most a threshold;
-* identification answers "who is this?": the nearest enrolled people, and "unknown"
-  when even the nearest is beyond the threshold (open-set identification).
-
-Distances are the course's d(A, B) = ||f(A) - f(B)||^2 (squared Euclidean), so the
-threshold lives on the same scale as the training margin alpha.
-
-The threshold is chosen on held-out pairs: distances of same-person pairs and of
-different-person pairs. A pair is accepted when its distance is <= threshold; accepted
-different-person pairs are false accepts, rejected same-person pairs false rejects.
+The threshold is chosen on held-out pairs: a pair is accepted when its distance is
+<= threshold; accepted different-person pairs are false accepts, rejected same-person
+pairs false rejects. The figures of these numbers are in ``course_utils.lessons.evaluation_plots``.
 """
 from __future__ import annotations
 
@@ -26,18 +21,13 @@ from torch import nn
 
 from course_utils.core._validate import check_embeddings, check_labels, check_tensor, check_whole_number
 from course_utils.data.batches import keyed_generator
-from course_utils.core.distances import pairwise_distances
-from course_utils.evaluation.retrieval import _new_axes, embed
+from course_utils.evaluation.retrieval import embed, rank_gallery
 
 UNKNOWN = "unknown"
 
 
 class Verification(NamedTuple):
-    """Outcome of verifying one picture against a claimed name.
-
-    distance: squared Euclidean distance to the claimed person's encoding.
-    accepted: True when distance <= threshold.
-    """
+    """distance: squared distance to the claimed person's encoding; accepted: distance <= threshold."""
 
     distance: float
     accepted: bool
@@ -51,13 +41,8 @@ class Match(NamedTuple):
 
 
 class Identification(NamedTuple):
-    """Outcome of identifying one picture.
-
-    name: the nearest enrolled person, or "unknown" when a threshold was given and even
-        the nearest is beyond it.
-    matches: the top_k nearest enrolled people, nearest first (always filled, so a
-        rejected query still shows how close it came).
-    """
+    """name: the nearest enrolled person, or "unknown" beyond a given threshold; matches: the
+    top_k nearest, nearest first (also for "unknown", to show how close it came)."""
 
     name: str
     matches: list[Match]
@@ -69,8 +54,8 @@ class Gallery:
     Args:
         normalize: re-normalise each stored encoding to length 1. Use True for a network
             that normalises its output (``EmbeddingNet`` does by default): the mean of
-            several unit encodings is shorter than 1 and would otherwise sit off the sphere.
-            ``enrol`` with a model uses the model's own ``normalize`` attribute instead.
+            several unit encodings is shorter than 1. ``enrol`` follows the model's own
+            ``normalize`` attribute when it has one.
 
     Example:
         gallery = Gallery()
@@ -126,10 +111,7 @@ class Gallery:
             embeddings: (D,) one encoding or (K, D) several, float.
         """
         self._check_new_name(name)
-        check_tensor(embeddings, "embeddings")
-        if embeddings.dim() == 1:
-            embeddings = embeddings.unsqueeze(0)
-        self._check_encodings(embeddings, "embeddings")
+        embeddings = _check_encodings(embeddings, "embeddings")
         self._store(name, embeddings.detach().cpu(), normalize=self.normalize)
 
     def verify(self, model: nn.Module, picture: torch.Tensor, claimed_name: str, threshold: float) -> Verification:
@@ -215,10 +197,11 @@ class Gallery:
         return embed(model, picture.unsqueeze(0))[0].cpu()
 
     def _distances(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(people,) float64 squared distances from one encoding (D,) to every stored one."""
         check_tensor(embedding, "embedding")
         if embedding.dim() != 1:
             raise ValueError(f"embedding must be one encoding of shape (D,), got shape {tuple(embedding.shape)}.")
-        self._check_encodings(embedding.unsqueeze(0), "embedding")
+        _check_encodings(embedding, "embedding")
         stored = self.encodings
         if embedding.shape[0] != stored.shape[1]:
             raise ValueError(
@@ -250,15 +233,6 @@ class Gallery:
     def _expected_shape(self) -> str:
         return str(self.picture_shape) if self.picture_shape is not None else "(C, H, W)"
 
-    @staticmethod
-    def _check_encodings(encodings: torch.Tensor, name: str) -> None:
-        if encodings.dim() != 2 or encodings.shape[0] == 0 or encodings.shape[1] == 0:
-            raise ValueError(f"{name} must have shape (D,) or (K, D) with K, D >= 1, got {tuple(encodings.shape)}.")
-        if not encodings.is_floating_point():
-            raise TypeError(f"{name} must be a floating tensor, got dtype {encodings.dtype}. Use {name}.float().")
-        if not bool(torch.isfinite(encodings).all()):
-            raise ValueError(f"{name} contains NaN or inf; the network produced invalid numbers.")
-
     def _refuse_if_empty(self) -> None:
         if not self.names:
             raise ValueError("the gallery is empty; enrol at least one person with gallery.enrol(model, name, picture).")
@@ -266,6 +240,14 @@ class Gallery:
     def _some_names(self) -> str:
         shown = ", ".join(map(repr, self.names[:5]))
         return shown + (f" and {len(self.names) - 5} more" if len(self.names) > 5 else "")
+
+
+def _check_encodings(encodings, name: str) -> torch.Tensor:
+    """(D,) or (K, D) finite float encodings, K, D >= 1, returned as (K, D)."""
+    check_tensor(encodings, name)
+    if encodings.dim() not in (1, 2) or encodings.numel() == 0:
+        raise ValueError(f"{name} must have shape (D,) or (K, D) with K, D >= 1, got {tuple(encodings.shape)}.")
+    return check_embeddings(encodings.reshape(-1, encodings.shape[-1]), name)
 
 
 def _check_threshold(threshold) -> float:
@@ -279,7 +261,7 @@ def _check_threshold(threshold) -> float:
 
 
 def _check_distances(distances, name: str) -> torch.Tensor:
-    """A non-empty 1-D tensor of finite distances, returned sorted in float64 on the CPU."""
+    """A non-empty 1-D tensor of finite float distances, returned sorted, on the CPU."""
     check_tensor(distances, name)
     if distances.dim() != 1 or distances.numel() == 0:
         raise ValueError(
@@ -435,137 +417,8 @@ def threshold_summary(
     )
 
 
-def plot_roc(
-    same_distances: torch.Tensor, different_distances: torch.Tensor, far: float | None = None, ax=None,
-    log_far: bool = True,
-):
-    """The ROC curve (true-accept rate against false-accept rate), optionally marking TAR at FAR.
-
-    Args:
-        same_distances: (S,) distances of same-person pairs.
-        different_distances: (N,) distances of different-person pairs.
-        far: if given, mark the operating point of ``threshold_at_far`` at this rate.
-        ax: matplotlib Axes; None makes a new figure.
-        log_far: a logarithmic false-accept axis, from one pair in N (the smallest rate above 0)
-            to 100 %, so the low rates that applications choose (1 %, 0.1 %, ...) are not squeezed
-            against the left edge. The thresholds that accept no different-person pair (rate 0)
-            cannot be drawn on it; they sit on the left edge.
-    Returns:
-        the matplotlib Figure.
-    """
-    from matplotlib.ticker import FuncFormatter
-
-    curve = roc_curve(same_distances, different_distances)
-    eer = equal_error_rate(same_distances, different_distances)
-    smallest = 1 / len(different_distances)
-    ax = _new_axes() if ax is None else ax
-    rates = curve.false_accept_rate.clamp_min(smallest) if log_far else curve.false_accept_rate
-    ax.plot(rates.numpy(), curve.true_accept_rate.numpy(), label="verification by distance")
-    chance = np.logspace(np.log10(smallest), 0, 200) if log_far else np.array([0.0, 1.0])
-    ax.plot(chance, chance, color="grey", linestyle=":", label="chance (accept at random)")
-    ax.plot([eer.rate], [1 - eer.rate], "o", label=f"equal error rate {100 * eer.rate:.1f} %")
-    if far is not None:
-        point = threshold_at_far(same_distances, different_distances, far)
-        ax.plot([max(point.false_accept_rate, smallest) if log_far else point.false_accept_rate],
-                [point.true_accept_rate], "s",
-                label=f"TAR {100 * point.true_accept_rate:.1f} % at FAR <= {100 * far:g} %")  # fmt: skip
-    percent = FuncFormatter(lambda value, _: f"{100 * value:g} %")
-    if log_far:
-        ax.set_xscale("log")
-        ax.set_xlim(smallest, 1)
-        ax.set_xlabel("false-accept rate (different-person pairs accepted, log scale)")
-    else:
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("false-accept rate (different-person pairs accepted)")
-    ax.xaxis.set_major_formatter(percent)
-    ax.yaxis.set_major_formatter(percent)
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("true-accept rate (same-person pairs accepted)")
-    ax.set_title("ROC of verification on held-out pairs")
-    ax.grid(True, which="major", alpha=0.3)
-    # On the log axis the curve hugs the top and the chance line the bottom: the middle right is free.
-    ax.legend(fontsize="small", loc="center right" if log_far else "lower right")
-    return ax.figure
-
-
-def plot_threshold(
-    same_distances: torch.Tensor, different_distances: torch.Tensor, threshold: float, bins: int = 50, ax=None
-):
-    """The two distance histograms with the threshold as a vertical line and its errors in the title.
-
-    Args:
-        same_distances: (S,) distances of same-person pairs.
-        different_distances: (N,) distances of different-person pairs.
-        threshold: squared distance at or below which a pair is accepted.
-        bins: histogram bins.
-        ax: matplotlib Axes; None makes a new figure.
-    Returns:
-        the matplotlib Figure.
-    """
-    check_whole_number(bins, "bins")
-    summary = threshold_summary(same_distances, different_distances, threshold)
-    same, different = same_distances.detach().cpu().double(), different_distances.detach().cpu().double()
-    upper = max(float(torch.cat([same, different]).max()), summary.threshold, torch.finfo(torch.float32).eps)
-    edges = np.linspace(0.0, upper, bins + 1)
-    ax = _new_axes() if ax is None else ax
-    for name, distances in (("same person", same), ("different people", different)):
-        ax.hist(distances.numpy(), bins=edges, density=True, alpha=0.6, label=f"{name} ({len(distances)} pairs)")
-    ax.axvline(summary.threshold, color="black", linestyle="--", label=f"threshold {summary.threshold:.2f}")
-    ax.set_xlabel("squared Euclidean distance d between encodings")
-    ax.set_ylabel("density (fraction of pairs per unit distance)")
-    ax.set_title(summary.text, fontsize="small")
-    ax.legend(fontsize="small")
-    return ax.figure
-
-
 # ---------------------------------------------------------------------------
-# Identification with many enrolled people, and pictures of the outcome.
-
-
-QUERY_CHUNK = 256
-
-
-class Ranking(NamedTuple):
-    """The nearest gallery rows of each query, nearest first.
-
-    distances: (Q, k) float64 squared Euclidean distances.
-    indices: (Q, k) long row numbers into the gallery.
-    """
-
-    distances: torch.Tensor
-    indices: torch.Tensor
-
-
-def rank_gallery(query_embeddings: torch.Tensor, gallery_embeddings: torch.Tensor, top_k: int = 1) -> Ranking:
-    """The top_k nearest gallery rows of every query (squared Euclidean distance).
-
-    Args:
-        query_embeddings: (Q, D) encodings (or flattened pictures) to look up.
-        gallery_embeddings: (G, D) enrolled encodings, in the same space.
-        top_k: how many neighbours per query, 1 <= top_k <= G.
-    Returns:
-        Ranking(distances (Q, top_k), indices (Q, top_k)); ties go to the lower row number.
-    """
-    check_embeddings(query_embeddings, "query_embeddings")
-    check_embeddings(gallery_embeddings, "gallery_embeddings")
-    if query_embeddings.shape[1] != gallery_embeddings.shape[1]:
-        raise ValueError(
-            f"query_embeddings have {query_embeddings.shape[1]} columns but gallery_embeddings "
-            f"{gallery_embeddings.shape[1]}; encode both with the same network."
-        )
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(gallery_embeddings):
-        raise ValueError(f"top_k must be a whole number from 1 to {len(gallery_embeddings)}, got {top_k!r}.")
-    query = query_embeddings.detach().cpu().double()
-    gallery = gallery_embeddings.detach().cpu().double()
-    parts_distances, parts_indices = [], []
-    # float64, so that near-ties are ranked the same on every machine; QUERY_CHUNK queries at a
-    # time keep memory at QUERY_CHUNK x G distances.
-    for start in range(0, len(query), QUERY_CHUNK):
-        distances = pairwise_distances(query[start : start + QUERY_CHUNK], gallery)
-        order = torch.sort(distances, dim=1, stable=True).indices[:, :top_k]
-        parts_distances.append(distances.gather(1, order))
-        parts_indices.append(order)
-    return Ranking(torch.cat(parts_distances), torch.cat(parts_indices))
+# Identification with many enrolled people.
 
 
 class GallerySizeResult(NamedTuple):
@@ -587,15 +440,12 @@ def accuracy_vs_gallery_size(
     """Identification accuracy as more people are enrolled: each query against n enrolled people.
 
     For each n, the first n people of one seeded random order of the gallery's people are
-    enrolled (so the galleries are nested: 10 of the 100, 100 of the 500, ...), and every
-    query of those people is named after its nearest enrolled row. More people means more
-    look-alikes, so accuracy falls as n grows. Works for any features: trained encodings,
-    an untrained network's, or raw pixels (``images.flatten(1)``).
-
-    Gallery people without a query are distractors: they count among the n enrolled and
-    can be matched by mistake, but nobody asks for them. When the first people of the order
-    are all distractors, the smallest sizes hold no query and have no accuracy: such a size
-    raises a ValueError that names the smallest size with a query.
+    enrolled (nested galleries: 10 of the 100, 100 of the 500, ...), and every query of those
+    people is named after its nearest enrolled row; more people means more look-alikes. Any
+    features work: trained encodings, an untrained network's, raw pixels (``images.flatten(1)``).
+    Gallery people without a query are distractors: enrolled and matchable, never asked for.
+    A size whose people are all distractors has no accuracy and is refused, naming the
+    smallest size with a query.
 
     Args:
         query_embeddings: (Q, D) features of the pictures to identify, Q >= 1.
@@ -619,8 +469,7 @@ def accuracy_vs_gallery_size(
     sizes = tuple(sizes)
     if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(people) for n in sizes):
         raise ValueError(f"sizes must be whole numbers from 1 to {len(people)} (the gallery's people), got {sizes}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative whole number, got {seed!r}.")
+    check_whole_number(seed, "seed", minimum=0)
     order = people[torch.randperm(len(people), generator=keyed_generator(seed))]
     queried = torch.isin(order, query_labels).nonzero().flatten()
     if len(queried) == 0:
@@ -640,127 +489,3 @@ def accuracy_vs_gallery_size(
         correct = gallery_labels[enrolled][nearest] == query_labels[asked]
         results.append(GallerySizeResult(n, float(correct.double().mean()), int(asked.sum())))
     return results
-
-
-def plot_accuracy_vs_gallery_size(results: dict, ax=None):
-    """Accuracy against the number of enrolled people, one line per kind of features.
-
-    Args:
-        results: {name: list of GallerySizeResult}, for example {"trained network": ...,
-            "raw pixels": ...}, each from ``accuracy_vs_gallery_size``.
-        ax: matplotlib Axes; None makes a new figure.
-    Returns:
-        the matplotlib Figure.
-    """
-    if not isinstance(results, dict) or not results:
-        raise TypeError("results must be a non-empty dict {name: accuracy_vs_gallery_size(...)}.")
-    ax = _new_axes() if ax is None else ax
-    for name, rows in results.items():
-        if not rows or not all(isinstance(row, GallerySizeResult) for row in rows):
-            raise TypeError(f"results[{name!r}] must be the list returned by accuracy_vs_gallery_size.")
-        ax.plot([row.size for row in rows], [100 * row.accuracy for row in rows], "o-", label=name)
-    ax.set_xscale("log")
-    ax.set_ylim(0, 100)
-    ax.set_xlabel("people enrolled, one picture each (log scale)")
-    ax.set_ylabel("identification accuracy (%)")
-    ax.set_title("one-shot identification as the gallery grows")
-    ax.legend(fontsize="small")
-    return ax.figure
-
-
-def _show_picture(ax, picture: torch.Tensor) -> None:
-    """One (C, H, W) picture in [0, 1], C = 1 (grey) or 3, without axis ticks."""
-    picture = picture.detach().cpu().float().clamp(0, 1)
-    if picture.shape[0] == 1:
-        ax.imshow(picture[0].numpy(), cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(picture.permute(1, 2, 0).numpy())
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _check_pictures(pictures, name: str, count: int | None = None) -> torch.Tensor:
-    check_tensor(pictures, name)
-    if pictures.dim() != 4 or pictures.shape[1] not in (1, 3) or not pictures.is_floating_point():
-        raise ValueError(f"{name} must be float pictures of shape (N, C, H, W) with C = 1 or 3, "
-                         f"got {pictures.dtype} {tuple(pictures.shape)}.")  # fmt: skip
-    if count is not None and len(pictures) != count:
-        raise ValueError(f"{name} has {len(pictures)} pictures; {count} are needed (one per query).")
-    return pictures
-
-
-def _mark(good: bool, yes: str, no: str) -> str:
-    """A tick and ``yes`` when good, else a cross and ``no``."""
-    return f"\u2713 {yes}" if good else f"\u2717 {no}"
-
-
-def plot_hits_and_misses(
-    query_pictures: torch.Tensor, matched_pictures: torch.Tensor, distances: torch.Tensor, hits: torch.Tensor
-):
-    """Each query picture above the enrolled picture it was matched to, with the distance and a tick or cross.
-
-    Args:
-        query_pictures: (Q, C, H, W) pictures identified, in [0, 1].
-        matched_pictures: (Q, C, H, W) the nearest enrolled picture of each.
-        distances: (Q,) squared distance between each query and its match.
-        hits: (Q,) bool, True when the match is the query's own person.
-    Returns:
-        the matplotlib Figure: one column per query.
-    """
-    from matplotlib.figure import Figure
-
-    _check_pictures(query_pictures, "query_pictures")
-    count = len(query_pictures)
-    _check_pictures(matched_pictures, "matched_pictures", count)
-    check_tensor(distances, "distances")
-    check_tensor(hits, "hits")
-    if distances.shape != (count,) or hits.shape != (count,) or hits.dtype != torch.bool:
-        raise ValueError(f"distances must be a float tensor and hits a bool tensor, each of shape ({count},).")
-    figure = Figure(figsize=(1.3 * count, 3.2), layout="constrained")
-    axes = figure.subplots(2, count, squeeze=False)
-    for column in range(count):
-        _show_picture(axes[0][column], query_pictures[column])
-        _show_picture(axes[1][column], matched_pictures[column])
-        hit = bool(hits[column])
-        axes[1][column].set_xlabel(f"d = {float(distances[column]):.2f}\n{_mark(hit, 'right', 'wrong')}",
-                                   color="tab:green" if hit else "tab:red")  # fmt: skip
-    axes[0][0].set_ylabel("query")
-    axes[1][0].set_ylabel("nearest\nenrolled")
-    figure.suptitle("identification: each query and the enrolled picture it matched")
-    return figure
-
-
-def plot_retrieval(
-    query_picture: torch.Tensor, retrieved_pictures: torch.Tensor, distances: torch.Tensor, relevant: torch.Tensor
-):
-    """A query picture, then the pictures a search returned for it, nearest first.
-
-    Args:
-        query_picture: (C, H, W) the query, in [0, 1].
-        retrieved_pictures: (k, C, H, W) the returned pictures, nearest first.
-        distances: (k,) their squared distances to the query.
-        relevant: (k,) bool, True for pictures of the query's own person.
-    Returns:
-        the matplotlib Figure: the query and k results in one row.
-    """
-    from matplotlib.figure import Figure
-
-    check_tensor(query_picture, "query_picture")
-    _check_pictures(query_picture.unsqueeze(0), "query_picture")
-    count = len(_check_pictures(retrieved_pictures, "retrieved_pictures"))
-    check_tensor(distances, "distances")
-    check_tensor(relevant, "relevant")
-    if distances.shape != (count,) or relevant.shape != (count,) or relevant.dtype != torch.bool:
-        raise ValueError(f"distances must be a float tensor and relevant a bool tensor, each of shape ({count},).")
-    figure = Figure(figsize=(1.4 * (count + 1), 2.0), layout="constrained")
-    axes = figure.subplots(1, count + 1, squeeze=False)[0]
-    _show_picture(axes[0], query_picture)
-    axes[0].set_xlabel("query")
-    for rank in range(count):
-        _show_picture(axes[rank + 1], retrieved_pictures[rank])
-        same = bool(relevant[rank])
-        axes[rank + 1].set_title(f"#{rank + 1}", fontsize="small")
-        axes[rank + 1].set_xlabel(f"d = {float(distances[rank]):.2f}\n{_mark(same, 'same person', 'other person')}",
-                                  color="tab:green" if same else "tab:red")  # fmt: skip
-    figure.suptitle("retrieval: the nearest pictures of the gallery, nearest first")
-    return figure

@@ -1,4 +1,4 @@
-"""How good is an embedding? Retrieval metrics, one-shot identification and plots.
+"""How good is an embedding? Retrieval metrics and one-shot identification.
 
 Retrieval metrics follow Musgrave, Belongie and Lim, "A Metric Learning Reality
 Check" (ECCV 2020). Every picture is a query once; the references are all the other
@@ -11,33 +11,19 @@ same identity, look at its R nearest references:
   same identity, divided by R. It rewards putting the right pictures first.
 
 Queries whose identity has no other picture are left out (nothing can be found).
+The figures of these numbers are in ``course_utils.lessons.evaluation_plots``.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
-from course_utils.core._validate import (
-    check_choice,
-    check_embeddings,
-    check_labels,
-    check_metric,
-    check_tensor,
-    check_whole_number,
-)
-from course_utils.data import one_shot_split
+from course_utils.core._validate import check_embeddings, check_labels, check_metric, check_tensor, check_whole_number
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask
-
-PROJECTIONS = ("pca", "tsne")
-_METRIC_LABELS = {
-    "squared_euclidean": "squared Euclidean distance",
-    "euclidean": "Euclidean distance",
-    "cosine": "cosine distance",
-}
+from course_utils.data.batches import one_shot_split
 
 
 def embed(
@@ -133,13 +119,59 @@ def retrieval_metrics(
     return {"precision_at_1": p1, "r_precision": r_precision, "map_at_r": map_at_r}
 
 
-class OneShotResult(NamedTuple):
-    """Outcome of one-shot identification.
+QUERY_CHUNK = 256
 
-    accuracy: fraction of queries whose nearest enrolled picture is their own identity.
-    num_identities: identities enrolled (one picture each).
-    num_queries: pictures identified.
+
+class Ranking(NamedTuple):
+    """The nearest gallery rows of each query, nearest first.
+
+    distances: (Q, k) float64 distances.
+    indices: (Q, k) long row numbers into the gallery.
     """
+
+    distances: torch.Tensor
+    indices: torch.Tensor
+
+
+def rank_gallery(
+    query_embeddings: torch.Tensor, gallery_embeddings: torch.Tensor, top_k: int = 1, metric: str = "squared_euclidean"
+) -> Ranking:
+    """The top_k nearest gallery rows of every query.
+
+    Args:
+        query_embeddings: (Q, D) encodings (or flattened pictures) to look up.
+        gallery_embeddings: (G, D) enrolled encodings, in the same space.
+        top_k: how many neighbours per query, 1 <= top_k <= G.
+        metric: distance name (squared Euclidean by default).
+    Returns:
+        Ranking(distances (Q, top_k), indices (Q, top_k)) on the CPU; ties go to the lower row number.
+    """
+    check_embeddings(query_embeddings, "query_embeddings")
+    check_embeddings(gallery_embeddings, "gallery_embeddings")
+    check_metric(metric)
+    if query_embeddings.shape[1] != gallery_embeddings.shape[1]:
+        raise ValueError(
+            f"query_embeddings have {query_embeddings.shape[1]} columns but gallery_embeddings "
+            f"{gallery_embeddings.shape[1]}; encode both with the same network."
+        )
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(gallery_embeddings):
+        raise ValueError(f"top_k must be a whole number from 1 to {len(gallery_embeddings)}, got {top_k!r}.")
+    query = query_embeddings.detach().cpu().double()
+    gallery = gallery_embeddings.detach().cpu().double()
+    parts_distances, parts_indices = [], []
+    # float64, so that near-ties are ranked the same on every machine; QUERY_CHUNK queries at a
+    # time keep memory at QUERY_CHUNK x G distances.
+    for start in range(0, len(query), QUERY_CHUNK):
+        distances = pairwise_distances(query[start : start + QUERY_CHUNK], gallery, metric=metric)  # (chunk, G)
+        order = torch.sort(distances, dim=1, stable=True).indices[:, :top_k]
+        parts_distances.append(distances.gather(1, order))
+        parts_indices.append(order)
+    return Ranking(torch.cat(parts_distances), torch.cat(parts_indices))
+
+
+class OneShotResult(NamedTuple):
+    """accuracy: share of queries whose nearest enrolled picture is their own identity;
+    num_identities: identities enrolled (one picture each); num_queries: pictures identified."""
 
     accuracy: float
     num_identities: int
@@ -152,9 +184,8 @@ def one_shot_identification(
     """Enrol one picture per identity, then identify every other picture by its nearest enrolled one.
 
     This is face identification from a single example (F9). The enrolled pictures are
-    those of ``course_utils.data.one_shot_split(labels, seed)``, the same as in
-    ``pixel_one_shot_accuracy``, so passing raw pixels (``images.flatten(1)``) as features
-    reproduces that baseline.
+    those of ``course_utils.data.one_shot_split(labels, seed)``; raw pixels
+    (``images.flatten(1)``) as features give the baseline ``pixel_one_shot_accuracy``.
 
     Args:
         features: (N, D) encodings (or flattened pictures) of identities never trained on.
@@ -165,16 +196,11 @@ def one_shot_identification(
         OneShotResult(accuracy, num_identities, num_queries).
     """
     check_embeddings(features, "features")
-    labels = check_labels(labels, features.shape[0])
-    check_metric(metric)
+    labels = check_labels(labels, features.shape[0]).cpu()
     enrol_idx, query_idx = one_shot_split(labels, seed=seed)
-    # float64 so that near-ties between enrolled pictures are ranked the same on every machine.
-    features = features.detach().double()
-    enrol_idx, query_idx = enrol_idx.to(features.device), query_idx.to(features.device)
-    dist = pairwise_distances(features[query_idx], features[enrol_idx], metric=metric)
-    labels = labels.to(features.device)
-    predicted = labels[enrol_idx][dist.argmin(dim=1)]
-    accuracy = float((predicted == labels[query_idx]).double().mean())
+    nearest = rank_gallery(features[query_idx.to(features.device)], features[enrol_idx.to(features.device)],
+                           metric=metric).indices[:, 0]  # (queries,) rows of enrol_idx
+    accuracy = float((labels[enrol_idx][nearest] == labels[query_idx]).double().mean())
     return OneShotResult(accuracy, len(enrol_idx), len(query_idx))
 
 
@@ -197,165 +223,3 @@ def same_and_different_distances(
     same = dist[anchor_positive_mask(labels) & upper]
     different = dist[anchor_negative_mask(labels) & upper]
     return same, different
-
-
-def project_2d(embeddings: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """Project encodings to 2-D for a scatter plot.
-
-    Args:
-        embeddings: (N, D) encodings, N >= 3.
-        method: "pca" (linear, keeps large distances) or "tsne" (non-linear, keeps
-            neighbourhoods; distances between far clusters mean little).
-        seed: random state of t-SNE.
-    Returns:
-        (N, 2) NumPy array.
-    """
-    check_embeddings(embeddings)
-    check_choice(method, "method", PROJECTIONS)
-    n = embeddings.shape[0]
-    if n < 3:
-        raise ValueError(f"a 2-D projection needs at least 3 points, got {n}.")
-    points = embeddings.detach().cpu().double().numpy()
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        return PCA(n_components=2, random_state=seed).fit_transform(points)
-    from sklearn.manifold import TSNE
-
-    # t-SNE requires perplexity < N; 30 is the usual choice for larger sets.
-    perplexity = min(30.0, (n - 1) / 3)
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
-
-
-def _new_axes():
-    """Axes on a new Figure made without pyplot, so a notebook shows it once, as the cell's value."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(5.5, 4.2), layout="constrained").add_subplot()
-
-
-def plot_embeddings(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    method: str = "pca",
-    max_identities: int = 10,
-    seed: int = 0,
-    ax=None,
-    title: str | None = None,
-):
-    """Scatter the encodings of a few identities in 2-D, one colour per identity.
-
-    Args:
-        embeddings: (N, D) encodings.
-        labels: (N,) integer identities.
-        method: "pca" or "tsne" (see project_2d).
-        max_identities: plot the identities with the smallest ids, at most this many.
-        seed: random state of t-SNE.
-        ax: matplotlib Axes to draw on; None makes a new figure.
-        title: axes title; None gives one naming the method.
-    Returns:
-        the matplotlib Figure (a notebook shows it when it is the cell's last value).
-    """
-    from matplotlib import colormaps
-
-    check_embeddings(embeddings)
-    labels = check_labels(labels, embeddings.shape[0]).cpu()
-    check_whole_number(max_identities, "max_identities")
-    shown = labels.unique()[:max_identities]
-    keep = torch.isin(labels, shown)
-    points = project_2d(embeddings.detach().cpu()[keep], method=method, seed=seed)
-    ax = _new_axes() if ax is None else ax
-    colours = colormaps["tab10" if len(shown) <= 10 else "tab20"]
-    for i, identity in enumerate(shown.tolist()):
-        rows = (labels[keep] == identity).numpy()
-        ax.scatter(points[rows, 0], points[rows, 1], s=14, color=colours(i % colours.N), label=str(identity))
-    name = "PCA" if method == "pca" else "t-SNE"
-    ax.set_xlabel(f"{name} axis 1 (arbitrary units)")
-    ax.set_ylabel(f"{name} axis 2 (arbitrary units)")
-    ax.set_title(title if title is not None else f"Encodings of {len(shown)} identities ({name})")
-    if len(shown) <= 10:
-        ax.legend(title="identity", fontsize="small", loc="best")
-    return ax.figure
-
-
-def plot_distance_histograms(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    metric: str = "squared_euclidean",
-    alpha: float | None = None,
-    bins: int = 50,
-    ax=None,
-    title: str | None = None,
-):
-    """Histograms of same-identity and different-identity distances on one axis.
-
-    A good embedding separates the two humps; the overlap is where verification by a
-    distance threshold makes mistakes.
-
-    Args:
-        embeddings: (N, D) encodings (a few thousand at most).
-        labels: (N,) integer identities.
-        metric: distance name.
-        alpha: if given, mark the margin as a vertical line at x = alpha for scale.
-        bins: histogram bins.
-        ax: matplotlib Axes; None makes a new figure.
-        title: axes title.
-    Returns:
-        the matplotlib Figure.
-    """
-    check_whole_number(bins, "bins")
-    same, different = same_and_different_distances(embeddings, labels, metric=metric)
-    ax = _new_axes() if ax is None else ax
-    upper = float(torch.cat([same, different]).max()) if same.numel() + different.numel() else 1.0
-    edges = np.linspace(0.0, max(upper, torch.finfo(torch.float32).eps), bins + 1)
-    for name, distances in (("same", same), ("different", different)):
-        label = f"{name} identity ({distances.numel()} pairs)"
-        ax.hist(distances.cpu().numpy(), bins=edges, density=True, alpha=0.6, label=label)
-    if alpha is not None:
-        ax.axvline(alpha, color="black", linestyle="--", linewidth=1, label=f"margin alpha = {alpha}")
-    ax.set_xlabel(f"{_METRIC_LABELS[metric]} between encodings")
-    ax.set_ylabel("density (fraction of pairs per unit distance)")
-    ax.set_title(title if title is not None else "Distances between pairs of pictures")
-    ax.legend(fontsize="small")
-    return ax.figure
-
-
-def plot_history(history: list[dict], axes=None):
-    """Three panels per epoch: loss and active fraction, mean distances, held-out metrics.
-
-    Args:
-        history: the list of per-epoch records returned by ``Trainer.fit``.
-        axes: three matplotlib Axes side by side; None makes a new figure.
-    Returns:
-        the matplotlib Figure.
-    """
-    from matplotlib.figure import Figure
-
-    if not isinstance(history, list) or not history or not all(isinstance(row, dict) for row in history):
-        raise ValueError("history must be a non-empty list of per-epoch dicts, as returned by Trainer.fit.")
-    if axes is None:
-        axes = Figure(figsize=(12, 3.4), layout="constrained").subplots(1, 3)
-    epochs = [row["epoch"] for row in history]
-
-    def column(key):
-        return [np.nan if row.get(key) is None else row[key] for row in history]
-
-    loss_ax, distance_ax, metric_ax = axes
-    loss_ax.plot(epochs, column("loss"), marker="o", label="training loss")
-    loss_ax.plot(epochs, column("active_fraction"), marker="s", label="active triplet fraction")
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("loss / fraction (no unit)")
-    loss_ax.set_title("Loss and active triplets")
-    distance_ax.plot(epochs, column("mean_d_ap"), marker="o", label="mean d(A,P)")
-    distance_ax.plot(epochs, column("mean_d_an"), marker="s", label="mean d(A,N)")
-    distance_ax.set_xlabel("epoch")
-    distance_ax.set_ylabel("distance in the batch (loss metric)")
-    distance_ax.set_title("Same vs different identity")
-    for key, name in (("test_map_at_r", "MAP@R"), ("test_precision_at_1", "Precision@1")):
-        metric_ax.plot(epochs, column(key), marker="o", label=f"held-out {name}")
-    metric_ax.set_xlabel("epoch")
-    metric_ax.set_ylabel("score (0 to 1)")
-    metric_ax.set_title("Held-out identities")
-    for ax in axes:
-        ax.legend(fontsize="small")
-    return loss_ax.figure

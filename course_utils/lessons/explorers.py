@@ -9,7 +9,7 @@ Notebooks are stored without widget state, so they show `draw_triplet_kinds` of 
 default alpha beside the widget.
 
 `ThresholdExplorer` (notebook 07) puts a "threshold" slider on the two histograms of
-held-out same-person and different-person distances (`recognition.plot_threshold`) and
+held-out same-person and different-person distances (`evaluation_plots.plot_threshold`) and
 shows the false accepts and false rejects at that threshold, counted by the tested
 `recognition.threshold_summary`.
 """
@@ -21,7 +21,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from course_utils.core._validate import check_alpha
-from course_utils.evaluation.recognition import plot_threshold, threshold_summary
+from course_utils.evaluation.recognition import threshold_summary
+from course_utils.lessons.evaluation_plots import plot_threshold
 from course_utils.lessons.triplet_kinds import KIND_NAMES, classify_triplets, triplet_kind_counts
 from course_utils.lessons.widgets import ALPHA_MAX, SLIDER_STEP, SliderExplorer
 
@@ -95,7 +96,7 @@ class ThresholdExplorer(SliderExplorer):
 
     The label's text is `recognition.ThresholdSummary.text`, stable and starting with
     "threshold", for example "threshold 0.80: 12 false accepts (1.2 %), 30 false rejects (3.0 %)".
-    The picture is `recognition.plot_threshold` at the slider's threshold.
+    The picture is `evaluation_plots.plot_threshold` at the slider's threshold.
 
     Args:
         same_distances: (S,) squared distances of held-out same-person pairs.

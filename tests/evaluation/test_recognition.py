@@ -1,15 +1,12 @@
 """Gallery enrol/verify/identify on crafted encodings, and threshold choice against brute force."""
 import pytest
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from course_utils.training.models import EmbeddingNet
 from course_utils.evaluation.recognition import (
     Gallery,
     equal_error_rate,
-    plot_roc,
-    plot_threshold,
     roc_curve,
     threshold_at_far,
     threshold_summary,
@@ -168,30 +165,3 @@ def test_threshold_functions_refuse_bad_input():
         threshold_summary(SAME, torch.tensor([1, 2]), threshold=1.0)
     with pytest.raises(ValueError, match="far must be a false-accept rate between 0 and 1"):
         threshold_at_far(SAME, DIFFERENT, far=1.5)
-
-
-def test_plots_have_labelled_axes():
-    roc = plot_roc(SAME, DIFFERENT, far=0.2)
-    histograms = plot_threshold(SAME, DIFFERENT, threshold=0.8, bins=10)
-    assert isinstance(roc, Figure) and isinstance(histograms, Figure)
-    assert "false-accept rate" in roc.axes[0].get_xlabel()
-    assert "true-accept rate" in roc.axes[0].get_ylabel()
-    assert "squared Euclidean distance" in histograms.axes[0].get_xlabel()
-    assert histograms.axes[0].get_title().startswith("threshold 0.80: 2 false accepts")
-
-
-def test_roc_has_a_log_false_accept_axis_down_to_one_pair():
-    axes = plot_roc(SAME, DIFFERENT, far=0.2).axes[0]
-    assert axes.get_xscale() == "log" and "log scale" in axes.get_xlabel()
-    assert axes.get_xlim() == pytest.approx((1 / len(DIFFERENT), 1))
-    curve = axes.get_lines()[0]
-    # Rate-0 points sit on the left edge; every other point is where roc_curve puts it.
-    expected = roc_curve(SAME, DIFFERENT).false_accept_rate.clamp_min(1 / len(DIFFERENT)).numpy()
-    assert curve.get_xdata() == pytest.approx(expected)
-    assert axes.xaxis.get_major_formatter()(0.01, 0) == "1 %"
-
-
-def test_roc_can_keep_a_linear_axis():
-    axes = plot_roc(SAME, DIFFERENT, log_far=False).axes[0]
-    assert axes.get_xscale() == "linear" and axes.get_xlim() == pytest.approx((0, 1))
-    assert axes.get_lines()[0].get_xdata() == pytest.approx(roc_curve(SAME, DIFFERENT).false_accept_rate.numpy())

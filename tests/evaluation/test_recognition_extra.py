@@ -1,19 +1,11 @@
-"""Ranking a gallery, accuracy as the gallery grows, and the pictures of hits, misses and retrieval."""
+"""Ranking a gallery and identification accuracy as the gallery grows."""
 import pytest
 import torch
-from matplotlib.figure import Figure
 
 from course_utils.core import reference
 from course_utils.data.batches import keyed_generator
-from course_utils.evaluation.recognition import (
-    GallerySizeResult,
-    Ranking,
-    accuracy_vs_gallery_size,
-    plot_accuracy_vs_gallery_size,
-    plot_hits_and_misses,
-    plot_retrieval,
-    rank_gallery,
-)
+from course_utils.evaluation.recognition import GallerySizeResult, accuracy_vs_gallery_size
+from course_utils.evaluation.retrieval import Ranking, rank_gallery
 
 
 def _points(seed, n, d=5):
@@ -111,36 +103,3 @@ def test_accuracy_vs_gallery_size_refuses_bad_input(kwargs, match):
                  "gallery_labels": torch.arange(20), "sizes": (5,), "seed": 0} | kwargs
     with pytest.raises(ValueError, match=match):
         accuracy_vs_gallery_size(**arguments)
-
-
-def test_plot_accuracy_vs_gallery_size_draws_one_line_per_name():
-    rows = [GallerySizeResult(10, 0.9, 30), GallerySizeResult(100, 0.5, 300)]
-    figure = plot_accuracy_vs_gallery_size({"trained": rows, "raw pixels": rows[:1]})
-    ax = figure.axes[0]
-    assert [line.get_label() for line in ax.get_lines()] == ["trained", "raw pixels"]
-    assert list(ax.get_lines()[0].get_ydata()) == [90.0, 50.0]
-    assert "%" in ax.get_ylabel() and "enrolled" in ax.get_xlabel()
-    with pytest.raises(TypeError, match="accuracy_vs_gallery_size"):
-        plot_accuracy_vs_gallery_size({"bad": [0.5]})
-
-
-def test_hits_and_misses_label_every_column():
-    pictures = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    figure = plot_hits_and_misses(pictures, pictures.flip(0), torch.tensor([0.1234, 0.5, 2.0]),
-                                  torch.tensor([True, False, True]))
-    assert isinstance(figure, Figure) and len(figure.axes) == 6
-    labels = [ax.get_xlabel() for ax in figure.axes[3:]]
-    assert labels == ["d = 0.12\n\u2713 right", "d = 0.50\n\u2717 wrong", "d = 2.00\n\u2713 right"]
-    with pytest.raises(ValueError, match="one per query"):
-        plot_hits_and_misses(pictures, pictures[:2], torch.zeros(3), torch.ones(3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="bool"):
-        plot_hits_and_misses(pictures, pictures, torch.zeros(3), torch.ones(3))
-
-
-def test_retrieval_figure_shows_query_and_ranked_results():
-    pictures = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    figure = plot_retrieval(pictures[0], pictures[1:], torch.tensor([0.2, 0.3, 0.9]), torch.tensor([True, True, False]))
-    assert len(figure.axes) == 4 and figure.axes[0].get_xlabel() == "query"
-    assert figure.axes[3].get_xlabel() == "d = 0.90\n\u2717 other person" and figure.axes[1].get_title() == "#1"
-    with pytest.raises(ValueError, match="C = 1 or 3"):
-        plot_retrieval(pictures[0, 0], pictures[1:], torch.zeros(3), torch.ones(3, dtype=torch.bool))

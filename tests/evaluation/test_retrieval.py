@@ -1,7 +1,6 @@
-"""Retrieval metrics against pytorch-metric-learning and a slow loop; one-shot; plots."""
+"""Retrieval metrics against pytorch-metric-learning and a slow loop; one-shot identification."""
 import pytest
 import torch
-from matplotlib.figure import Figure
 from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
@@ -11,10 +10,6 @@ from course_utils.data import one_shot_split, pixel_one_shot_accuracy
 from course_utils.evaluation.retrieval import (
     embed,
     one_shot_identification,
-    plot_distance_histograms,
-    plot_embeddings,
-    plot_history,
-    project_2d,
     retrieval_metrics,
     same_and_different_distances,
 )
@@ -160,42 +155,3 @@ def test_same_and_different_distances_count_each_pair_once():
     assert len(same) + len(different) == 30 * 29 // 2
     i, j = 0, next(j for j in range(1, 30) if labels[j] != labels[0])
     assert torch.isclose(different, ((embeddings[i] - embeddings[j]) ** 2).sum()).any()
-
-
-@pytest.mark.parametrize("method", ["pca", "tsne"])
-def test_projection_shape_and_determinism(method):
-    embeddings, _ = clustered(0, n=25)
-    first = project_2d(embeddings, method=method, seed=1)
-    assert first.shape == (25, 2)
-    assert (first == project_2d(embeddings, method=method, seed=1)).all()
-    with pytest.raises(ValueError, match="unknown method"):
-        project_2d(embeddings, method="umap")
-
-
-def test_plots_have_labelled_axes():
-    embeddings, labels = clustered(0, n=50, classes=5)
-    figure = plot_embeddings(embeddings, labels, max_identities=3)
-    (ax,) = figure.axes
-    assert ax.get_xlabel() and ax.get_ylabel()
-    assert len(ax.collections) == 3
-    (ax,) = plot_distance_histograms(embeddings, labels, alpha=0.2).axes
-    assert "squared Euclidean" in ax.get_xlabel() and "density" in ax.get_ylabel()
-    history = [
-        {"epoch": e, "loss": 0.1 / e, "active_fraction": None, "mean_d_ap": 0.2, "mean_d_an": 1.0,
-         "test_map_at_r": 0.1 * e, "test_precision_at_1": 0.2 * e}
-        for e in (1, 2)
-    ]
-    axes = plot_history(history).axes
-    assert len(axes) == 3
-    assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() for ax in axes)
-    with pytest.raises(ValueError, match="non-empty list"):
-        plot_history([])
-
-
-def test_plots_draw_on_given_axes():
-    embeddings, labels = clustered(0, n=50, classes=5)
-    figure = Figure()
-    left, right = figure.subplots(1, 2)
-    assert plot_embeddings(embeddings, labels, ax=left) is figure
-    assert plot_distance_histograms(embeddings, labels, ax=right) is figure
-    assert left.collections and right.patches
