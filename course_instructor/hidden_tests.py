@@ -37,19 +37,8 @@ import torch
 from torch import nn
 
 from course_utils.core import reference
-from course_utils.checks.basics import (
-    DISTANCE_MATRIX,
-    MEAN_OVER_ACTIVE,
-    TRIPLET_LOSS,
-    Case,
-    CheckResult,
-    Exercise,
-    Mistake,
-    _CountTorchCalls,
-    _TooManyTorchCalls,
-    collect_answers,
-    run_check,
-)
+from course_utils.checks.basics import DISTANCE_MATRIX, MEAN_OVER_ACTIVE, TRIPLET_LOSS, _CountTorchCalls, _TooManyTorchCalls
+from course_utils.checks.runner import Case, CheckResult, Exercise, Mistake, collect_answers, run_check
 
 # The MIME type of the structured result a hidden test cell displays (read back by course_instructor.grading).
 RESULT_MIME = "application/vnd.course-utils.hidden-tests+json"
@@ -394,7 +383,7 @@ def _mean_over_active_cases(seed: int) -> tuple[HiddenCase, ...]:
 
 
 def _mask_case(exercise: Exercise, case: Case, **check_options) -> HiddenCase:
-    from course_utils.checks.masks import run_mask_check
+    from course_utils.checks.compat import run_mask_check
 
     one = replace(exercise, cases=(case,))
     return HiddenCase(case.description, lambda function: run_mask_check(function, one, **check_options))
@@ -534,7 +523,7 @@ def _training_step_cases(seed: int) -> tuple[HiddenCase, ...]:
 
 
 def _recognition_case(exercise_name: str, case: Case) -> HiddenCase:
-    from course_utils.checks import recognition as cr
+    from course_utils.checks import compat as cr
 
     if exercise_name == "verify":
         one = replace(cr.VERIFY, cases=(case,))

@@ -1,331 +1,31 @@
-"""Checks for the notebooks' exercises: run the learner's function, say precisely what is wrong.
-
-A check calls the learner's function on a few small test cases and compares each
-answer with `course_utils.core.reference`. When an answer is wrong it looks for the
-typical mistake that explains it (forgot the max with 0, used the distance instead of
-its square, summed over the wrong axis, ...) by computing what each known mistake
-would have returned and comparing. A function that still raises NotImplementedError
-gets a kind "not implemented yet" message instead of a traceback.
-
-Every check prints one clear message and returns a `CheckResult` (true when passed).
-
-Adding a check for a new exercise (notebooks 04-08 do it the same way):
-1. write its test cases as `Case` objects (small, with shapes that cannot be confused,
-   for example n != d, so a sum over the wrong axis shows up as a wrong shape);
-2. write the typical mistakes as `Mistake` objects: a function computing what the
-   mistaken code returns, and the hint to show;
-3. describe it in an `Exercise` (the reference answer comes from `course_utils.core.reference`);
-4. add a one-line public function ``check_<name>(function)`` returning
-   ``run_check(function, EXERCISE)``, and a test that feeds it real mistaken code.
-"""
+"""Checks of notebooks 01-03: squared distances, the distance matrix, the triplet loss, the cost J and
+the mean over the active triplets. Each is an `Exercise` run by `course_utils.checks.runner.run_check`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import zip_longest
-from typing import Callable
 
 import torch
 from torch.overrides import TorchFunctionMode
 
+from course_utils.checks.runner import (
+    ABSOLUTE_TOLERANCE,
+    RELATIVE_TOLERANCE,
+    Case,
+    CheckResult,
+    ErrorHint,
+    Exercise,
+    Mistake,
+    collect_answers,
+    explain_exception,
+    fail,
+    fresh_copies,
+    run_check,
+    show_pair,
+)
 from course_utils.core import reference
 
-# Learners compute in float32; answers are compared in float64 with float32-sized tolerances.
-RELATIVE_TOLERANCE = 1e-4
-ABSOLUTE_TOLERANCE = 1e-5
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check.
-
-    Attributes:
-        exercise: the exercise's name.
-        passed: True when every case matched the reference.
-        message: what was printed for the learner.
-        mistake: short name of what went wrong ("forgot_max", "not_implemented", ...),
-            None when passed or when no known mistake explains the answer.
-    """
-
-    exercise: str
-    passed: bool
-    message: str
-    mistake: str | None = None
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        return self.message
-
-
-@dataclass(frozen=True)
-class Case:
-    """One test case: the arguments passed to the learner's function.
-
-    Attributes:
-        description: a few words a learner recognises, for example "three pairs in 4-D".
-        args: positional arguments; tensors are copied before each call.
-    """
-
-    description: str
-    args: tuple
-
-
-@dataclass(frozen=True)
-class Mistake:
-    """A typical mistake: what the mistaken code returns, and what to change.
-
-    Attributes:
-        name: short identifier, for example "forgot_max".
-        compute: function of the case's arguments returning the mistaken answer.
-        hint: the advice shown when the learner's answer matches this mistake.
-    """
-
-    name: str
-    compute: Callable[..., torch.Tensor]
-    hint: str
-
-
-@dataclass(frozen=True)
-class ErrorHint:
-    """Advice for an exception whose message contains a known phrase.
-
-    Attributes:
-        name: short identifier of the mistake.
-        phrase: text to look for in the exception's message.
-        hint: the advice shown.
-    """
-
-    name: str
-    phrase: str
-    hint: str
-
-
-@dataclass(frozen=True)
-class Exercise:
-    """Everything a check needs to know about one exercise.
-
-    Attributes:
-        name: the function name the notebook asks for.
-        returns: what the answer should be, in words ("one distance per row, shape (n,)").
-        expected: reference answer (float64 tensor) for a case's arguments.
-        cases: the test cases.
-        mistakes: typical mistakes, most specific first.
-        error_hints: advice for typical exceptions.
-        needs_gradient: the answer must stay attached to the autograd graph.
-        show: (answer, expected) -> the lines showing a wrong answer beside the expected one;
-            None shows both as short flat lists.
-        shape_hint: the advice when a wrong answer has the wrong shape and no known mistake explains it.
-        after_cases: further checks run once every case has the right numbers, in order; each is
-            called as check(function, exercise) and returns a CheckResult that stops the check, or None.
-    """
-
-    name: str
-    returns: str
-    expected: Callable[..., torch.Tensor]
-    cases: tuple[Case, ...]
-    mistakes: tuple[Mistake, ...]
-    error_hints: tuple[ErrorHint, ...] = field(default_factory=tuple)
-    needs_gradient: bool = True
-    show: Callable[[torch.Tensor, torch.Tensor], str] | None = None
-    shape_hint: str = ("Check which dimension you reduce (dim=1 adds up the coordinates of each row) "
-                       "and whether you kept an extra dimension.")
-    after_cases: tuple[Callable[..., CheckResult | None], ...] = ()
-
-
-# ---------------------------------------------------------------------------
-# The machinery shared by every check.
-
-
-def _fresh_copies(args: tuple, requires_grad: bool) -> tuple:
-    """Copies of the tensor arguments, so a learner's in-place change cannot leak into the next case.
-
-    Only floating tensors can require a gradient; integer ones (labels) are copied as they are.
-    """
-    return tuple(
-        a.detach().clone().requires_grad_(requires_grad and a.is_floating_point()) if isinstance(a, torch.Tensor) else a
-        for a in args
-    )
-
-
-def _show(value) -> str:
-    """Short readable text for a tensor or number: values to 4 decimals, and the shape."""
-    if isinstance(value, torch.Tensor):
-        numbers = value.detach().double().flatten()
-        shown = ", ".join(f"{v:.4f}" for v in numbers[:6].tolist())
-        more = ", ..." if numbers.numel() > 6 else ""
-        if value.dim() == 0:
-            return f"tensor({shown}) (a 0-d tensor, shape ())"
-        return f"[{shown}{more}] (shape {tuple(value.shape)})"
-    return repr(value)
-
-
-def _describe_args(args: tuple) -> str:
-    """"shape (3, 4), shape (3, 4), 0.2": tensors by their shape, numbers as they are."""
-    return ", ".join(f"shape {tuple(a.shape)}" if isinstance(a, torch.Tensor) else repr(a) for a in args)
-
-
-def _matches(answer, target: torch.Tensor) -> bool:
-    """Same shape and the same numbers up to float32 round-off (nan only where the target has nan,
-    so a mistake that produces nan can be recognised; no reference answer contains nan)."""
-    return (
-        isinstance(answer, torch.Tensor)
-        and answer.shape == target.shape
-        and bool(torch.allclose(answer.detach().double(), target.double(),
-                                rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE, equal_nan=True))
-    )
-
-
-def _fail(exercise: Exercise, headline: str, details: str, mistake: str | None) -> CheckResult:
-    message = f"Not yet: {exercise.name} {headline}\n{details}"
-    return CheckResult(exercise.name, False, message, mistake)
-
-
-def _diagnose_exception(exercise: Exercise, case: Case, error: Exception) -> CheckResult:
-    text = f"{type(error).__name__}: {error}"
-    for known in exercise.error_hints:
-        if known.phrase in str(error):
-            return _fail(exercise, f"raised an error on the test case \"{case.description}\".",
-                         f"  The error: {text}\n  Hint: {known.hint}", known.name)
-    return _fail(exercise, f"raised an error on the test case \"{case.description}\".",
-                 f"  Arguments: {_describe_args(case.args)}\n  The error: {text}\n"
-                 "  Hint: run your function on these arguments in a new cell to see where it fails.", None)
-
-
-def _wrong_type(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -> CheckResult | None:
-    """A message when the answer is not a floating-point tensor at all; None when it is."""
-    where = f"on the test case \"{case.description}\""
-    if answer is None:
-        return _fail(exercise, f"returned None {where}.",
-                     "  Hint: did you forget the `return` statement at the end of the function?", "returned_none")
-    if isinstance(answer, (bool, int, float)):
-        same = expected.dim() == 0 and _matches(torch.tensor(float(answer)), expected)
-        value_note = " The value is right; only its type is wrong." if same else ""
-        zero_note = (" Where the answer is 0, return a 0 that is still a tensor computed from the inputs, "
-                     "such as x.sum() * 0." if answer == 0 else "")
-        return _fail(
-            exercise, f"returned a Python {type(answer).__name__} ({answer!r}) {where}, not a torch tensor.",
-            f"  Expected {exercise.returns}.{value_note}\n"
-            "  Hint: a Python number has no gradient, so training could not learn from it. Keep the result a "
-            "tensor: don't call .item() or float(), and use torch.clamp(x, min=0) (or torch.relu) rather than "
-            f"Python's built-in max(x, 0).{zero_note}", "python_number")
-    if not isinstance(answer, torch.Tensor):
-        return _fail(exercise, f"returned a {type(answer).__name__} {where}, not a torch tensor.",
-                     f"  Expected {exercise.returns}.\n"
-                     "  Hint: use torch operations on the input tensors all the way through (no NumPy, no lists).",
-                     "not_a_tensor")
-    if not answer.is_floating_point():
-        return _fail(exercise, f"returned a tensor of dtype {answer.dtype} {where}.",
-                     f"  Expected {exercise.returns}, as floating-point numbers.\n"
-                     "  Hint: distances and losses are real numbers; an integer or boolean result means a "
-                     "comparison or a rounding crept in.", "not_floating")
-    return None
-
-
-def find_mistake(exercise: Exercise, failing: int, answers: list, matches) -> Mistake | None:
-    """The known mistake that reproduces the wrong answer to case `failing`, or None.
-
-    A mistake that reproduces every tensor answer is preferred to one that matches only the
-    failing case. `matches(answer, expected)` decides equality (tolerance for numbers, exact for masks).
-    """
-    case, answer = exercise.cases[failing], answers[failing]
-    explaining = [m for m in exercise.mistakes if matches(answer, m.compute(*case.args))]
-    everywhere = [
-        m for m in explaining
-        if all(matches(a, m.compute(*c.args)) for c, a in zip(exercise.cases, answers) if isinstance(a, torch.Tensor))
-    ]
-    return (everywhere or explaining or [None])[0]
-
-
-def _diagnose_wrong_answer(exercise: Exercise, failing: int, answers: list, expected: torch.Tensor) -> CheckResult:
-    """Explain the wrong answer to case number `failing`: by a known mistake that reproduces it, else by the numbers."""
-    case, answer = exercise.cases[failing], answers[failing]
-    found = find_mistake(exercise, failing, answers, _matches)
-    shown = (exercise.show(answer, expected) if exercise.show is not None
-             else f"    your answer: {_show(answer)}\n    expected:    {_show(expected)}")
-    got = f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n{shown}"
-    if found is not None:
-        return _fail(exercise, "gives a wrong answer.", f"{got}\n  Hint: {found.hint}", found.name)
-    if answer.shape != expected.shape:
-        return _fail(exercise, f"returns shape {tuple(answer.shape)} where {tuple(expected.shape)} is expected.",
-                     f"{got}\n  Hint: it should return {exercise.returns}. {exercise.shape_hint}", "wrong_shape")
-    return _fail(exercise, "gives a wrong answer.",
-                 f"{got}\n  Hint: compute this case by hand, step by step, and compare with your code.", None)
-
-
-def run_check(function, exercise: Exercise) -> CheckResult:
-    """Run a learner's function on every case of an exercise, print and return the verdict.
-
-    Args:
-        function: the learner's function.
-        exercise: what to check it against.
-    Returns:
-        CheckResult; true when every case matched the reference.
-    """
-    if not callable(function):
-        raise TypeError(
-            f"pass the function itself, for example check_{exercise.name}({exercise.name}) without "
-            f"parentheses after {exercise.name}; got a {type(function).__name__}."
-        )
-    result = _run_cases(function, exercise)
-    print(result.message)
-    return result
-
-
-def collect_answers(function, exercise: Exercise, requires_grad: bool) -> list | CheckResult:
-    """Run the learner's function on every case; the answers, or the CheckResult that stops the check.
-
-    Stops kindly at a stub that still raises NotImplementedError, explains any other error, and
-    catches a function that changes its inputs in place. Shared by every kind of check.
-    """
-    answers = []
-    for case in exercise.cases:
-        inputs = _fresh_copies(case.args, requires_grad)
-        try:
-            answers.append(function(*inputs))
-        except NotImplementedError:
-            message = (
-                f"{exercise.name} is not implemented yet. Replace the line `raise NotImplementedError()` "
-                "with your code, run that cell, then run this check again. No hurry: everything you need "
-                "is in the text above."
-            )
-            return CheckResult(exercise.name, False, message, "not_implemented")
-        except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
-            return _diagnose_exception(exercise, case, error)
-        if any(isinstance(a, torch.Tensor) and not torch.equal(a, b) for a, b in zip(inputs, case.args)):
-            return _fail(exercise, f"changed its input tensors on the test case \"{case.description}\".",
-                         "  Hint: an in-place operation such as a -= b or x.clamp_(...) overwrote an argument; "
-                         "compute a new tensor instead (diff = a - b).", "modified_input")
-    return answers
-
-
-def _run_cases(function, exercise: Exercise) -> CheckResult:
-    answers = collect_answers(function, exercise, exercise.needs_gradient)
-    if isinstance(answers, CheckResult):
-        return answers
-    for number, (case, answer) in enumerate(zip(exercise.cases, answers)):
-        expected = exercise.expected(*case.args)
-        wrong = _wrong_type(exercise, case, answer, expected)
-        if wrong is not None:
-            return wrong
-        if not _matches(answer, expected):
-            return _diagnose_wrong_answer(exercise, number, answers, expected)
-        if exercise.needs_gradient and answer.grad_fn is None:
-            return _fail(exercise, "gives the right numbers, but detached from the autograd graph.",
-                         f"  Test case \"{case.description}\": the answer has no grad_fn, so no gradient can "
-                         "flow back to the encodings.\n  Hint: build the result with torch operations on "
-                         "the inputs; torch.tensor(...), .detach(), .item() or .numpy() cut the graph.",
-                         "detached")
-    for further_check in exercise.after_cases:
-        verdict = further_check(function, exercise)
-        if verdict is not None:
-            return verdict
-    count = len(exercise.cases) + len(exercise.after_cases)
-    return CheckResult(exercise.name, True, f"Well done: {exercise.name} is correct on all {count} test cases.")
-
-
-# ---------------------------------------------------------------------------
-# Shared pieces of the reference answers and mistakes (all in float64).
+# Pieces of the reference answers and mistakes (all in float64).
 
 
 def _rows(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean") -> torch.Tensor:
@@ -425,24 +125,14 @@ def _table(value: torch.Tensor, differs: torch.Tensor | None) -> list[str]:
             for row, mark in zip(rows.tolist(), marks.tolist())]
 
 
-def show_side_by_side(answer, expected: torch.Tensor, largest: int = 6) -> str:
-    """A wrong answer and the expected one as small tables next to each other; entries that differ get a *.
-
-    Falls back to the short flat lists when either is larger than largest x largest or has more
-    than two dimensions.
-
-    Args:
-        answer: what the learner's function returned (a tensor).
-        expected: the reference answer.
-        largest: the most rows and columns shown.
-    Returns:
-        the lines, indented for a check's message.
-    """
+def show_side_by_side(answer, expected: torch.Tensor, args: tuple = (), largest: int = 6) -> str:
+    """A wrong answer and the expected one as small tables side by side, differing entries marked with *;
+    the short flat lists when either is not 1-D or 2-D with at most `largest` rows and columns."""
     def fits(value) -> bool:
         return isinstance(value, torch.Tensor) and 1 <= value.dim() <= 2 and max(value.shape) <= largest
 
     if not (fits(answer) and fits(expected)):
-        return f"    your answer: {_show(answer)}\n    expected:    {_show(expected)}"
+        return show_pair(answer, expected)
     differs = None
     if answer.shape == expected.shape:
         differs = ~torch.isclose(answer.detach().double(), expected.double(),
@@ -508,7 +198,7 @@ def _no_negative_distance(function, exercise: Exercise) -> CheckResult | None:
     (x,), answer = ROUND_OFF_CASE.args, answers[0]
     if not isinstance(answer, torch.Tensor) or answer.shape != (len(x), len(x)):
         shown = f"shape {tuple(answer.shape)}" if isinstance(answer, torch.Tensor) else f"a {type(answer).__name__}"
-        return _fail(exercise, f"returns {shown} on the test case \"{ROUND_OFF_CASE.description}\".",
+        return fail(exercise, f"returns {shown} on the test case \"{ROUND_OFF_CASE.description}\".",
                      f"  Expected {exercise.returns}, here shape {(len(x), len(x))}.\n"
                      "  Hint: make your function work for any number of points n and any size d.", "wrong_shape")
     smallest = answer.detach().min()
@@ -516,7 +206,7 @@ def _no_negative_distance(function, exercise: Exercise) -> CheckResult | None:
         return None
     i, j = divmod(int(answer.detach().argmin()), len(x))
     true = float(((x[i].double() - x[j].double()) ** 2).sum())
-    return _fail(
+    return fail(
         exercise, f"gives negative squared distances on the test case \"{ROUND_OFF_CASE.description}\".",
         f"  {int((answer.detach() < 0).sum())} entries are negative; the smallest is {float(smallest):.4f}, at row {i}, "
         f"column {j}, where the true squared distance is {true:.6f}.\n"
@@ -530,13 +220,13 @@ def _no_python_loop(function, exercise: Exercise) -> CheckResult | None:
 
     A vectorised answer makes the same few calls (about 2 to 15) for any number of points; a loop
     makes at least one per point, so on 100 points the two cannot be confused."""
-    inputs = _fresh_copies(LOOP_CASE.args, exercise.needs_gradient)
+    inputs = fresh_copies(LOOP_CASE.args, exercise.needs_gradient)
     counter = _CountTorchCalls(limit=len(inputs[0]))
     try:
         with counter:
             function(*inputs)
     except _TooManyTorchCalls:
-        return _fail(
+        return fail(
             exercise, "gives the right numbers, but with a Python loop.",
             f"  On the test case \"{LOOP_CASE.description}\" it made more than {counter.limit} tensor operations, more "
             "than one per point; a vectorised answer makes the same handful for any number of points.\n"
@@ -544,7 +234,7 @@ def _no_python_loop(function, exercise: Exercise) -> CheckResult | None:
             "timing above). Build all pairs at once: the broadcast difference x[:, None, :] - x[None, :, :], or the "
             "expansion with x @ x.T.", "python_loop")
     except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
-        return _diagnose_exception(exercise, LOOP_CASE, error)
+        return explain_exception(exercise, LOOP_CASE, error)
     return None
 
 
@@ -736,12 +426,12 @@ def _nan_free_gradient(function, exercise: Exercise) -> CheckResult | None:
     answers = collect_answers(function, replace(exercise, cases=(NONE_ACTIVE_CASE,)), requires_grad=True)
     if isinstance(answers, CheckResult):
         return answers
-    (losses,) = _fresh_copies(NONE_ACTIVE_CASE.args, requires_grad=True)
+    (losses,) = fresh_copies(NONE_ACTIVE_CASE.args, requires_grad=True)
     answer = function(losses)
     (gradient,) = torch.autograd.grad(answer, losses, allow_unused=True)
     if gradient is None or bool(torch.isfinite(gradient).all()):
         return None
-    return _fail(
+    return fail(
         exercise, f"returns 0 on the test case \"{NONE_ACTIVE_CASE.description}\", but its gradient there is nan.",
         "  Training calls .backward() on every batch, and one nan in a gradient turns every weight into nan.\n"
         "  Hint: torch.where(count > 0, total / count, 0) still computes total / count = 0 / 0, and its gradient "

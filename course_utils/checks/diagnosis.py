@@ -1,25 +1,19 @@
-"""Check for notebook 08's exercise: name the failure of a run from its per-step records.
+"""Check of notebook 08's exercise: name_the_failure(history, alpha) names a run's failure by the five
+rules the notebook states (`course_utils.core.reference.name_the_failure` applies them literally).
 
-The learner writes ``name_the_failure(history, alpha)`` returning one of
-`course_utils.lessons.diagnosis.FAILURES` for a run that used squared Euclidean distances, by the
-five rules the notebook states (`course_utils.core.reference.name_the_failure` applies them,
-slowly and literally). The check feeds it short made-up runs, among them the ones where a
-careless reading goes wrong: one step without triplets, alpha >= 4 with encodings that are
-not unit vectors, a healthy run whose loss sits near alpha, NaN in a run whose batches mostly
-had no triplet. A wrong name is explained by the mistake that reproduces the learner's answers
-on every case (`course_utils.checks.basics.find_mistake`), else by the symptom the learner missed.
-It prints one message and returns a ``course_utils.checks.basics.CheckResult``.
+The made-up runs include those a careless reading gets wrong: one step without triplets, alpha >= 4
+with encodings that are not unit vectors, a healthy run whose loss sits near alpha, NaN in a run whose
+batches mostly had no triplet. A wrong name is explained by the mistake that reproduces every answer,
+else by the symptom the learner missed.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
+from course_utils.checks.runner import Case, CheckResult, Exercise, Mistake, fail, run_check
 from course_utils.core import reference
-from course_utils.checks.basics import Case, CheckResult, Exercise, Mistake, collect_answers, find_mistake
 from course_utils.lessons.diagnosis import FAILURES
 
-EXERCISE_NAME = "name_the_failure"
 ALPHA = 0.2
 NAN = float("nan")
 
@@ -98,8 +92,29 @@ MISTAKES = (
             "rules 3 and 4 read the LAST record, history[-1]: where the run ended, not where it started."),
 )
 
+def _unknown_name(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
+    if answer in FAILURES:
+        return None
+    return fail(exercise, f"returned {answer!r} for \"{case.description}\".",
+                f"  Expected {exercise.returns}.\n  Hint: return the name as a string, spelt exactly as in the "
+                "list (did you forget the `return`?).", "unknown_name")
+
+
+def _wrong_name(exercise: Exercise, number: int, answers: list, expected: str) -> CheckResult:
+    """A wrong name, explained by the mistake that reproduces EVERY answer of the learner (a name is one of
+    five words, so matching one case proves little), else by the symptom of the right name."""
+    case, answer = exercise.cases[number], answers[number]
+    found = next((m for m in exercise.mistakes
+                  if all(m.compute(*c.args) == a for c, a in zip(exercise.cases, answers))), None)
+    return fail(exercise, f"named \"{case.description}\" {answer!r}, but it is {expected!r}.",
+                f"  Hint: {SYMPTOMS[expected] if found is None else found.hint}",
+                f"said_{answer}" if found is None else found.name)
+
+
+
+
 EXERCISE = Exercise(
-    name=EXERCISE_NAME,
+    name="name_the_failure",
     returns=f"one of the names {', '.join(map(repr, FAILURES))}",
     expected=reference.name_the_failure,
     cases=(
@@ -129,52 +144,15 @@ EXERCISE = Exercise(
     ),
     mistakes=MISTAKES,
     needs_gradient=False,
+    matches=lambda answer, expected: answer == expected,
+    wrong_form=_unknown_name,
+    explain=_wrong_name,
+    passed="names all {count} runs correctly.",
 )
 
 
-def _fail(headline: str, details: str, mistake: str | None) -> CheckResult:
-    return CheckResult(EXERCISE_NAME, False, f"Not yet: {EXERCISE_NAME} {headline}\n{details}", mistake)
-
-
-def _same(answer, expected) -> bool:
-    return answer == expected
-
-
-def _explain(failing: int, answers: list) -> Mistake | None:
-    """The known mistake that reproduces every answer of the learner, or None.
-
-    A name is one of five words, so a mistake that matches only the failing case proves little
-    (a function answering "healthy" everywhere would match several); it must match them all.
-    """
-    everywhere = tuple(m for m in MISTAKES
-                       if all(m.compute(*case.args) == answer for case, answer in zip(EXERCISE.cases, answers)))
-    return find_mistake(replace(EXERCISE, mistakes=everywhere), failing, answers, _same)
-
-
-def _verdict(function) -> CheckResult:
-    answers = collect_answers(function, EXERCISE, requires_grad=False)
-    if isinstance(answers, CheckResult):
-        return answers
-    for number, (case, answer) in enumerate(zip(EXERCISE.cases, answers)):
-        expected = EXERCISE.expected(*case.args)
-        if answer not in FAILURES:
-            return _fail(f"returned {answer!r} for \"{case.description}\".",
-                         f"  Expected {EXERCISE.returns}.\n  Hint: return the name as a string, spelt "
-                         "exactly as in the list (did you forget the `return`?).", "unknown_name")
-        if answer != expected:
-            found = _explain(number, answers)
-            hint = found.hint if found is not None else SYMPTOMS[expected]
-            return _fail(f"named \"{case.description}\" {answer!r}, but it is {expected!r}.",
-                         f"  Hint: {hint}", found.name if found is not None else f"said_{answer}")
-    return CheckResult(EXERCISE_NAME, True,
-                       f"Well done: {EXERCISE_NAME} names all {len(EXERCISE.cases)} runs correctly.")
 
 
 def check_name_the_failure(function) -> CheckResult:
     """Check a learner's name_the_failure(history, alpha) -> a name from FAILURES; print the verdict."""
-    if not callable(function):
-        raise TypeError(f"pass the function itself, for example check_name_the_failure(name_the_failure); "
-                        f"got a {type(function).__name__}.")
-    result = _verdict(function)
-    print(result.message)
-    return result
+    return run_check(function, EXERCISE)

@@ -1,33 +1,23 @@
-"""Checks for the exercises of notebooks 04 and 05: building triplets and choosing them.
-
-They use the framework of `course_utils.checks.basics` (``Case``, ``Mistake``, ``Exercise``,
-``CheckResult``). Notebook 04's exercise returns a boolean mask, which the framework's
-`run_check` would refuse as "not floating-point", so this module adds `run_mask_check`:
-the same steps (run every case, explain errors, recognise known mistakes), but an answer
-matches when it is a boolean tensor with exactly the expected entries.
-Notebook 05's exercise (FaceNet's semi-hard triplets) returns a boolean mask as well.
-"""
+"""Checks of notebooks 04 and 05, whose answers are boolean masks: the valid-triplet mask and the
+semi-hard mask. An answer matches when it is a boolean tensor with exactly the expected entries."""
 from __future__ import annotations
 
 from itertools import permutations
 
 import torch
 
-from course_utils.core import reference
-from course_utils.checks.basics import (
+from course_utils.checks.runner import (
     Case,
     CheckResult,
     ErrorHint,
     Exercise,
     Mistake,
-    _describe_args,
-    _fail,
-    collect_answers,
-    find_mistake,
+    fail,
+    returned_none,
+    run_check,
+    shown_case,
 )
-
-# ---------------------------------------------------------------------------
-# Boolean-mask answers.
+from course_utils.core import reference
 
 
 def _show_mask(mask: torch.Tensor) -> str:
@@ -35,131 +25,43 @@ def _show_mask(mask: torch.Tensor) -> str:
     return f"{int(mask.sum())} True entries (shape {tuple(mask.shape)}, dtype {mask.dtype})"
 
 
+def _show_masks(answer: torch.Tensor, expected: torch.Tensor, args: tuple = ()) -> str:
+    return f"    your answer: {_show_mask(answer)}\n    expected:    {_show_mask(expected)}"
+
+
 def _mask_matches(answer, target: torch.Tensor) -> bool:
-    return (
-        isinstance(answer, torch.Tensor)
-        and answer.dtype == torch.bool
-        and answer.shape == target.shape
-        and bool(torch.equal(answer.cpu(), target))
-    )
+    return (isinstance(answer, torch.Tensor) and answer.dtype == torch.bool and answer.shape == target.shape
+            and bool(torch.equal(answer.cpu(), target)))
 
 
-def _wrong_mask_type(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -> CheckResult | None:
-    """A message when the answer is not a boolean tensor; None when it is."""
+def _mask_form(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -> CheckResult | None:
+    """The message when the answer is not a boolean tensor; None when it is."""
     where = f"on the test case \"{case.description}\""
     if answer is None:
-        return _fail(exercise, f"returned None {where}.",
-                     "  Hint: did you forget the `return` statement at the end of the function?", "returned_none")
+        return returned_none(exercise, case, answer)
     if not isinstance(answer, torch.Tensor):
-        return _fail(exercise, f"returned a {type(answer).__name__} {where}, not a torch tensor.",
-                     f"  Expected {exercise.returns}.\n  Hint: build the mask with tensor comparisons "
-                     "(==, !=) and combine them with & (no Python loops or lists).", "not_a_tensor")
+        return fail(exercise, f"returned a {type(answer).__name__} {where}, not a torch tensor.",
+                    f"  Expected {exercise.returns}.\n  Hint: build the mask with tensor comparisons "
+                    "(==, !=) and combine them with & (no Python loops or lists).", "not_a_tensor")
     if answer.dtype != torch.bool:
         same_entries = answer.shape == expected.shape and bool(torch.equal(answer.cpu() != 0, expected))
         note = " Its True/False pattern is right; only the dtype is wrong." if same_entries else ""
-        return _fail(exercise, f"returned a tensor of dtype {answer.dtype} {where}.",
-                     f"  Expected {exercise.returns}.{note}\n  Hint: combine comparisons with & (and), | (or) "
-                     "and ~ (not); multiplying them or calling .float() or .long() turns the mask into numbers.",
-                     "not_boolean")
+        return fail(exercise, f"returned a tensor of dtype {answer.dtype} {where}.",
+                    f"  Expected {exercise.returns}.{note}\n  Hint: combine comparisons with & (and), | (or) "
+                    "and ~ (not); multiplying them or calling .float() or .long() turns the mask into numbers.",
+                    "not_boolean")
     return None
 
 
-def _differing_entries(answer: torch.Tensor, expected: torch.Tensor, explain_entry, args: tuple,
-                       shown: int = 2) -> str:
-    """The entries where two masks of the same shape differ: how many, and the first few, each explained."""
-    differs = answer.cpu() != expected
-    extra = (differs & answer.cpu()).nonzero().tolist()
-    missing = (differs & expected).nonzero().tolist()
-    lines = [f"    your mask differs from the expected one at {int(differs.sum())} of {differs.numel()} entries: "
-             f"{len(extra)} True that should be False, {len(missing)} False that should be True."]
-    for index in extra[:shown]:
-        lines.append(f"      mask[{', '.join(map(str, index))}] is True in yours, but {explain_entry(*args, *index)}")
-    for index in missing[:shown]:
-        lines.append(f"      mask[{', '.join(map(str, index))}] is False in yours, but {explain_entry(*args, *index)}")
-    return "\n".join(lines)
+# What every mask exercise shares: how answers are compared, shown and refused, and the hints.
+MASK_ANSWERS = dict(
+    needs_gradient=False, matches=_mask_matches, show=_show_masks, wrong_form=_mask_form,
+    shape_hint="Give the (B, B) pair masks the missing axis with .unsqueeze before combining them.",
+    fallback_hint="pick one entry [a, p, n] where your mask differs and decide by hand whether (a, p, n) is a "
+                  "valid triplet.",
+)
 
 
-def _axes_permuted(answer: torch.Tensor, expected: torch.Tensor, axis_names: tuple[str, ...]) -> str | None:
-    """The order of axes the answer uses when it is the expected mask with its axes permuted, else None."""
-    if answer.dim() != len(axis_names) or sorted(answer.shape) != sorted(expected.shape):
-        return None
-    for order in permutations(range(answer.dim())):
-        if order != tuple(range(answer.dim())) and _mask_matches(answer, expected.permute(order)):
-            return ", ".join(axis_names[axis] for axis in order)
-    return None
-
-
-def _diagnose_wrong_mask(exercise: Exercise, number: int, answers: list, expected: torch.Tensor,
-                         explain_entry=None, axis_names: tuple[str, ...] | None = None) -> CheckResult:
-    case, answer = exercise.cases[number], answers[number]
-    found = find_mistake(exercise, number, answers, _mask_matches)
-    got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
-           f"    your answer: {_show_mask(answer)}\n    expected:    {_show_mask(expected)}")
-    if explain_entry is not None and answer.shape == expected.shape:
-        got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
-               f"{_differing_entries(answer, expected, explain_entry, case.args)}")
-    permuted = None if axis_names is None else _axes_permuted(answer, expected, axis_names)
-    if permuted is not None:
-        asked = ", ".join(axis_names)
-        return _fail(exercise, f"gives the right mask with its axes swapped: yours is indexed [{permuted}], "
-                     f"the exercise asks for [{asked}].",
-                     f"{got}\n  Hint: {exercise.name}(labels)[{asked}] must be True for the valid triplet ({asked}). "
-                     "Put each (B, B) mask on the axes of its two pictures: the anchor-positive mask is indexed "
-                     "[a, p], so it gets .unsqueeze(2), shape (B, B, 1); the anchor-negative mask is indexed "
-                     "[a, n], so it gets .unsqueeze(1), shape (B, 1, B).", "axes_swapped")
-    if found is not None:
-        return _fail(exercise, "gives a wrong mask.", f"{got}\n  Hint: {found.hint}", found.name)
-    if answer.shape != expected.shape:
-        return _fail(exercise, f"returns shape {tuple(answer.shape)} where {tuple(expected.shape)} is expected.",
-                     f"{got}\n  Hint: it should return {exercise.returns}. Give the (B, B) pair masks the "
-                     "missing axis with .unsqueeze before combining them.", "wrong_shape")
-    return _fail(exercise, "gives a wrong mask.",
-                 f"{got}\n  Hint: pick one entry [a, p, n] where your mask differs and decide by hand whether "
-                 "(a, p, n) is a valid triplet.", None)
-
-
-def run_mask_check(function, exercise: Exercise, explain_entry=None,
-                   axis_names: tuple[str, ...] | None = None) -> CheckResult:
-    """Run a learner's function that returns a boolean mask on every case; print and return the verdict.
-
-    Args:
-        function: the learner's function.
-        exercise: what to check it against; ``expected`` and each mistake's ``compute``
-            return boolean CPU tensors.
-        explain_entry: optional; called as explain_entry(*case arguments, *index) it says in words
-            what the entry at that index should be and why. With it, a wrong mask of the right
-            shape is compared entry by entry: how many entries differ, and the first ones explained.
-        axis_names: optional names of the mask's axes, for example ("a", "p", "n"); with them, an
-            answer that is the expected mask with its axes in another order is named "axes_swapped".
-    Returns:
-        CheckResult; true when every case gave exactly the expected mask.
-    """
-    if not callable(function):
-        raise TypeError(
-            f"pass the function itself, for example check_{exercise.name}({exercise.name}) without "
-            f"parentheses after {exercise.name}; got a {type(function).__name__}."
-        )
-    result = _run_mask_cases(function, exercise, explain_entry, axis_names)
-    print(result.message)
-    return result
-
-
-def _run_mask_cases(function, exercise: Exercise, explain_entry=None, axis_names=None) -> CheckResult:
-    answers = collect_answers(function, exercise, requires_grad=False)
-    if isinstance(answers, CheckResult):
-        return answers
-    for number, (case, answer) in enumerate(zip(exercise.cases, answers)):
-        expected = exercise.expected(*case.args)
-        wrong = _wrong_mask_type(exercise, case, answer, expected)
-        if wrong is not None:
-            return wrong
-        if not _mask_matches(answer, expected):
-            return _diagnose_wrong_mask(exercise, number, answers, expected, explain_entry, axis_names)
-    count = len(exercise.cases)
-    return CheckResult(exercise.name, True, f"Well done: {exercise.name} is correct on all {count} test cases.")
-
-
-# ---------------------------------------------------------------------------
 # Notebook 04: the valid-triplet mask of a batch.
 
 
@@ -184,6 +86,38 @@ def _explain_triplet(labels: torch.Tensor, a: int, p: int, n: int) -> str:
         return f"(a={a}, p={p}, n={n}) is no valid triplet: the negative shows the anchor's own person {person[a]}."
     return (f"(a={a}, p={p}, n={n}) is a valid triplet: a and p are two pictures of person {person[a]}, "
             f"n shows person {person[n]}.")
+
+
+def _show_entries(answer: torch.Tensor, expected: torch.Tensor, args: tuple, shown: int = 2) -> str:
+    """Where a wrong valid-triplet mask differs: how many entries, and the first few explained in words."""
+    if answer.shape != expected.shape:
+        return _show_masks(answer, expected)
+    differs = answer.cpu() != expected
+    extra = (differs & answer.cpu()).nonzero().tolist()
+    missing = (differs & expected).nonzero().tolist()
+    lines = [f"    your mask differs from the expected one at {int(differs.sum())} of {differs.numel()} entries: "
+             f"{len(extra)} True that should be False, {len(missing)} False that should be True."]
+    for index, yours in [(i, "True") for i in extra[:shown]] + [(i, "False") for i in missing[:shown]]:
+        lines.append(f"      mask[{', '.join(map(str, index))}] is {yours} in yours, but "
+                     f"{_explain_triplet(*args, *index)}")
+    return "\n".join(lines)
+
+
+def _axes_swapped(exercise: Exercise, number: int, answers: list, expected: torch.Tensor) -> CheckResult | None:
+    """The message when the answer is the expected mask with its axes in another order; None otherwise."""
+    case, answer, names = exercise.cases[number], answers[number], ("a", "p", "n")
+    if answer.dim() != 3 or sorted(answer.shape) != sorted(expected.shape):
+        return None
+    order = next((o for o in permutations(range(3)) if o != (0, 1, 2) and _mask_matches(answer, expected.permute(o))),
+                 None)
+    if order is None:
+        return None
+    return fail(exercise, f"gives the right mask with its axes swapped: yours is indexed "
+                f"[{', '.join(names[axis] for axis in order)}], the exercise asks for [a, p, n].",
+                f"{shown_case(exercise, case, answer, expected)}\n  Hint: {exercise.name}(labels)[a, p, n] must be "
+                "True for the valid triplet (a, p, n). Put each (B, B) mask on the axes of its two pictures: the "
+                "anchor-positive mask is indexed [a, p], so it gets .unsqueeze(2), shape (B, B, 1); the "
+                "anchor-negative mask is indexed [a, n], so it gets .unsqueeze(1), shape (B, 1, B).", "axes_swapped")
 
 
 VALID_TRIPLET_MASK = Exercise(
@@ -218,7 +152,8 @@ VALID_TRIPLET_MASK = Exercise(
                   "two masks of different shapes were combined. Make both (B, B, B)-compatible: (B, B, 1) "
                   "for the anchor-positive mask and (B, 1, B) for the anchor-negative mask."),
     ),
-    needs_gradient=False,
+    **{**MASK_ANSWERS, "show": _show_entries},
+    explain=_axes_swapped,
 )
 
 
@@ -229,10 +164,9 @@ def check_valid_triplet_mask(function) -> CheckResult:
     (the loops over a, p and n); the right mask with its axes in another order is named
     "axes_swapped" with the order the learner used.
     """
-    return run_mask_check(function, VALID_TRIPLET_MASK, explain_entry=_explain_triplet, axis_names=("a", "p", "n"))
+    return run_check(function, VALID_TRIPLET_MASK)
 
 
-# ---------------------------------------------------------------------------
 # Notebook 05: FaceNet's semi-hard triplets as a mask.
 
 
@@ -301,10 +235,10 @@ SEMIHARD_MASK = Exercise(
                   "two tensors of different shapes were combined. Give d(a,p) the shape (B, B, 1) with "
                   "dist.unsqueeze(2) and d(a,n) the shape (B, 1, B) with dist.unsqueeze(1)."),
     ),
-    needs_gradient=False,
+    **MASK_ANSWERS,
 )
 
 
 def check_semihard_mask(function) -> CheckResult:
     """Check a learner's semihard_mask(dist, labels, alpha): (B, B), (B,), float -> (B, B, B) bool."""
-    return run_mask_check(function, SEMIHARD_MASK)
+    return run_check(function, SEMIHARD_MASK)

@@ -1,27 +1,32 @@
-"""Checks for notebook 07's exercises: write ``verify``, and write ``error_rates``.
+"""Checks of notebook 07's exercises, whose answers are tuples.
 
-``verify(embedding_a, embedding_b, threshold)`` returns ``(distance, accepted)``: the course's
-distance d = ||a - b||^2 between the two encodings (as given, not re-normalised), and the
-decision d <= threshold, the same boundary rule as ``course_utils.evaluation.recognition`` (a pair exactly
-at the threshold is accepted). It works for one pair, (D,) and (D,) giving two 0-d tensors, and
-for n pairs, (n, D) and (n, D) giving two (n,) tensors.
+verify(embedding_a, embedding_b, threshold) returns (distance, accepted): the squared distance between
+the encodings as given (not re-normalised) and the decision d <= threshold (a pair exactly at the
+threshold is accepted, as in `course_utils.evaluation.recognition`), for one pair ((D,) -> two 0-d
+tensors) or n pairs ((n, D) -> two (n,) tensors).
 
-``error_rates(same, different, thresholds)`` returns ``(far, frr, eer)``: the false-accept and
-false-reject rates at each threshold and the equal error rate among them. Its cases are compared
-with the slow loops of ``reference.error_rates``; once they pass, the answer on random distances
-is compared with the library's ``recognition.roc_curve`` and ``recognition.equal_error_rate``.
-
-The answers are tuples of tensors, which the framework's `run_check` does not compare, so this
-module runs the same steps itself (run every case, explain errors, recognise known mistakes with
-`find_mistake`), comparing numbers with float32 tolerance and decisions exactly.
+error_rates(same, different, thresholds) returns (far, frr, eer): the false-accept and false-reject
+rates at each threshold and the equal error rate. Its small cases are compared with the loops of
+`reference.error_rates`, then the answer on random distances with the library's roc_curve and
+equal_error_rate. Distances are compared with float32 tolerance, decisions exactly.
 """
 from __future__ import annotations
 
 import torch
 
+from course_utils.checks.runner import (
+    Case,
+    CheckResult,
+    ErrorHint,
+    Exercise,
+    Mistake,
+    _show,
+    fail,
+    returned_none,
+    run_check,
+    tensors_match,
+)
 from course_utils.core import reference
-from course_utils.checks.basics import Case, CheckResult, ErrorHint, Exercise, Mistake, _describe_args, _fail, _matches, _show
-from course_utils.checks.basics import collect_answers, find_mistake
 
 
 def _distances(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean") -> torch.Tensor:
@@ -46,7 +51,7 @@ def _answer_matches(answer, target) -> bool:
     distance, accepted = answer
     accepted = torch.as_tensor(accepted) if isinstance(accepted, bool) else accepted
     return (
-        _matches(distance, target[0])
+        tensors_match(distance, target[0])
         and isinstance(accepted, torch.Tensor)
         and accepted.dtype == torch.bool
         and accepted.shape == target[1].shape
@@ -56,6 +61,44 @@ def _answer_matches(answer, target) -> bool:
 
 def _grid(*rows) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float32)
+
+
+def _show_answer(answer, expected, args=()) -> str:
+    def shown(pair) -> str:
+        if isinstance(pair, tuple) and len(pair) == 2:
+            accepted = pair[1].tolist() if isinstance(pair[1], torch.Tensor) else pair[1]
+            return f"distance {_show(pair[0])}, accepted {accepted}"
+        return _show(pair)
+    return f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
+
+
+def _not_a_tuple(exercise: Exercise, case: Case, answer, parts: tuple[str, ...], kind: str) -> CheckResult | None:
+    """The message when the answer is None or not a tuple of len(parts) (a "pair", a "triple"); None otherwise."""
+    returned = f"`return {', '.join(parts)}`"
+    if answer is None:
+        return returned_none(exercise, case, answer, returned)
+    if not isinstance(answer, tuple) or len(answer) != len(parts):
+        return fail(exercise, f"returned a {type(answer).__name__} on the test case \"{case.description}\", not a "
+                    f"{kind}.", f"  Expected {exercise.returns}.\n  Hint: end with {returned}.", f"not_a_{kind}")
+    return None
+
+
+def _verify_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
+    """The message when the answer is not a (distance, accepted) pair of tensors; None when it is."""
+    where = f"on the test case \"{case.description}\""
+    not_a_pair = _not_a_tuple(exercise, case, answer, ("distance", "accepted"), "pair")
+    if not_a_pair is not None:
+        return not_a_pair
+    distance, accepted = answer
+    if not isinstance(distance, torch.Tensor) or not distance.is_floating_point():
+        return fail(exercise, f"returned a distance that is not a floating-point tensor {where}.",
+                    "  Hint: keep the distance a tensor (no .item() or float()), so n pairs give n distances.",
+                    "distance_not_a_tensor")
+    if not isinstance(accepted, bool) and not (isinstance(accepted, torch.Tensor) and accepted.dtype == torch.bool):
+        return fail(exercise, f"returned a decision that is not True/False {where}.",
+                    "  Hint: a comparison such as distance <= threshold gives a bool tensor; don't convert it "
+                    "to numbers.", "decision_not_boolean")
+    return None
 
 
 VERIFY = Exercise(
@@ -104,101 +147,17 @@ VERIFY = Exercise(
                   "pair and for n pairs."),
     ),
     needs_gradient=False,
+    matches=_answer_matches,
+    show=_show_answer,
+    wrong_form=_verify_form,
+    fallback_hint="compute d = sum of (a - b) ** 2 over the last axis by hand for this case, then accept when "
+                  "d <= threshold.",
 )
 
 
-def _show_answer(answer) -> str:
-    if isinstance(answer, tuple) and len(answer) == 2:
-        accepted = answer[1]
-        shown = accepted.tolist() if isinstance(accepted, torch.Tensor) else accepted
-        return f"distance {_show(answer[0])}, accepted {shown}"
-    return _show(answer)
-
-
-def _not_a_tuple(exercise: Exercise, case: Case, answer, parts: tuple[str, ...], kind: str) -> CheckResult | None:
-    """A message when the answer is None or not a tuple of len(parts) (a "pair", a "triple"); None otherwise."""
-    where = f"on the test case \"{case.description}\""
-    returned = f"`return {', '.join(parts)}`"
-    if answer is None:
-        return _fail(exercise, f"returned None {where}.", f"  Hint: did you forget the {returned} at the end?",
-                     "returned_none")
-    if not isinstance(answer, tuple) or len(answer) != len(parts):
-        return _fail(exercise, f"returned a {type(answer).__name__} {where}, not a {kind}.",
-                     f"  Expected {exercise.returns}.\n  Hint: end with {returned}.", f"not_a_{kind}")
-    return None
-
-
-def _wrong_form(case: Case, answer) -> CheckResult | None:
-    """A message when the answer is not a (distance, accepted) pair of tensors; None when it is."""
-    where = f"on the test case \"{case.description}\""
-    not_a_pair = _not_a_tuple(VERIFY, case, answer, ("distance", "accepted"), "pair")
-    if not_a_pair is not None:
-        return not_a_pair
-    distance, accepted = answer
-    if not isinstance(distance, torch.Tensor) or not distance.is_floating_point():
-        return _fail(VERIFY, f"returned a distance that is not a floating-point tensor {where}.",
-                     "  Hint: keep the distance a tensor (no .item() or float()), so n pairs give n distances.",
-                     "distance_not_a_tensor")
-    if not isinstance(accepted, (bool, torch.Tensor)) or (
-            isinstance(accepted, torch.Tensor) and accepted.dtype != torch.bool):  # fmt: skip
-        return _fail(VERIFY, f"returned a decision that is not True/False {where}.",
-                     "  Hint: a comparison such as distance <= threshold gives a bool tensor; don't convert it "
-                     "to numbers.", "decision_not_boolean")
-    return None
-
-
-def _refuse_uncallable(function, name: str) -> None:
-    if not callable(function):
-        raise TypeError(f"pass the function itself, for example check_{name}({name}) without parentheses after "
-                        f"{name}; got a {type(function).__name__}.")  # fmt: skip
-
-
-def _first_wrong_case(function, exercise: Exercise, wrong_form, matches, show, fallback_hint: str):
-    """Run every case of an exercise whose answer is a tuple; the CheckResult of the first wrong one, or None.
-
-    wrong_form(case, answer) explains an answer of the wrong kind (None when the kind is right),
-    matches(answer, expected) compares, show(answer) prints one; a wrong answer is named by
-    `find_mistake`, else given `fallback_hint`.
-    """
-    answers = collect_answers(function, exercise, requires_grad=False)
-    if isinstance(answers, CheckResult):
-        return answers
-    for number, (case, answer) in enumerate(zip(exercise.cases, answers)):
-        wrong = wrong_form(case, answer)
-        if wrong is not None:
-            return wrong
-        expected = exercise.expected(*case.args)
-        if matches(answer, expected):
-            continue
-        found = find_mistake(exercise, number, answers, matches)
-        got = (f"  Test case \"{case.description}\" (arguments: {_describe_args(case.args)}):\n"
-               f"    your answer: {show(answer)}\n    expected:    {show(expected)}")
-        hint, name = (found.hint, found.name) if found is not None else (fallback_hint, None)
-        return _fail(exercise, "gives a wrong answer.", f"{got}\n  Hint: {hint}", name)
-    return None
-
-
-def run_verify_check(function) -> CheckResult:
-    """Run a learner's verify on every case; print and return the verdict.
-
-    Args:
-        function: the learner's verify(embedding_a, embedding_b, threshold).
-    Returns:
-        CheckResult; true when every case gave the expected distances and decisions.
-    """
-    _refuse_uncallable(function, "verify")
-    result = _first_wrong_case(function, VERIFY, _wrong_form, _answer_matches, _show_answer,
-                               "compute d = sum of (a - b) ** 2 over the last axis by hand for this case, then "
-                               "accept when d <= threshold.")
-    if result is None:
-        result = CheckResult(VERIFY.name, True, f"Well done: verify is correct on all {len(VERIFY.cases)} test cases.")
-    print(result.message)
-    return result
-
-
 def check_verify(function) -> CheckResult:
-    """Check a learner's verify(embedding_a, embedding_b, threshold) -> (distance, accepted)."""
-    return run_verify_check(function)
+    """Check a learner's verify(embedding_a, embedding_b, threshold) -> (distance, accepted); print the verdict."""
+    return run_check(function, VERIFY)
 
 
 # ---------------------------------------------------------------------------
@@ -255,6 +214,84 @@ def _swapped(same, different, thresholds):
 def _counts(same, different, thresholds):
     far, frr = _rates_by_definition(same, different, thresholds)
     return _with_eer(far * len(different), frr * len(same))
+
+
+def _as_value(value):
+    """A Python number as a 0-d float64 tensor; anything else as it is."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.float64)
+    return value
+
+
+def _rates_match(answer, target) -> bool:
+    """(far, frr, eer) equal up to float32 round-off; eer may be a number."""
+    if not isinstance(answer, tuple) or len(answer) != 3:
+        return False
+    far, frr, eer = answer
+    return tensors_match(far, target[0]) and tensors_match(frr, target[1]) and tensors_match(_as_value(eer), target[2])
+
+
+def _show_rates(answer, expected, args=()) -> str:
+    def shown(rates) -> str:
+        if isinstance(rates, tuple) and len(rates) == 3:
+            return f"far {_show(rates[0])}, frr {_show(rates[1])}, eer {_show(_as_value(rates[2]))}"
+        return _show(rates)
+    return f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
+
+
+def _rates_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
+    """A message when the answer is not a (far, frr, eer) triple of the right kinds; None when it is."""
+    where = f"on the test case \"{case.description}\""
+    not_a_triple = _not_a_tuple(exercise, case, answer, ("far", "frr", "eer"), "triple")
+    if not_a_triple is not None:
+        return not_a_triple
+    far, frr, eer = answer
+    if not isinstance(far, torch.Tensor) or not isinstance(frr, torch.Tensor):
+        return fail(exercise, f"returned rates that are not tensors {where}.",
+                    "  Hint: keep far and frr tensors with one value per threshold (no lists, no .item()).",
+                    "rates_not_tensors")
+    if not isinstance(_as_value(eer), torch.Tensor) or _as_value(eer).numel() != 1:
+        return fail(exercise, f"returned an equal error rate that is not one number {where}.",
+                    "  Hint: the equal error rate is one value: the mean of far and frr at one threshold.",
+                    "eer_not_one_number")
+    return None
+
+
+LIBRARY_CASE_SIZES = (40, 300)
+
+
+def _library_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded random same/different distances and the library's ROC thresholds for them."""
+    from course_utils.evaluation.recognition import roc_curve
+
+    generator = torch.Generator().manual_seed(9)  # a seed whose closest threshold is clear (no near-tie)
+    same = torch.rand(LIBRARY_CASE_SIZES[0], generator=generator) * 1.2
+    different = 0.6 + torch.rand(LIBRARY_CASE_SIZES[1], generator=generator) * 2.0
+    return same, different, roc_curve(same, different).thresholds
+
+
+def _agrees_with_library(function, exercise: Exercise) -> CheckResult | None:
+    """None when the learner's answer on random distances equals the library's roc_curve and equal_error_rate."""
+    from course_utils.evaluation.recognition import equal_error_rate, roc_curve
+
+    same, different, thresholds = _library_case()
+    curve = roc_curve(same, different)
+    library = (curve.false_accept_rate, 1 - curve.true_accept_rate,
+               torch.tensor(equal_error_rate(same, different).rate, dtype=torch.float64))
+    try:
+        answer = function(same.clone(), different.clone(), thresholds.clone())
+    except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
+        return fail(exercise, "raised an error on random distances at the library's ROC thresholds.",
+                    f"  The error: {type(error).__name__}: {error}\n  Hint: it passed the small cases; check "
+                    "that nothing depends on the number of pairs or thresholds.", None)
+    if _rates_match(answer, library):
+        return None
+    return fail(exercise, f"is right on the small cases but differs from the library on {sum(LIBRARY_CASE_SIZES)} "
+                "random distances.",
+                "  The library's roc_curve gives the rates at every threshold and equal_error_rate the mean at the "
+                "closest one.\n  Hint: compare the distances as given (no rounding, no .half()), and make sure "
+                "nothing depends on the small sizes of the test cases.", None)
+
 
 
 _EER_ONE_RATE_HINT = ("your two rates are right, but the equal error rate is the MEAN of the two at the threshold "
@@ -323,100 +360,21 @@ ERROR_RATES = Exercise(
                   ".float().mean(dim=1)."),
     ),
     needs_gradient=False,
+    matches=_rates_match,
+    show=_show_rates,
+    wrong_form=_rates_form,
+    fallback_hint="for one threshold, count by hand the different-person distances <= threshold and the "
+                  "same-person distances > threshold, and divide each by its number of pairs.",
+    after_cases=(_agrees_with_library,),
+    passed="is correct on all {cases} test cases and agrees with the library's roc_curve and equal_error_rate on "
+           f"{sum(LIBRARY_CASE_SIZES)} random distances.",
 )
-
-LIBRARY_CASE_SIZES = (40, 300)
-
-
-def _library_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Seeded random same/different distances and the library's ROC thresholds for them."""
-    from course_utils.evaluation.recognition import roc_curve
-
-    generator = torch.Generator().manual_seed(9)  # a seed whose closest threshold is clear (no near-tie)
-    same = torch.rand(LIBRARY_CASE_SIZES[0], generator=generator) * 1.2
-    different = 0.6 + torch.rand(LIBRARY_CASE_SIZES[1], generator=generator) * 2.0
-    return same, different, roc_curve(same, different).thresholds
-
-
-def _agrees_with_library(function) -> CheckResult | None:
-    """None when the learner's answer on random distances equals the library's roc_curve and equal_error_rate."""
-    from course_utils.evaluation.recognition import equal_error_rate, roc_curve
-
-    same, different, thresholds = _library_case()
-    curve = roc_curve(same, different)
-    library = (curve.false_accept_rate, 1 - curve.true_accept_rate,
-               torch.tensor(equal_error_rate(same, different).rate, dtype=torch.float64))
-    try:
-        answer = function(same.clone(), different.clone(), thresholds.clone())
-    except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
-        return _fail(ERROR_RATES, "raised an error on random distances at the library's ROC thresholds.",
-                     f"  The error: {type(error).__name__}: {error}\n  Hint: it passed the small cases; check "
-                     "that nothing depends on the number of pairs or thresholds.", None)
-    if _rates_match(answer, library):
-        return None
-    return _fail(ERROR_RATES, f"is right on the small cases but differs from the library on {sum(LIBRARY_CASE_SIZES)} "
-                 "random distances.",
-                 "  The library's roc_curve gives the rates at every threshold and equal_error_rate the mean at the "
-                 "closest one.\n  Hint: compare the distances as given (no rounding, no .half()), and make sure "
-                 "nothing depends on the small sizes of the test cases.", None)
-
-
-def _as_value(value):
-    """A Python number as a 0-d float64 tensor; anything else as it is."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return torch.tensor(float(value), dtype=torch.float64)
-    return value
-
-
-def _rates_match(answer, target) -> bool:
-    """(far, frr, eer) equal up to float32 round-off; eer may be a number."""
-    if not isinstance(answer, tuple) or len(answer) != 3:
-        return False
-    far, frr, eer = answer
-    return _matches(far, target[0]) and _matches(frr, target[1]) and _matches(_as_value(eer), target[2])
-
-
-def _show_rates(answer) -> str:
-    if isinstance(answer, tuple) and len(answer) == 3:
-        return f"far {_show(answer[0])}, frr {_show(answer[1])}, eer {_show(_as_value(answer[2]))}"
-    return _show(answer)
-
-
-def _wrong_rates_form(case: Case, answer) -> CheckResult | None:
-    """A message when the answer is not a (far, frr, eer) triple of the right kinds; None when it is."""
-    where = f"on the test case \"{case.description}\""
-    not_a_triple = _not_a_tuple(ERROR_RATES, case, answer, ("far", "frr", "eer"), "triple")
-    if not_a_triple is not None:
-        return not_a_triple
-    far, frr, eer = answer
-    if not isinstance(far, torch.Tensor) or not isinstance(frr, torch.Tensor):
-        return _fail(ERROR_RATES, f"returned rates that are not tensors {where}.",
-                     "  Hint: keep far and frr tensors with one value per threshold (no lists, no .item()).",
-                     "rates_not_tensors")
-    if not isinstance(_as_value(eer), torch.Tensor) or _as_value(eer).numel() != 1:
-        return _fail(ERROR_RATES, f"returned an equal error rate that is not one number {where}.",
-                     "  Hint: the equal error rate is one value: the mean of far and frr at one threshold.",
-                     "eer_not_one_number")
-    return None
 
 
 def check_error_rates(function) -> CheckResult:
     """Check a learner's error_rates(same, different, thresholds) -> (far (T,), frr (T,), eer); print the verdict.
 
-    The small cases are compared with `reference.error_rates`; once they pass, the answer on random
-    distances at the library's ROC thresholds is compared with `recognition.roc_curve` and
-    `recognition.equal_error_rate`.
+    The small cases are compared with `reference.error_rates`, then the answer on random distances at the
+    library's ROC thresholds with `recognition.roc_curve` and `recognition.equal_error_rate`.
     """
-    _refuse_uncallable(function, "error_rates")
-    result = _first_wrong_case(function, ERROR_RATES, _wrong_rates_form, _rates_match, _show_rates,
-                               "for one threshold, count by hand the different-person distances <= threshold and "
-                               "the same-person distances > threshold, and divide each by its number of pairs.")
-    if result is None:
-        result = _agrees_with_library(function)
-    if result is None:
-        result = CheckResult(ERROR_RATES.name, True,
-                             f"Well done: error_rates is correct on all {len(ERROR_RATES.cases)} test cases and "
-                             f"agrees with the library's roc_curve and equal_error_rate on "
-                             f"{sum(LIBRARY_CASE_SIZES)} random distances.")
-    print(result.message)
-    return result
+    return run_check(function, ERROR_RATES)

@@ -1,23 +1,19 @@
-"""Check for notebook 06's exercise: write one training step.
+"""Check of notebook 06's exercise: training_step(model, optimizer, loss_fn, images, labels) embeds the
+batch, computes the loss, backpropagates, updates the weights and returns (loss, embeddings), the
+contract of `course_utils.training.trainer.training_step`, so that Trainer(step=...) can run it.
 
-The learner writes ``training_step(model, optimizer, loss_fn, images, labels)``: embed
-the batch, compute the loss, backpropagate, update the weights, and return
-``(loss, embeddings)``, the contract of ``course_utils.training.trainer.training_step`` (the loop
-records the loss; the trainer measures d(A,P) and d(A,N) on the embeddings), so that
-``Trainer(step=training_step)`` can run the learner's function. The check runs it twice on
-a small network whose gradients hold stale values from an "earlier step" (as they would in
-a real loop), runs the course's ``training_step`` on an identical copy, and compares the
-weights afterwards, then what was returned. When something differs it replays the typical
-mistakes (no zero_grad, no backward, no step, only the loss returned, the embeddings of a
-second forward pass after the step) to say which one happened. It prints one message and
-returns a ``course_utils.checks.basics.CheckResult``.
+The check runs the learner's step on two batches of a small network whose gradients hold stale values
+from an "earlier step" (as in a real loop), runs the course's step on an identical copy, and compares
+the weights, then what was returned; a difference is explained by replaying the typical mistakes.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from course_utils.checks.basics import CheckResult
+from course_utils.checks.runner import Case, CheckResult, ErrorHint, Exercise, run_check
 from course_utils.core.losses import TripletLoss
 from course_utils.training.trainer import training_step as reference_training_step
 
@@ -44,13 +40,20 @@ def _scenario():
     return model, optimizer, loss_fn, batches
 
 
-def _run(step):
-    """Run a step function on the scenario's two batches; return its answers, weights and gradients."""
+class Run(NamedTuple):
+    """What a step function did on the scenario: its answer to each batch, the weights and gradients after."""
+
+    answers: list
+    weights: list[torch.Tensor]
+    gradients: list[torch.Tensor | None]
+
+
+def _run(step) -> Run:
+    """Run a step function on the scenario's two batches."""
     model, optimizer, loss_fn, batches = _scenario()
     answers = [step(model, optimizer, loss_fn, images.clone(), labels.clone()) for images, labels in batches]
-    weights = [p.detach().clone() for p in model.parameters()]
-    gradients = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
-    return answers, weights, gradients
+    return Run(answers, [p.detach().clone() for p in model.parameters()],
+               [None if p.grad is None else p.grad.clone() for p in model.parameters()])
 
 
 def _step_without_zero_grad(model, optimizer, loss_fn, images, labels):
@@ -74,25 +77,6 @@ def _value(answer) -> float | None:
 
 def _fail(headline: str, hint: str, mistake: str | None) -> CheckResult:
     return CheckResult(EXERCISE, False, f"Not yet: {EXERCISE} {headline}\n  Hint: {hint}", mistake)
-
-
-def _diagnose_error(error: Exception) -> CheckResult:
-    text = f"{type(error).__name__}: {error}"
-    if "does not require grad" in str(error):
-        return _fail(
-            f"raised an error: {text}",
-            "the loss is cut off from the network, so backward() has nothing to differentiate. Do not "
-            "call .detach(), .item() or torch.tensor(...) on the embeddings or the loss before "
-            "loss.backward(), and do not run the step inside torch.no_grad().",
-            "detached",
-        )
-    return _fail(
-        f"raised an error: {text}",
-        "run your function on one batch in a new cell to see where it fails. The steps are: "
-        "optimizer.zero_grad(), embeddings = model(images), loss = loss_fn(embeddings, labels), "
-        "loss.backward(), optimizer.step(), return loss, embeddings.",
-        None,
-    )
 
 
 def _diagnose_weights(weights, gradients, initial) -> CheckResult:
@@ -123,24 +107,6 @@ def _diagnose_weights(weights, gradients, initial) -> CheckResult:
         "you were given, then zero_grad, backward and step, each once per call.",
         "wrong_update",
     )
-
-
-def check_training_step(function) -> CheckResult:
-    """Check a learner's training_step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings).
-
-    Args:
-        function: the learner's function.
-    Returns:
-        CheckResult (true when passed); its message is also printed.
-    """
-    if not callable(function):
-        raise TypeError(
-            "pass the function itself, for example check_training_step(training_step) without "
-            f"parentheses after training_step; got a {type(function).__name__}."
-        )
-    result = _check(function)
-    print(result.message)
-    return result
 
 
 def _embeddings_after_the_step(model, optimizer, loss_fn, images, labels):
@@ -203,29 +169,40 @@ def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late:
     return None
 
 
-def _check(function) -> CheckResult:
-    try:
-        answers, weights, gradients = _run(function)
-    except NotImplementedError:
-        return CheckResult(
-            EXERCISE, False,
-            f"{EXERCISE} is not implemented yet. Replace the line `raise NotImplementedError()` with your "
-            "code, run that cell, then run this check again. The text above lists the five steps.",
-            "not_implemented",
-        )  # fmt: skip
-    except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
-        return _diagnose_error(error)
-    expected_answers, expected_weights, _ = _run(reference_training_step)
-    if not _same(weights, expected_weights):
-        initial = [p.detach().clone() for p in _scenario()[0].parameters()]
-        return _diagnose_weights(weights, gradients, initial)
-    late_answers = _run(_embeddings_after_the_step)[0]
-    for answer, (loss, embeddings), (_, late) in zip(answers, expected_answers, late_answers):
-        wrong = _diagnose_answer(answer, loss, embeddings, late)
+def _verdict(run: Run, expected: Run) -> CheckResult | None:
+    """None when the learner's step moved the weights like the course's and returned (loss, embeddings);
+    else the mistake that explains what it did."""
+    if not _same(run.weights, expected.weights):
+        return _diagnose_weights(run.weights, run.gradients, [p.detach().clone() for p in _scenario()[0].parameters()])
+    late = _run(_embeddings_after_the_step).answers
+    for answer, (loss, embeddings), (_, late_embeddings) in zip(run.answers, expected.answers, late):
+        wrong = _diagnose_answer(answer, loss, embeddings, late_embeddings)
         if wrong is not None:
             return wrong
-    return CheckResult(
-        EXERCISE, True,
-        f"Well done: {EXERCISE} is correct. Two steps moved the weights exactly like the course's training_step, "
-        "with stale gradients cleared first, and returned each batch's loss and embeddings.",
-    )  # fmt: skip
+    return None
+
+
+TRAINING_STEP = Exercise(
+    name=EXERCISE,
+    returns="the pair (loss, embeddings) of the batch",
+    expected=lambda: _run(reference_training_step),
+    cases=(Case("two batches of 3 persons x 2 pictures, on a small network with stale gradients", ()),),
+    mistakes=(),
+    error_hints=(ErrorHint("detached", "does not require grad",
+                           "the loss is cut off from the network, so backward() has nothing to differentiate. Do "
+                           "not call .detach(), .item() or torch.tensor(...) on the embeddings or the loss before "
+                           "loss.backward(), and do not run the step inside torch.no_grad()."),),
+    needs_gradient=False,
+    call=_run,
+    matches=lambda run, expected: _verdict(run, expected) is None,
+    wrong_form=lambda exercise, case, run, expected: None,
+    explain=lambda exercise, number, runs, expected: _verdict(runs[number], expected),
+    passed="is correct. Two steps moved the weights exactly like the course's training_step, with stale "
+           "gradients cleared first, and returned each batch's loss and embeddings.",
+)
+
+
+def check_training_step(function) -> CheckResult:
+    """Check a learner's training_step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings);
+    print the verdict and return it (true when passed)."""
+    return run_check(function, TRAINING_STEP)

@@ -512,8 +512,8 @@ def test_cases_are_not_degenerate():
 
 def test_fresh_copies_leave_integer_tensors_without_gradient():
     """Exercises that take labels and need gradients must not crash on the integer argument."""
-    from course_utils.checks.basics import _fresh_copies
+    from course_utils.checks.runner import fresh_copies
 
     x, labels = torch.randn(3, 2), torch.tensor([0, 0, 1])
-    x_copy, labels_copy = _fresh_copies((x, labels), requires_grad=True)
+    x_copy, labels_copy = fresh_copies((x, labels), requires_grad=True)
     assert x_copy.requires_grad and not labels_copy.requires_grad and torch.equal(labels_copy, labels)
