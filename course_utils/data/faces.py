@@ -31,6 +31,7 @@ with ``nuisance=0`` it is right every time: the persons differ, the pictures hid
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -393,6 +394,19 @@ def _paint(image: torch.Tensor, colour: torch.Tensor, coverage: torch.Tensor) ->
     image.lerp_(colour[:, :, None, None], coverage.unsqueeze(1))
 
 
+class _Canvas(NamedTuple):
+    """What every drawing step of a chunk of n pictures shares."""
+
+    p: dict  # scalar attributes and nuisances, each (n, 1, 1) float64
+    colour: dict  # colours, each (n, 3)
+    x: torch.Tensor  # (1, 1, size) pixel centres in image units, the picture spans [-1, 1]
+    y: torch.Tensor  # (1, size, 1), pointing down
+    u: torch.Tensor  # (n, size, size) face coordinates: the picture's shift, rotation and scale undone
+    v: torch.Tensor  # (n, size, size)
+    side: torch.Tensor  # |u|: mirrored, so one formula draws both eyes, brows, ears and lenses
+    sharpness: torch.Tensor  # (n, 1, 1) edge sharpness in face units
+
+
 def _render(params: dict[str, torch.Tensor], noise: torch.Tensor, size: int) -> torch.Tensor:
     """Draw a chunk of n pictures.
 
@@ -403,29 +417,39 @@ def _render(params: dict[str, torch.Tensor], noise: torch.Tensor, size: int) -> 
     Returns:
         (n, 3, size, size) pictures in [0, 1], rounded to multiples of 1/255.
     """
-    n = noise.shape[0]
-    # Pixel centres in image units: the picture spans [-1, 1] both ways, y points down.
-    coords = (torch.arange(size, device=noise.device, dtype=torch.float64) + 0.5) * (2 / size) - 1
+    canvas = _canvas(params, noise.shape[0], size, noise.device)
+    image = _draw_head(canvas)
+    _draw_eyes(image, canvas)
+    _draw_nose_and_mouth(image, canvas)
+    _draw_glasses(image, canvas)
+    image = _light_and_occlude(image, canvas, size)
+    image = (image + noise).clamp(0, 1)
+    # Round to 8-bit levels, as a photograph is stored.
+    return torch.round(image * 255) / 255
+
+
+def _canvas(params: dict[str, torch.Tensor], n: int, size: int, device) -> _Canvas:
+    coords = (torch.arange(size, device=device, dtype=torch.float64) + 0.5) * (2 / size) - 1
     x, y = coords.view(1, 1, size), coords.view(1, size, 1)
     p = {name: value.view(n, 1, 1) for name, value in params.items() if value.dim() == 1}
     colour = {name: value for name, value in params.items() if value.dim() == 2}
-
-    # Face coordinates (u, v): undo the picture's shift, rotation and scale.
     dx, dy = x - p["shift_x"], y - (p["shift_y"] + _FACE_CENTRE_Y)
     cos, sin = torch.cos(p["rotation"]), torch.sin(p["rotation"])
     u = (cos * dx + sin * dy) / p["scale"]
     v = (cos * dy - sin * dx) / p["scale"]
-    side = u.abs()  # mirrored: one formula draws both eyes, brows, ears and lenses
-    # Edge sharpness in face units: the sigmoid's scale is a quarter of a pixel, so an edge
-    # blurs over about one pixel (anti-aliasing) whatever the picture size.
-    sharpness = 2 * size * p["scale"]
+    # The sigmoid's scale is a quarter of a pixel, so an edge blurs over about one pixel
+    # (anti-aliasing) whatever the picture size.
+    return _Canvas(p, colour, x, y, u, v, u.abs(), 2 * size * p["scale"])
 
+
+def _draw_head(c: _Canvas) -> torch.Tensor:
+    """Background, long hair, neck, ears, face, hair on top and beard: (n, 3, size, size)."""
+    p, u, v, side, sharpness = c.p, c.u, c.v, c.side, c.sharpness
     # Background: a colour with a gentle gradient.
-    ramp = 1 + p["background_gradient"] * (x * torch.cos(p["background_angle"]) + y * torch.sin(p["background_angle"]))
-    image = colour["background"][:, :, None, None] * ramp.unsqueeze(1)
-
+    ramp = 1 + p["background_gradient"] * (c.x * torch.cos(p["background_angle"]) + c.y * torch.sin(p["background_angle"]))
+    image = c.colour["background"][:, :, None, None] * ramp.unsqueeze(1)
     width, height, volume = p["face_width"], p["face_height"], p["hair_volume"]
-    skin, hair = colour["skin"], colour["hair"]
+    skin, hair = c.colour["skin"], c.colour["hair"]
     # Long hair behind the head: a rounded crown and straight sides down past the chin.
     hair_width = width + volume + 0.05
     crown = _ellipse(u, v, 0.0, -0.1, hair_width, height + volume)
@@ -443,53 +467,66 @@ def _render(params: dict[str, torch.Tensor], noise: torch.Tensor, size: int) -> 
     top = _soft(_ellipse(u, v, 0.0, -0.04, width + volume, height + volume), sharpness)
     _paint(image, hair, top * _soft(v - hairline, sharpness))
     _paint(image, hair, face * _soft(p["mouth_height"] - 0.07 - v, sharpness) * (0.9 * p["has_beard"]))
+    return image
 
-    # Eyes: white, then the iris (which follows the gaze and hides behind the eyelids).
+
+def _draw_eyes(image: torch.Tensor, c: _Canvas) -> None:
+    """Eye whites, irises (following the gaze, hidden by the eyelids) and brows, in place."""
+    p, v, side, sharpness = c.p, c.v, c.side, c.sharpness
     eye_u, eye_v, eye_width = p["eye_spacing"], p["eye_height"], p["eye_width"]
     eye = _soft(_ellipse(side, v, eye_u, eye_v, eye_width, p["eye_opening"] * p["eye_open"]), sharpness)
-    _paint(image, torch.tensor(_EYE_WHITE, device=noise.device, dtype=eye.dtype).expand(n, 3), eye)
+    _paint(image, torch.tensor(_EYE_WHITE, device=image.device, dtype=eye.dtype).expand(len(image), 3), eye)
     # In mirrored coordinates a gaze to the right moves the right iris out and the left one in.
-    iris_u = eye_u + p["gaze_x"] * eye_width * torch.sign(u)
+    iris_u = eye_u + p["gaze_x"] * eye_width * torch.sign(c.u)
     iris_radius = p["iris_size"] * p["eye_opening"]
     iris_v = eye_v + p["gaze_y"] * p["eye_opening"]
-    _paint(image, colour["iris"], eye * _soft(_ellipse(side, v, iris_u, iris_v, iris_radius, iris_radius), sharpness))
+    _paint(image, c.colour["iris"], eye * _soft(_ellipse(side, v, iris_u, iris_v, iris_radius, iris_radius), sharpness))
     # Brows: tilted thin ellipses above the eyes.
     brow_du, brow_dv = side - eye_u, v - (eye_v - p["brow_gap"] - p["brow_raise"])
     tilt_cos, tilt_sin = torch.cos(p["brow_tilt"]), torch.sin(p["brow_tilt"])
     along, across = tilt_cos * brow_du + tilt_sin * brow_dv, tilt_cos * brow_dv - tilt_sin * brow_du
     brow = _ellipse(along, across, 0.0, 0.0, p["brow_length"], p["brow_thickness"])
-    _paint(image, hair * 0.75, _soft(brow, sharpness))
-    # Nose: a shadow below and between the eyes.
-    nose_centre = eye_v + 0.04 + p["nose_length"] / 2
+    _paint(image, c.colour["hair"] * 0.75, _soft(brow, sharpness))
+
+
+def _draw_nose_and_mouth(image: torch.Tensor, c: _Canvas) -> None:
+    """Nose shadow, moustache and mouth, in place."""
+    p, u, v, side, sharpness = c.p, c.u, c.v, c.side, c.sharpness
+    nose_centre = p["eye_height"] + 0.04 + p["nose_length"] / 2
     nose = _soft(_ellipse(u, v, 0.0, nose_centre, p["nose_width"], p["nose_length"] / 2), sharpness)
-    _paint(image, skin * 0.75, nose * 0.7)
+    _paint(image, c.colour["skin"] * 0.75, nose * 0.7)
     # Mouth: a band along a parabola whose bend is the smile (identity) plus the expression.
     mouth_v, mouth_width, lip = p["mouth_height"], p["mouth_width"], p["lip_thickness"]
     moustache = torch.maximum((v - (mouth_v - lip - 0.03)).abs() - 0.022, side - 1.1 * mouth_width)
-    _paint(image, hair, _soft(moustache, sharpness) * p["has_moustache"])
+    _paint(image, c.colour["hair"], _soft(moustache, sharpness) * p["has_moustache"])
     bend = (p["smile"] + p["expression"]) * 0.35 * mouth_width
     centre_line = mouth_v - bend * ((u / mouth_width) ** 2 - 0.5)
     mouth = torch.maximum((v - centre_line).abs() - lip, side - mouth_width)
-    _paint(image, colour["lips"], _soft(mouth, sharpness))
-    # Glasses: two rings, a bridge between them and the arms towards the ears.
-    lens = p["glasses_size"] * eye_width
+    _paint(image, c.colour["lips"], _soft(mouth, sharpness))
+
+
+def _draw_glasses(image: torch.Tensor, c: _Canvas) -> None:
+    """Two rings, a bridge between them and the arms towards the ears, in place."""
+    p, v, side = c.p, c.v, c.side
+    eye_u, eye_v = p["eye_spacing"], p["eye_height"]
+    lens = p["glasses_size"] * p["eye_width"]
     frame_v = eye_v - 0.2 * lens
     rings = ((side - eye_u) ** 2 + ((v - eye_v) / 0.8) ** 2).sqrt().sub(lens).abs() - 0.022
     bar = (v - frame_v).abs() - 0.018
     bridge = torch.maximum(bar, side - (eye_u - 0.9 * lens))
-    arms = torch.maximum(bar, torch.maximum(eye_u + 0.9 * lens - side, side - width))
+    arms = torch.maximum(bar, torch.maximum(eye_u + 0.9 * lens - side, side - p["face_width"]))
     glasses = torch.minimum(rings, torch.minimum(bridge, arms))
-    _paint(image, colour["frame"], _soft(glasses, sharpness) * p["wears_glasses"])
+    _paint(image, c.colour["frame"], _soft(glasses, c.sharpness) * p["wears_glasses"])
 
-    # Light: overall brightness, a colour cast, and a gradient from one direction.
+
+def _light_and_occlude(image: torch.Tensor, c: _Canvas, size: int) -> torch.Tensor:
+    """Brightness, colour cast and a light gradient, then an occluding rectangle anywhere."""
+    p, x, y = c.p, c.x, c.y
     direction = x * torch.cos(p["light_angle"]) + y * torch.sin(p["light_angle"])
     light = p["brightness"] * (1 + 0.5 * p["light_strength"] * direction)
-    image = image * light.unsqueeze(1) * colour["light_colour"][:, :, None, None]
-    # An occluding object: a rectangle anywhere in the picture.
+    image = image * light.unsqueeze(1) * c.colour["light_colour"][:, :, None, None]
     block = torch.maximum(
         (x - p["occluder_x"]).abs() - p["occluder_width"], (y - p["occluder_y"]).abs() - p["occluder_height"]
     )
-    _paint(image, colour["occluder_colour"], _soft(block, torch.tensor(2.0 * size)) * p["has_occluder"])
-    image = (image + noise).clamp(0, 1)
-    # Round to 8-bit levels, as a photograph is stored.
-    return torch.round(image * 255) / 255
+    _paint(image, c.colour["occluder_colour"], _soft(block, torch.tensor(2.0 * size)) * p["has_occluder"])
+    return image
