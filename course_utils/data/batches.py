@@ -37,9 +37,8 @@ class TripletCount(NamedTuple):
 def keyed_generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU torch.Generator whose numbers depend on (seed, *keys) and on nothing else.
 
-    The pair (seed, epoch) gives each epoch of a sampler its own order, and (seed, stream)
-    gives independent streams of random numbers, without one draw shifting another.
-    NumPy's SeedSequence mixes the numbers, so nearby keys give unrelated streams.
+    (seed, epoch) gives each epoch its own order, (seed, stream) independent streams; NumPy's
+    SeedSequence mixes the numbers, so nearby keys give unrelated streams.
 
     Args:
         seed: non-negative int.
@@ -56,9 +55,8 @@ def keyed_generator(seed: int, *keys: int) -> torch.Generator:
 def count_triplets(labels: torch.Tensor) -> TripletCount:
     """Count anchor-positive pairs and valid triplets from the identity sizes alone.
 
-    For identity c with n_c of the N pictures: each of its n_c anchors has n_c - 1
-    positives and N - n_c negatives. 10,000 pictures of 1,000 persons (10 each) give
-    1,000 * 10 * 9 = 90,000 pairs and 90,000 * 9,990 = 899,100,000 triplets.
+    Each of the n_c anchors of identity c has n_c - 1 positives and N - n_c negatives: 10,000
+    pictures of 1,000 persons give 90,000 pairs and 90,000 * 9,990 = 899,100,000 triplets.
 
     Args:
         labels: (N,) integer identity ids.
@@ -103,10 +101,7 @@ def split_by_identity(
 
 
 def one_shot_split(labels: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Enrol one random picture of each identity; every other picture becomes a query.
-
-    This is one-shot recognition (F9): a single enrolled picture per person, later
-    pictures are recognised by comparing them with the enrolled ones.
+    """Enrol one random picture of each identity; every other picture becomes a query (one-shot, F9).
 
     Args:
         labels: (N,) integer identity ids; at least one identity needs 2 pictures.
@@ -135,36 +130,27 @@ class PKBatchSampler(Sampler[list[int]]):
 
     Every anchor of such a batch has K - 1 positives and (P - 1) K negatives in it. Use it as
     ``DataLoader(dataset, batch_sampler=PKBatchSampler(labels, p=16, k=4))`` and call
-    ``set_epoch(epoch)`` before each epoch: the order is a pure function of (seed, epoch),
-    so a resumed run sees exactly the batches it would have seen (without ``set_epoch``
-    every epoch repeats epoch 0, as with PyTorch's DistributedSampler).
+    ``set_epoch(epoch)`` before each epoch: the order is a pure function of (seed, epoch), so a
+    resumed run sees the batches it would have seen (without it every epoch repeats epoch 0).
 
     How an epoch is built:
 
     1. Identities with a single picture are skipped: they have no positive.
-    2. Each identity's pictures are shuffled and read in a cycle to form ceil(n / K)
-       groups of K. When n is not a multiple of K, the last group is completed with the
-       identity's first pictures again (all distinct when n >= K), so every picture is
-       used every epoch.
-    3. Identities with 2 <= n < K pictures: with ``fewer_than_k="repeat"`` (default) they
-       form one group in which their pictures repeat (sampling with replacement; the
-       repeats are counted in ``duplicates_per_epoch`` and a warning names how many
-       identities are affected); with ``fewer_than_k="skip"`` they are left out.
-    4. The groups are listed identity after identity in a random identity order and dealt
-       like cards into B = (number of groups) // P batches: group j goes to batch j mod B.
-       An identity's groups are consecutive and it has at most B of them, so they land in
-       different batches: the P identities of a batch are always distinct. The last
-       (number of groups) mod P groups of the list wait for the next epoch. An identity with
-       more than B groups is cut down to B groups (``capped_identities``).
+    2. Each identity's pictures are shuffled and read in a cycle to form ceil(n / K) groups of
+       K (the last group completed with the identity's first pictures again), so every
+       picture is used every epoch.
+    3. Identities with 2 <= n < K pictures form one group in which pictures repeat
+       (``fewer_than_k="repeat"``, counted in ``duplicates_per_epoch``) or are left out ("skip").
+    4. The groups, identity after identity in a random identity order, are dealt like cards
+       into B = (number of groups) // P batches: group j goes to batch j mod B. An identity's
+       groups are consecutive and at most B (more are cut: ``capped_identities``), so the P
+       identities of a batch are distinct. The (number of groups) mod P left over wait.
     5. The batches are shuffled.
 
-    Distributed training (``world_size`` R > 1 processes, one per GPU): every process builds
-    the same plan of one epoch with B rounded down to a multiple of R (so that every process
-    takes the same number of steps) and keeps the rows rank, rank + R, rank + 2R, ... The
-    processes together see each group of the plan exactly once, no batch twice, and with
-    R = 1 nothing changes. Settings under which B comes out 0 (too few groups, or one identity
-    holding most of them) are refused when the sampler is built, with the p, k or world_size
-    that would work.
+    Distributed training (``world_size`` R > 1 processes): every process builds the same plan
+    with B rounded down to a multiple of R and keeps the rows rank, rank + R, ...: each group
+    is seen once, by one process, and every process takes the same number of steps. Settings
+    that leave B = 0 are refused when the sampler is built, naming a p, k or world_size that works.
 
     Args:
         labels: (N,) integer identity ids of the dataset.
@@ -293,9 +279,8 @@ class PKBatchSampler(Sampler[list[int]]):
 def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0) -> Triplets:
     """Draw n valid triplets uniformly, for offline training or to show random triplets (F10).
 
-    The anchor is uniform over the pictures that have a positive, the positive uniform over
-    the anchor's other pictures, the negative uniform over the pictures of other identities.
-    Runs in O(N + n) time: no N x N matrix is built.
+    Anchor uniform over the pictures with a positive, positive uniform over the anchor's other
+    pictures, negative uniform over the other identities' pictures; O(N + n), no N x N matrix.
 
     Args:
         labels: (N,) integer identity ids of a set with at least one identity of 2 or more

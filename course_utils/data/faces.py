@@ -1,32 +1,22 @@
 """A generated face set: "10,000 pictures of 1,000 persons", offline and in seconds.
 
 An identity is a fixed row of face attributes (face shape, skin tone, eyes, brows, nose,
-mouth, hair, glasses, beard). A picture of that identity adds nuisance variation that a
-recognition system must ignore: position, scale, rotation, lighting, background,
-expression, an occluding object and pixel noise.
+mouth, hair, glasses, beard); each picture adds nuisances a recognition system must ignore
+(position, scale, rotation, lighting, background, expression, an occluder, pixel noise).
 
-How it is made:
+* Every random number is a uniform number from a CPU ``torch.Generator`` (streams for
+  identities, pictures and noise, each seeded from ``seed``). ``torch.rand`` fills element
+  by element, so the 10-identity set is the first 10 identities of the 1,000-identity set.
+* Drawing is vectorised: each face part is a soft mask ``sigmoid(-signed_distance *
+  sharpness)`` on coordinate grids for a chunk of pictures, painted with ``lerp``.
+* Everything is computed in float64 and rounded to multiples of 1/255 (an 8-bit photograph):
+  a last-bit difference between CPUs or GPUs would have to fall exactly on a rounding
+  boundary to change a pixel, so the bytes are the same on every machine (a test compares
+  a checksum).
 
-* Every random number is a uniform number from a CPU ``torch.Generator`` (one stream for
-  identities, one for pictures, one for pixel noise, each seeded from ``seed``), turned
-  into the wanted distribution afterwards. ``torch.rand`` fills a tensor element by
-  element, so identity i (and picture j of it) does not depend on how many were asked
-  for: the 10-identity set is the first 10 identities of the 1,000-identity set.
-* Drawing is vectorised: every face part is a soft mask ``sigmoid(-signed_distance *
-  sharpness)`` computed on coordinate grids for a whole chunk of pictures at once, and
-  painted over the picture with ``lerp``. There is no loop over pictures.
-* Pixels are rounded to multiples of 1/255, as in an 8-bit photograph. The random
-  numbers are the same on every machine, and everything computed from them is computed
-  in float64: CPUs with other instruction sets (and GPUs) round the last bits of ``exp``,
-  ``sigmoid`` or a sum differently, but a float64 difference of a few units in the 16th
-  digit would have to fall exactly on a rounding boundary between two 8-bit levels to
-  change a pixel. So the pictures are the same bytes on every machine (a test compares
-  a checksum under several kernel settings).
-
-Difficulty: the nuisance strengths below (``nuisance=1``) were tuned so that one-shot
-identification by 1-nearest-neighbour on raw pixels (200 held-out persons of the default
-set, one enrolled picture each) is right about 17 % of the time (chance: 0.5 %), while
-with ``nuisance=0`` it is right every time: the persons differ, the pictures hide it.
+Difficulty: at ``nuisance=1`` one-shot 1-nearest-neighbour on raw pixels (200 held-out
+persons, one enrolled picture each) is right about 17 % of the time (chance 0.5 %); at
+``nuisance=0`` always: the persons differ, the pictures hide it.
 """
 from __future__ import annotations
 
@@ -35,11 +25,10 @@ from typing import NamedTuple
 
 import torch
 
-from course_utils.core._validate import check_labels, check_tensor, check_whole_number
+from course_utils.core._validate import check_labels, check_nonnegative, check_tensor, check_whole_number
 from course_utils.data.batches import keyed_generator
 
-#: Pictures rendered per vectorised step. It bounds memory, and small enough steps keep
-#: the working tensors in the CPU cache (512 was fastest on a 2-core CPU at 32 x 32).
+#: Pictures rendered per vectorised step: bounds memory (512 was fastest on a 2-core CPU at 32 x 32).
 CHUNK_SIZE = 512
 
 # Stream numbers given to keyed_generator(seed, stream).
@@ -89,9 +78,8 @@ _IDENTITY_RANGES = {
 }
 GLASSES_FRACTION, BEARD_FRACTION, MOUSTACHE_FRACTION, LONG_HAIR_FROM = 0.3, 0.15, 0.2, 0.55
 
-# Per-picture nuisances at nuisance=1: name -> spread, multiplied by `nuisance`. A spread is
-# the standard deviation of a normal draw (log-normal for scale, brightness and colour cast)
-# unless its comment says otherwise.
+# Per-picture nuisances at nuisance=1: name -> spread (times `nuisance`), the standard deviation
+# of a normal draw (log-normal for scale, brightness, cast) unless its comment says otherwise.
 _NUISANCE_SPREADS = {
     "shift_x": 0.04,  # image units: the picture spans [-1, 1], so 0.04 is 0.64 pixel at 32 x 32
     "shift_y": 0.04,
@@ -146,12 +134,11 @@ def make_synthetic_faces(
         n_identities: number of persons (identities 0 .. n_identities - 1).
         images_per_identity: pictures per person (the running example uses 10).
         image_size: side of the square pictures in pixels (32 by default, 64 for GPU training).
-        seed: any non-negative int; the same seed gives the same pictures, a different
-            seed different persons.
-        device: where the pictures are drawn and returned (default CPU). The random
-            numbers are always drawn on the CPU, so the device does not change them.
-        nuisance: strength of the per-picture variation: 0 gives identical pictures of
-            each person, 1 (default) the calibrated difficulty, above 1 harder.
+        seed: any non-negative int; another seed gives other persons.
+        device: where the pictures are drawn and returned (default CPU); the random numbers
+            are drawn on the CPU, so the device does not change them.
+        nuisance: strength of the per-picture variation: 0 gives identical pictures of each
+            person, 1 (default) the calibrated difficulty, above 1 harder.
     Returns:
         images: (n_identities * images_per_identity, 3, image_size, image_size) float32
             in [0, 1], grouped by person (all pictures of person 0 first).
@@ -161,7 +148,7 @@ def make_synthetic_faces(
     check_whole_number(images_per_identity, "images_per_identity", 1)
     check_whole_number(image_size, "image_size", 16)
     check_whole_number(seed, "seed", 0)
-    _check_nuisance(nuisance)
+    nuisance = check_nonnegative(nuisance, "nuisance", "It scales the per-picture variation; 1 is the default difficulty.")
     device = torch.device("cpu") if device is None else torch.device(device)
     n_pictures = n_identities * images_per_identity
     labels = torch.arange(n_identities).repeat_interleave(images_per_identity)
@@ -218,8 +205,7 @@ def show_gallery(
     Args:
         images: (N, C, H, W) float pictures in [0, 1], C = 1 (grey) or 3 (colour).
         labels: (N,) integer identity ids.
-        n_identities: how many identities to show (the first ones met in ``labels``),
-            ignored when ``identities`` is given.
+        n_identities: how many identities to show (the first met in ``labels``) without ``identities``.
         per_identity: at most this many pictures per row.
         identities: the identity ids to show, one row each, in this order.
         title: figure title.
@@ -273,14 +259,6 @@ def show_gallery(
 
 
 # ---------------------------------------------------------------- drawing the numbers
-
-
-
-def _check_nuisance(nuisance) -> None:
-    if isinstance(nuisance, bool) or not isinstance(nuisance, (int, float)):
-        raise TypeError(f"nuisance must be a number, got {type(nuisance).__name__}.")
-    if not math.isfinite(nuisance) or nuisance < 0:
-        raise ValueError(f"nuisance must be a finite number >= 0 (1 is the default difficulty), got {nuisance}.")
 
 
 def _normal(uniforms: torch.Tensor) -> torch.Tensor:
@@ -366,9 +344,8 @@ def _soft(signed_distance: torch.Tensor, sharpness: torch.Tensor) -> torch.Tenso
 def _ellipse(u, v, centre_u, centre_v, half_width, half_height, exponent=2.0) -> torch.Tensor:
     """Signed distance (negative inside) to the superellipse |x|^e + |y|^e = 1, to first order.
 
-    The level F = (|x|^e + |y|^e)^(1/e), with x and y the offsets in half-axis units, is
-    1 on the edge; (F - 1) / |grad F| is the distance to the edge near it, also for long
-    thin shapes such as a blinking eye.
+    F = (|x|^e + |y|^e)^(1/e), x and y in half-axis units, is 1 on the edge; (F - 1) / |grad F|
+    is the distance to the edge near it, also for thin shapes such as a blinking eye.
     """
     x = (u - centre_u).abs() * (1 / half_width)
     y = (v - centre_v).abs() * (1 / half_height)

@@ -273,7 +273,7 @@ def plot_accuracy_vs_gallery_size(results: dict, ax=None):
     return ax.figure
 
 
-def show_picture(ax, picture: torch.Tensor) -> None:
+def _show_picture(ax, picture: torch.Tensor) -> None:
     """One (C, H, W) picture in [0, 1], C = 1 (grey) or 3, without axis ticks."""
     picture = picture.detach().cpu().float().clamp(0, 1)
     if picture.shape[0] == 1:
@@ -328,8 +328,8 @@ def plot_hits_and_misses(query_pictures: torch.Tensor, matched_pictures: torch.T
     figure = Figure(figsize=(1.3 * count, 3.2), layout="constrained")
     axes = figure.subplots(2, count, squeeze=False)
     for column in range(count):
-        show_picture(axes[0][column], query_pictures[column])
-        show_picture(axes[1][column], matched_pictures[column])
+        _show_picture(axes[0][column], query_pictures[column])
+        _show_picture(axes[1][column], matched_pictures[column])
         _mark(axes[1][column], distances[column], bool(hits[column]), "right", "wrong")
     axes[0][0].set_ylabel("query")
     axes[1][0].set_ylabel("nearest\nenrolled")
@@ -357,10 +357,10 @@ def plot_retrieval(query_picture: torch.Tensor, retrieved_pictures: torch.Tensor
     _check_marks(distances, relevant, "relevant", count)
     figure = Figure(figsize=(1.4 * (count + 1), 2.0), layout="constrained")
     axes = figure.subplots(1, count + 1, squeeze=False)[0]
-    show_picture(axes[0], query_picture)
+    _show_picture(axes[0], query_picture)
     axes[0].set_xlabel("query")
     for rank in range(count):
-        show_picture(axes[rank + 1], retrieved_pictures[rank])
+        _show_picture(axes[rank + 1], retrieved_pictures[rank])
         axes[rank + 1].set_title(f"#{rank + 1}", fontsize="small")
         _mark(axes[rank + 1], distances[rank], bool(relevant[rank]), "same person", "other person")
     figure.suptitle("retrieval: the nearest pictures of the gallery, nearest first")

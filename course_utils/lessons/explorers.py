@@ -15,7 +15,6 @@ shows the false accepts and false rejects at that threshold, counted by the test
 """
 from __future__ import annotations
 
-import ipywidgets as widgets
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -24,7 +23,7 @@ from course_utils.core._validate import check_alpha
 from course_utils.evaluation.recognition import threshold_summary
 from course_utils.lessons.evaluation_plots import plot_threshold
 from course_utils.lessons.triplet_kinds import KIND_NAMES, classify_triplets, triplet_kind_counts
-from course_utils.lessons.widgets import ALPHA_MAX, SLIDER_STEP, SliderExplorer
+from course_utils.lessons.widgets import ALPHA_MAX, SliderExplorer, float_slider
 
 KIND_COLOURS = ("tab:green", "tab:orange", "tab:red")
 
@@ -80,10 +79,7 @@ class MiningExplorer(SliderExplorer):
         triplet_kind_counts(d_ap, d_an, alpha)  # validates the inputs before any widget is built
         if check_alpha(alpha) > ALPHA_MAX:
             raise ValueError(f"the slider goes up to alpha = {ALPHA_MAX}; start inside that range.")
-        slider = widgets.FloatSlider(
-            value=alpha, min=0, max=ALPHA_MAX, step=SLIDER_STEP, description="alpha",
-            readout_format=".2f", continuous_update=False)
-        super().__init__(slider, lambda a: triplet_kind_counts(d_ap, d_an, a).text,
+        super().__init__(float_slider("alpha", alpha, ALPHA_MAX, width=None), lambda a: triplet_kind_counts(d_ap, d_an, a).text,
                          lambda a: triplet_kinds_figure(d_ap, d_an, a))
 
 
@@ -108,8 +104,5 @@ class ThresholdExplorer(SliderExplorer):
         start = threshold_summary(same_distances, different_distances, threshold)  # validates the inputs
         if start.threshold > THRESHOLD_MAX:
             raise ValueError(f"the slider goes up to threshold = {THRESHOLD_MAX}; start inside that range.")
-        slider = widgets.FloatSlider(
-            value=start.threshold, min=0, max=THRESHOLD_MAX, step=SLIDER_STEP, description="threshold",
-            readout_format=".2f", continuous_update=False, layout=widgets.Layout(width="420px"))
-        super().__init__(slider, lambda t: threshold_summary(same_distances, different_distances, t).text,
+        super().__init__(float_slider("threshold", start.threshold, THRESHOLD_MAX), lambda t: threshold_summary(same_distances, different_distances, t).text,
                          lambda t: plot_threshold(same_distances, different_distances, t))

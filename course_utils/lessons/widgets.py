@@ -1,15 +1,14 @@
-"""Interactive explorers for the notebooks, each built on a pure, tested compute function.
+"""Interactive explorers for notebooks 02 and 03, each built on a pure, tested compute function.
 
-* `margin_state` computes what the margin explorer shows (loss, verdict) for one
-  setting of alpha, d(A,P) and d(A,N); `draw_hinge` and `draw_margin_ring` draw that
-  state, `draw_margin` puts both side by side; `MarginExplorer` wires three sliders to it.
-* `toy_step_summary` and `ToyStepExplorer` do the same for the steps of the toy
-  gradient descent of `course_utils.lessons.toy_training`.
-* `SliderExplorer` is the shape of every one-slider explorer: a slider, a label and a
-  picture, both recomputed from the slider's value (also used by `course_utils.lessons.explorers`).
+* `margin_state` computes what the margin explorer shows (loss, verdict) for alpha, d(A,P)
+  and d(A,N); `draw_margin` draws it (`draw_hinge` beside `draw_margin_ring`);
+  `MarginExplorer` wires three sliders to it.
+* `toy_step_summary` and `ToyStepExplorer` do the same for the toy gradient descent.
+* `SliderExplorer` is every one-slider explorer: a slider, a label and a picture recomputed
+  from the slider's value (also used by `course_utils.lessons.explorers`).
 
-Notebooks are stored without widget state, so a notebook shows the static figure of
-a widget's default state (drawn by the same function) beside the widget itself.
+Notebooks are stored without widget state, so they show the static figure of a widget's
+default state (drawn by the same function) beside the widget.
 """
 from __future__ import annotations
 
@@ -44,15 +43,9 @@ def _check_distance(value, name: str) -> float:
 
 @dataclass(frozen=True)
 class MarginState:
-    """What the margin explorer displays for one triplet.
-
-    Attributes:
-        alpha: the margin.
-        d_ap: d(A,P), squared distance anchor-positive.
-        d_an: d(A,N), squared distance anchor-negative.
-        violation: d(A,P) - d(A,N) + alpha exactly as computed in binary floating point.
-        loss: max(violation, 0), the triplet loss L.
-        margin_met: True when the violation is <= 0 up to floating-point round-off.
+    """What the margin explorer displays for one triplet: the margin alpha, the squared
+    distances d_ap = d(A,P) and d_an = d(A,N), violation = d(A,P) - d(A,N) + alpha as computed
+    in floating point, loss = max(violation, 0), and margin_met: violation <= 0 up to round-off.
     """
 
     alpha: float
@@ -74,15 +67,7 @@ class MarginState:
 
 
 def margin_state(alpha: float, d_ap: float, d_an: float) -> MarginState:
-    """Loss and verdict for one triplet given its two distances and the margin.
-
-    Args:
-        alpha: margin >= 0.
-        d_ap: d(A,P) >= 0.
-        d_an: d(A,N) >= 0.
-    Returns:
-        MarginState.
-    """
+    """Loss and verdict for one triplet from its distances d_ap, d_an >= 0 and the margin alpha >= 0."""
     alpha = check_alpha(alpha)
     d_ap, d_an = _check_distance(d_ap, "d_ap"), _check_distance(d_an, "d_an")
     violation = d_ap - d_an + alpha
@@ -163,14 +148,7 @@ def draw_margin_ring(ax: Axes, state: MarginState) -> None:
 
 
 def draw_margin(state: MarginState, d_max: float = DISTANCE_MAX) -> Figure:
-    """The hinge (left) and the ring picture (right) for one MarginState.
-
-    Args:
-        state: from `margin_state`.
-        d_max: right end of the hinge plot's d(A,N) axis.
-    Returns:
-        the Figure; its title is the state's loss and verdict text.
-    """
+    """The hinge (left) and the ring picture (right) for one MarginState, titled with its loss and verdict."""
     _check_state(state)
     figure = Figure(figsize=(10.5, 3.8))
     # Fixed margins instead of tight_layout: measuring every label would double the
@@ -186,12 +164,17 @@ def draw_margin(state: MarginState, d_max: float = DISTANCE_MAX) -> Figure:
 def picture_widget() -> widgets.Image:
     """An empty PNG picture for an explorer, shown at the size it was drawn.
 
-    An explorer is a VBox, a flex column whose children stretch across its whole width by
-    default; an image stretched that way is scaled up to the page width, blurred and taller
-    than the screen. Aligned to the start it keeps its own width (and still shrinks to fit a
-    narrow page: JupyterLab caps images at 100 % of the width).
+    A VBox stretches its children across its width, which would scale the image up, blurred;
+    aligned to the start it keeps its own width (and still shrinks to fit a narrow page).
     """
     return widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
+
+
+def float_slider(description: str, value: float, maximum: float, width: str = "420px", **options) -> widgets.FloatSlider:
+    """A slider from 0 to maximum in steps of SLIDER_STEP that reports only when released."""
+    return widgets.FloatSlider(value=value, min=0, max=maximum, step=SLIDER_STEP, description=description,
+                               readout_format=".2f", continuous_update=False,
+                               layout=widgets.Layout(width=width) if width else widgets.Layout(), **options)
 
 
 def figure_png(figure: Figure) -> bytes:
@@ -230,10 +213,8 @@ class SliderExplorer(widgets.VBox):
 class MarginExplorer(widgets.VBox):
     """Sliders "alpha", "d(A,P)" and "d(A,N)" driving the loss, the verdict and the pictures.
 
-    Display it as the last expression of a cell. The labels hold stable text, for
-    example "loss = 0.1900" and "verdict: violated by 0.1900". Everything updates when a
-    slider is released (or moved with the arrow keys): one redraw takes a noticeable
-    fraction of a second, too slow to follow every pixel of a drag.
+    The labels hold stable text, for example "loss = 0.1900" and "verdict: violated by 0.1900".
+    They update when a slider is released: one redraw is too slow to follow a drag.
 
     Args:
         alpha: starting margin, 0 .. 1.
@@ -248,16 +229,9 @@ class MarginExplorer(widgets.VBox):
                 f"the sliders go up to alpha = {ALPHA_MAX} and distances = {DISTANCE_MAX}; start inside that range."
             )
         style = {"description_width": "4em"}
-        layout = widgets.Layout(width="420px")
-        self.alpha_slider = widgets.FloatSlider(
-            value=start.alpha, min=0, max=ALPHA_MAX, step=SLIDER_STEP, description="alpha",
-            readout_format=".2f", continuous_update=False, style=style, layout=layout)
-        self.d_ap_slider = widgets.FloatSlider(
-            value=start.d_ap, min=0, max=DISTANCE_MAX, step=SLIDER_STEP, description="d(A,P)",
-            readout_format=".2f", continuous_update=False, style=style, layout=layout)
-        self.d_an_slider = widgets.FloatSlider(
-            value=start.d_an, min=0, max=DISTANCE_MAX, step=SLIDER_STEP, description="d(A,N)",
-            readout_format=".2f", continuous_update=False, style=style, layout=layout)
+        self.alpha_slider = float_slider("alpha", start.alpha, ALPHA_MAX, style=style)
+        self.d_ap_slider = float_slider("d(A,P)", start.d_ap, DISTANCE_MAX, style=style)
+        self.d_an_slider = float_slider("d(A,N)", start.d_an, DISTANCE_MAX, style=style)
         self.loss_label = widgets.Label()
         self.verdict_label = widgets.Label()
         self.picture = picture_widget()
@@ -280,15 +254,8 @@ class MarginExplorer(widgets.VBox):
 
 
 def toy_step_summary(history: ToyHistory, step: int) -> str:
-    """One line describing a step of the toy descent, for example
-    "step 3 of 64: J = 12.3456, 200 of 288 triplets violate the margin".
-
-    Args:
-        history: from `train_toy_points`.
-        step: 0 .. history.steps.
-    Returns:
-        the line.
-    """
+    """One line for a step (0 .. history.steps) of the toy descent, for example
+    "step 3 of 64: J = 12.3456, 200 of 288 triplets violate the margin"."""
     check_history(history).check_step(step)
     return (f"step {step} of {history.steps}: J = {float(history.cost[step]):.4f}, "
             f"{int(history.num_active[step])} of {history.num_triplets} triplets violate the margin")
