@@ -1,12 +1,9 @@
-"""Choosing triplets, measured: bookkeeping for notebook 05's comparison, and timings.
+"""Choosing triplets, measured: the bookkeeping of notebook 05's comparison, and timings.
 
-Notebook 05 writes its training loop on the page (one fresh network per strategy and seed,
-the same P x K batches for every strategy). This module keeps what is not the lesson:
-
-* `make_probe` and `measure`: held-out Precision@1 and MAP@R, and the share of a fixed
-  set of random training triplets whose loss is already zero (with their mean d(A,N));
-* `summarise` and `plot_comparison`: mean and range over seeds, as numbers and curves;
-* `time_batch_all` and `plot_timings`: the cost of the batch-all loss three ways.
+Notebook 05 writes its training loop on the page; this module keeps what is not the lesson:
+`make_probe` and `measure` (held-out Precision@1 and MAP@R, and how many of a fixed set of
+random training triplets already have zero loss), `summarise` and `plot_comparison` (mean
+and range over seeds), `time_batch_all` and `plot_timings` (the batch-all loss three ways).
 """
 from __future__ import annotations
 
@@ -27,10 +24,7 @@ from course_utils.lessons.triplet_kinds import zero_loss_fraction
 
 
 class Probe(NamedTuple):
-    """A fixed set of random training triplets, measured at every step of every run.
-
-    images: the probe pictures (N, C, H, W); anchor, positive, negative: (T,) indices into them.
-    """
+    """Random training triplets measured at every step: images (N, C, H, W), and (T,) indices into them."""
 
     images: torch.Tensor
     anchor: torch.Tensor
@@ -61,10 +55,9 @@ def make_probe(images: torch.Tensor, labels: torch.Tensor, n_persons: int = 100,
 def calibrate_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> None:
     """Set every BatchNorm layer's running statistics from these pictures; no weight changes.
 
-    A fresh network's BatchNorm layers hold mean 0 and variance 1, which are not the
-    statistics of real activations, so in evaluation mode it squeezes every picture onto
-    nearly one point. Training sets them as it goes; this sets them before the first step,
-    so that a measurement at step 0 shows the network as it really is.
+    A fresh network's BatchNorm layers hold mean 0 and variance 1, not the statistics of real
+    activations, so in evaluation mode it squeezes every picture onto nearly one point; set
+    before the first step, a measurement at step 0 shows the network as it really is.
 
     Args:
         model: the network (its train/eval mode is restored).
@@ -196,12 +189,9 @@ def _seconds(function, repeats: int) -> float:
 
 def time_batch_all(batch_sizes: tuple[int, ...], masked=masked_batch_all_loss, k: int = 4, naive_up_to: int = 64,
                    repeats: int = 3, seed: int = 0) -> list[dict]:
-    """Time the batch-all loss three ways for P x K batches of growing size B.
-
-    The naive loop is `course_utils.core.reference.batch_all_triplet_loss` (one Python step per
-    triplet), a masked version (B^3 numbers at once: `masked_batch_all_loss` or the one a
-    notebook writes), and the course's `losses.batch_all_triplet_loss` (sorted negatives,
-    no B^3 tensor).
+    """Time the batch-all loss three ways for P x K batches of growing size B: the naive loop of
+    `core.reference` (one Python step per triplet), a masked version (B^3 numbers at once), and
+    the course's `losses.batch_all_triplet_loss` (sorted negatives, no B^3 tensor).
 
     Args:
         batch_sizes: B values, each a multiple of k with B / k >= 2.

@@ -1,20 +1,12 @@
 """Which triplets a batch holds: none at all, or easy, semi-hard and hard ones.
 
-* `random_batch_odds` (exact) and `simulate_random_batches` (by drawing batches) say
-  how many anchor-positive pairs, anchors and valid triplets a batch drawn at random from a
-  labelled set holds: the reason online mining uses P x K batches (notebook 04).
-* `classify_triplets` sorts triplets by their two distances and the margin alpha
-  (notebook 05, FaceNet's vocabulary):
-
-  - easy: d(A,P) + alpha <= d(A,N), the loss is already 0;
-  - semi-hard: d(A,P) < d(A,N) < d(A,P) + alpha, the negative is farther than the
-    positive but inside the margin, a small positive loss;
-  - hard: d(A,N) <= d(A,P) (and the loss is positive), the negative is at least as close
-    as the positive.
-
-  `batch_triplet_distances` gives both distances for every valid triplet of a batch and
-  `triplet_kind_counts` counts each kind: the pure compute functions of the mining
-  explorer in `course_utils.lessons.explorers`.
+* `random_batch_odds` (exact) and `simulate_random_batches` (by drawing) say how many
+  anchor-positive pairs, anchors and triplets a random batch holds: why online mining uses
+  P x K batches (notebook 04).
+* `classify_triplets` sorts triplets by their distances and the margin (notebook 05, FaceNet's
+  words): easy, d(A,P) + alpha <= d(A,N), loss 0; semi-hard, d(A,P) < d(A,N) < d(A,P) + alpha,
+  farther than the positive but inside the margin; hard, d(A,N) <= d(A,P) with a positive
+  loss. `batch_triplet_distances` and `triplet_kind_counts` feed the mining explorer.
 """
 from __future__ import annotations
 
@@ -35,20 +27,16 @@ KIND_NAMES = ("easy", "semi-hard", "hard")
 class BatchOdds(NamedTuple):
     """What a batch of B pictures drawn at random (without replacement) holds.
 
-    no_positive_probability: chance that no two pictures of the batch show the same person,
-        so the batch has no (A, P) pair and no triplet.
-    anchor_positive_pairs: expected number of ordered anchor-positive pairs (A, P), A != P,
-        same person (the course's one convention: a P x K batch has P K (K - 1) of them).
-    anchors: expected number of pictures with at least one positive in the batch, the pictures
-        that can serve as an anchor.
-    triplets: expected number of valid ordered triplets (A, P, N) in the batch.
+    no_positive_probability: chance that no two pictures show the same person (no triplet).
+    anchor_positive_pairs: expected ordered pairs (A, P), A != P (P K (K - 1) in a P x K batch).
+    anchors: expected pictures with at least one positive in the batch.
+    triplets: expected valid ordered triplets (A, P, N).
     """
 
     no_positive_probability: float
     anchor_positive_pairs: float
     anchors: float
     triplets: float
-
 
 
 def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: int) -> BatchOdds:
