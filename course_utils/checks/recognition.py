@@ -1,31 +1,13 @@
-"""Checks of notebook 07's exercises, whose answers are tuples.
-
-verify(embedding_a, embedding_b, threshold) returns (distance, accepted): the squared distance between
-the encodings as given (not re-normalised) and the decision d <= threshold (a pair exactly at the
-threshold is accepted, as in `course_utils.evaluation.recognition`), for one pair ((D,) -> two 0-d
-tensors) or n pairs ((n, D) -> two (n,) tensors).
-
-error_rates(same, different, thresholds) returns (far, frr, eer): the false-accept and false-reject
-rates at each threshold and the equal error rate. Its small cases are compared with the loops of
-`reference.error_rates`, then the answer on random distances with the library's roc_curve and
-equal_error_rate. Distances are compared with float32 tolerance, decisions exactly.
-"""
+"""Checks of notebook 07's exercises, whose answers are tuples: verify -> (distance, accepted) and
+error_rates -> (far, frr, eer). Numbers are compared with float32 tolerance, decisions exactly."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
-from course_utils.checks.runner import (
-    Case,
-    CheckResult,
-    ErrorHint,
-    Exercise,
-    Mistake,
-    _show,
-    fail,
-    returned_none,
-    run_check,
-    tensors_match,
-)
+from course_utils.checks.runner import (Case, CheckResult, ErrorHint, Exercise, Mistake, _show, fail, judge,
+                                        returned_none, run_check, tensors_match)
 from course_utils.core import reference
 
 
@@ -37,39 +19,43 @@ def _distances(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidea
 
 
 def _verify_by_definition(a, b, threshold, metric="squared_euclidean", accept=lambda d, t: d <= t, unit=False):
-    """(distance, accepted) from the definition; the keyword arguments reproduce the mistakes."""
+    """(distance, accepted) from the definition: the encodings as given, a pair at the threshold accepted;
+    the keyword arguments reproduce the mistakes."""
     if unit:
         a, b = (torch.nn.functional.normalize(x.double(), dim=-1) for x in (a, b))
     distance = _distances(a, b, metric)
     return distance, accept(distance, torch.tensor(threshold, dtype=torch.float64))
 
 
-def _answer_matches(answer, target) -> bool:
-    """A (distance, accepted) pair: distances equal up to float32 round-off, decisions exactly."""
-    if not isinstance(answer, tuple) or len(answer) != 2:
-        return False
-    distance, accepted = answer
-    accepted = torch.as_tensor(accepted) if isinstance(accepted, bool) else accepted
-    return (
-        tensors_match(distance, target[0])
-        and isinstance(accepted, torch.Tensor)
-        and accepted.dtype == torch.bool
-        and accepted.shape == target[1].shape
-        and bool(torch.equal(accepted.cpu(), target[1]))
-    )
+def _as_tensor(value):
+    """A Python bool or number as a 0-d tensor (numbers in float64); anything else as it is."""
+    if isinstance(value, bool):
+        return torch.tensor(value)
+    return torch.tensor(float(value), dtype=torch.float64) if isinstance(value, (int, float)) else value
+
+
+def _tuple_matches(answer, target: tuple) -> bool:
+    """Tuples of the same length, part by part: numbers up to float32 round-off, decisions exactly."""
+    def same(part, expected: torch.Tensor) -> bool:
+        if expected.dtype != torch.bool:
+            return tensors_match(part, expected)
+        return (isinstance(part, torch.Tensor) and part.dtype == torch.bool and part.shape == expected.shape
+                and bool(torch.equal(part.cpu(), expected)))
+    return (isinstance(answer, tuple) and len(answer) == len(target)
+            and all(same(_as_tensor(part), expected) for part, expected in zip(answer, target)))
+
+
+def _show_parts(*names: str):
+    """A show hook for tuple answers: each part after its name."""
+    def shown(value) -> str:
+        if not (isinstance(value, tuple) and len(value) == len(names)):
+            return _show(value)
+        return ", ".join(f"{name} {_show(_as_tensor(part))}" for name, part in zip(names, value))
+    return lambda answer, expected, args=(): f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
 
 
 def _grid(*rows) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float32)
-
-
-def _show_answer(answer, expected, args=()) -> str:
-    def shown(pair) -> str:
-        if isinstance(pair, tuple) and len(pair) == 2:
-            accepted = pair[1].tolist() if isinstance(pair[1], torch.Tensor) else pair[1]
-            return f"distance {_show(pair[0])}, accepted {accepted}"
-        return _show(pair)
-    return f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
 
 
 def _not_a_tuple(exercise: Exercise, case: Case, answer, parts: tuple[str, ...], kind: str) -> CheckResult | None:
@@ -147,8 +133,8 @@ VERIFY = Exercise(
                   "pair and for n pairs."),
     ),
     needs_gradient=False,
-    matches=_answer_matches,
-    show=_show_answer,
+    matches=_tuple_matches,
+    show=_show_parts("distance", "accepted"),
     wrong_form=_verify_form,
     fallback_hint="compute d = sum of (a - b) ** 2 over the last axis by hand for this case, then accept when "
                   "d <= threshold.",
@@ -160,15 +146,9 @@ def check_verify(function) -> CheckResult:
     return run_check(function, VERIFY)
 
 
-# ---------------------------------------------------------------------------
-# Notebook 07, second exercise: false-accept and false-reject rates, and the equal error rate.
-#
-# The learner writes ``error_rates(same, different, thresholds)`` returning ``(far, frr, eer)``:
-# at each of the T thresholds the fraction of different-person distances <= threshold (false
-# accepts) and of same-person distances > threshold (false rejects), both (T,), and the mean of
-# the two at the threshold where they differ least, a 0-d tensor (or a number). The cases have
-# S != N != T, so a slip in a denominator or a broadcast shows, distances exactly at thresholds,
-# and a unique closest threshold where the two rates differ, so the mean is needed.
+# Second exercise: the false-accept and false-reject rates at each of T thresholds, and the equal error rate
+# (their mean where they differ least). The cases have S != N != T, so a slip in a denominator or a broadcast
+# shows, distances exactly at thresholds, and a unique closest threshold where the two rates differ.
 
 
 def _rates_by_definition(same, different, thresholds, accept=lambda d, t: d <= t, far_over=None, frr_over=None,
@@ -216,29 +196,6 @@ def _counts(same, different, thresholds):
     return _with_eer(far * len(different), frr * len(same))
 
 
-def _as_value(value):
-    """A Python number as a 0-d float64 tensor; anything else as it is."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return torch.tensor(float(value), dtype=torch.float64)
-    return value
-
-
-def _rates_match(answer, target) -> bool:
-    """(far, frr, eer) equal up to float32 round-off; eer may be a number."""
-    if not isinstance(answer, tuple) or len(answer) != 3:
-        return False
-    far, frr, eer = answer
-    return tensors_match(far, target[0]) and tensors_match(frr, target[1]) and tensors_match(_as_value(eer), target[2])
-
-
-def _show_rates(answer, expected, args=()) -> str:
-    def shown(rates) -> str:
-        if isinstance(rates, tuple) and len(rates) == 3:
-            return f"far {_show(rates[0])}, frr {_show(rates[1])}, eer {_show(_as_value(rates[2]))}"
-        return _show(rates)
-    return f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
-
-
 def _rates_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
     """A message when the answer is not a (far, frr, eer) triple of the right kinds; None when it is."""
     where = f"on the test case \"{case.description}\""
@@ -250,7 +207,7 @@ def _rates_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult
         return fail(exercise, f"returned rates that are not tensors {where}.",
                     "  Hint: keep far and frr tensors with one value per threshold (no lists, no .item()).",
                     "rates_not_tensors")
-    if not isinstance(_as_value(eer), torch.Tensor) or _as_value(eer).numel() != 1:
+    if not isinstance(_as_tensor(eer), torch.Tensor) or _as_tensor(eer).numel() != 1:
         return fail(exercise, f"returned an equal error rate that is not one number {where}.",
                     "  Hint: the equal error rate is one value: the mean of far and frr at one threshold.",
                     "eer_not_one_number")
@@ -270,28 +227,24 @@ def _library_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return same, different, roc_curve(same, different).thresholds
 
 
-def _agrees_with_library(function, exercise: Exercise) -> CheckResult | None:
-    """None when the learner's answer on random distances equals the library's roc_curve and equal_error_rate."""
+def _library_answer(same, different, thresholds) -> tuple:
+    """(far, frr, eer) from the library's roc_curve and equal_error_rate, at the curve's own thresholds."""
     from course_utils.evaluation.recognition import equal_error_rate, roc_curve
 
-    same, different, thresholds = _library_case()
     curve = roc_curve(same, different)
-    library = (curve.false_accept_rate, 1 - curve.true_accept_rate,
-               torch.tensor(equal_error_rate(same, different).rate, dtype=torch.float64))
-    try:
-        answer = function(same.clone(), different.clone(), thresholds.clone())
-    except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
-        return fail(exercise, "raised an error on random distances at the library's ROC thresholds.",
-                    f"  The error: {type(error).__name__}: {error}\n  Hint: it passed the small cases; check "
-                    "that nothing depends on the number of pairs or thresholds.", None)
-    if _rates_match(answer, library):
-        return None
-    return fail(exercise, f"is right on the small cases but differs from the library on {sum(LIBRARY_CASE_SIZES)} "
-                "random distances.",
-                "  The library's roc_curve gives the rates at every threshold and equal_error_rate the mean at the "
-                "closest one.\n  Hint: compare the distances as given (no rounding, no .half()), and make sure "
-                "nothing depends on the small sizes of the test cases.", None)
+    return (curve.false_accept_rate, 1 - curve.true_accept_rate,
+            torch.tensor(equal_error_rate(same, different).rate, dtype=torch.float64))
 
+
+def _agrees_with_library(function, exercise: Exercise) -> CheckResult | None:
+    """None when the learner's answer on random distances equals the library's roc_curve and equal_error_rate."""
+    case = Case(f"{sum(LIBRARY_CASE_SIZES)} random distances at the library's ROC thresholds", _library_case())
+    verdict = judge(function, replace(
+        exercise, cases=(case,), expected=_library_answer, mistakes=(), after_cases=(),
+        fallback_hint="it is right on the small cases but differs from the library's roc_curve and "
+                      "equal_error_rate here. Compare the distances as given (no rounding, no .half()), and make "
+                      "sure nothing depends on the small sizes of the test cases."))
+    return None if verdict.passed else verdict
 
 
 _EER_ONE_RATE_HINT = ("your two rates are right, but the equal error rate is the MEAN of the two at the threshold "
@@ -360,8 +313,8 @@ ERROR_RATES = Exercise(
                   ".float().mean(dim=1)."),
     ),
     needs_gradient=False,
-    matches=_rates_match,
-    show=_show_rates,
+    matches=_tuple_matches,
+    show=_show_parts("far", "frr", "eer"),
     wrong_form=_rates_form,
     fallback_hint="for one threshold, count by hand the different-person distances <= threshold and the "
                   "same-person distances > threshold, and divide each by its number of pairs.",

@@ -66,6 +66,8 @@ def _show(value) -> str:
     """Short text for a tensor or number: up to 6 values to 4 decimals, and the shape."""
     if not isinstance(value, torch.Tensor):
         return repr(value)
+    if value.dtype == torch.bool:
+        return str(value.tolist())
     numbers = value.detach().double().flatten()
     shown = ", ".join(f"{v:.4f}" for v in numbers[:6].tolist())
     if value.dim() == 0:
@@ -182,11 +184,17 @@ def fresh_copies(args: tuple, requires_grad: bool) -> tuple:
                  if isinstance(a, torch.Tensor) else a for a in args)
 
 
+# Autograd refuses an in-place change of an input that requires a gradient, whatever the exercise.
+IN_PLACE_ON_INPUT = ErrorHint("in_place_on_input", "a leaf Variable that requires grad is being used in an in-place "
+                              "operation", "an in-place operation (such as a -= b) changes an input tensor. Compute a "
+                              "new tensor instead: diff = a - b.")
+
+
 def explain_exception(exercise: Exercise, case: Case, error: Exception) -> CheckResult:
     """The message for an exception: a known one's advice, else the arguments and the error."""
     text = f"{type(error).__name__}: {error}"
     headline = f"raised an error on the test case \"{case.description}\"."
-    for known in exercise.error_hints:
+    for known in exercise.error_hints + (IN_PLACE_ON_INPUT,):
         if known.phrase in str(error):
             return fail(exercise, headline, f"  The error: {text}\n  Hint: {known.hint}", known.name)
     arguments = f"  Arguments: {describe_args(case.args)}\n" if case.args else ""
