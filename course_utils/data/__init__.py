@@ -24,22 +24,8 @@ from course_utils.data.real import (
 )
 
 __all__ = [
-    "DEFAULT_CACHE_DIR",
-    "DatasetCheckError",
-    "DatasetUnavailableError",
-    "PKBatchSampler",
-    "TripletCount",
-    "count_triplets",
-    "keyed_generator",
-    "load_digits_dataset",
-    "load_fashion_mnist",
-    "load_lfw_people",
-    "load_mnist",
-    "load_olivetti_faces",
-    "make_random_triplets",
-    "make_synthetic_faces",
-    "one_shot_split",
-    "pixel_one_shot_accuracy",
-    "show_gallery",
-    "split_by_identity",
+    "DEFAULT_CACHE_DIR", "DatasetCheckError", "DatasetUnavailableError", "PKBatchSampler", "TripletCount",
+    "count_triplets", "keyed_generator", "load_digits_dataset", "load_fashion_mnist", "load_lfw_people",
+    "load_mnist", "load_olivetti_faces", "make_random_triplets", "make_synthetic_faces", "one_shot_split",
+    "pixel_one_shot_accuracy", "show_gallery", "split_by_identity",
 ]

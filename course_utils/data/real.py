@@ -5,13 +5,11 @@
 * ``load_olivetti_faces``, ``load_lfw_people``: face sets downloaded by scikit-learn.
 * ``load_mnist``, ``load_fashion_mnist``: downloaded by torchvision.
 
-Downloads are cached under ``data/cache/<name>/`` (ignored by git). A download goes
-into a temporary folder beside it and is renamed to ``<name>`` only once the loaded
-arrays have passed their checks (shapes, counts; the fetchers themselves verify the
-published SHA-256 or MD5 checksums of the files), so a failed or interrupted download
-leaves no half-written cache behind. Without the files and without a network, a loader
-raises `DatasetUnavailableError` naming the data set, the folder it expected and how to
-get the files.
+Downloads are cached under ``data/cache/<name>/`` (ignored by git). A download goes into a
+temporary folder, renamed to ``<name>`` only once the arrays pass their checks (shapes,
+counts; the fetchers verify the published checksums), so a failed download leaves no
+half-written cache. Without files and network a loader raises `DatasetUnavailableError`
+naming the data set, the folder it expected and how to get the files.
 """
 from __future__ import annotations
 
@@ -213,8 +211,7 @@ def _load_cached(
         cache_dir: the cache folder (None: DEFAULT_CACHE_DIR).
         fetch: fetch(folder, download) -> (images, labels), reading or downloading into folder.
         check: raises DatasetCheckError when the loaded arrays look wrong.
-        how_to_get: the instruction shown when the data cannot be had ("{folder}" becomes
-            the data set's cache folder).
+        how_to_get: what to do when the data cannot be had ("{folder}": the cache folder).
     Returns:
         (images, labels) as returned by fetch.
     """

@@ -257,7 +257,7 @@ def _check_threshold(threshold) -> float:
         raise TypeError(f"threshold must be a number (a squared distance), got {type(threshold).__name__}.")
     if not np.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold must be a finite squared distance >= 0, got {threshold}.")
-    return float(threshold)
+    return float(threshold) + 0.0  # + 0.0 turns -0.0 into 0.0, so "threshold -0.00" is never shown
 
 
 def _check_distances(distances, name: str) -> torch.Tensor:

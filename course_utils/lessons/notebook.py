@@ -106,12 +106,10 @@ def setup(seed: int = 0, mode: str = "auto", device: str = "auto") -> Settings:
 def check_claim(statement: str, holds, measured: str = "") -> None:
     """Print whether a claim the lesson makes from measured numbers holds on this run.
 
-    Trained numbers differ in their last digits between machines, thread counts and GPUs
-    (PyTorch picks its kernels by instruction set, and training amplifies the rounding).
-    So a notebook prints such numbers in a cell that is not compared, and checks the claim
-    it makes from them here, with a tolerance or an ordering chosen from the spread
-    measured over seeds and machines: the printed line is the same everywhere as long as
-    the claim holds, and says plainly when it does not.
+    Trained numbers differ in their last digits between machines, thread counts and GPUs, so a
+    notebook prints them in a cell that is not compared and checks its claim here, with a
+    tolerance or ordering chosen from the spread over seeds and machines: the printed line is
+    the same everywhere while the claim holds, and says plainly when it does not.
 
     Args:
         statement: the claim in words, e.g. "semi-hard beats random by at least 0.05".

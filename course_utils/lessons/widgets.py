@@ -38,7 +38,7 @@ def _check_distance(value, name: str) -> float:
         raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
     if not 0 <= value < float("inf"):
         raise ValueError(f"{name} is a distance and must be finite and >= 0, got {value!r}.")
-    return float(value)
+    return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0, so "-0.00" is never shown
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ def margin_state(alpha: float, d_ap: float, d_an: float) -> MarginState:
     # rounding is at most half a unit in the last place (eps / 2 relative), so the
     # error is below 4 * eps * (|d_ap| + |d_an| + alpha); anything that small counts as 0.
     round_off = 4 * sys.float_info.epsilon * (d_ap + d_an + alpha)
+    alpha, violation = alpha + 0.0, violation + 0.0  # + 0.0: a -0.0 input is shown as 0.0000
     return MarginState(alpha, d_ap, d_an, violation, max(violation, 0.0), violation <= round_off)
 
 

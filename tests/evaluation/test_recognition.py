@@ -165,3 +165,7 @@ def test_threshold_functions_refuse_bad_input():
         threshold_summary(SAME, torch.tensor([1, 2]), threshold=1.0)
     with pytest.raises(ValueError, match="far must be a false-accept rate between 0 and 1"):
         threshold_at_far(SAME, DIFFERENT, far=1.5)
+
+
+def test_a_negative_zero_threshold_is_shown_as_zero():
+    assert threshold_summary(SAME, DIFFERENT, threshold=-0.0).text.startswith("threshold 0.00:")

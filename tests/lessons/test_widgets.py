@@ -155,3 +155,9 @@ def test_explorer_pictures_keep_their_own_size(toy_history):
     assert figure.axes[0].get_legend() is not None
     width, height = figure.get_size_inches() * figure.dpi
     assert width <= 600 and height <= 400
+
+
+def test_negative_zero_inputs_are_shown_as_zero():
+    state = margin_state(-0.0, -0.0, 0.0)
+    assert state.loss_text == "loss = 0.0000" and state.verdict_text == "verdict: margin met"
+    assert "-" not in f"{state.alpha}{state.d_ap}{state.violation}{state.loss}"
