@@ -1,25 +1,14 @@
-"""Hidden test cases for the notebooks' exercises, used when an instructor grades a class.
+"""Hidden test cases for the notebooks' exercises, run when an instructor grades a class.
 
-The checks a learner runs (`course_utils.checks.basics`, `checks_data`, `checks_training`,
-`checks_recognition`, `checks_diagnosis`) are formative: their cases are fixed and
-visible, so a function that looks the visible cases up in a table passes them. Grading
-(`course_instructor.grading`, ``make grade``) runs the cases below instead: edge cases the
-visible checks do not contain, and random cases drawn from a seed that only the
-instructor's copy of the notebooks holds. Each case is judged by the same machinery as
-the visible check (the answer compared with `course_utils.core.reference`, a wrong one
-explained by the exercise's named mistakes), so the feedback reads like the check a
-learner already knows.
+A learner's visible checks (`course_utils.checks`) have fixed cases, so a function that looks them up
+in a table passes. Grading (`course_instructor.grading`) runs the cases below instead: edge cases the
+checks lack and random cases drawn from a seed only the instructor's notebooks hold. Each case is
+judged by the visible check's own runner (the answer compared with `course_utils.core.reference`, a
+wrong one explained by the exercise's named mistakes), so the feedback reads like the check.
 
-In the graded notebook, the hidden test cell after each exercise's check calls::
-
-    grade("distance_matrix", globals().get("distance_matrix"), points=3, seed=123456)
-
-which runs every case with a time limit each, prints one line per case (and the checker's
-message for each failure), shows the result as structured data for the instructor's
-feedback page, and returns the points earned: nbgrader reads a number a grade cell
-returns as partial credit (points x passed cases / all cases).
-
-Nothing here imports nbgrader; the learner's ``import course_utils`` never loads this module.
+The graded notebook's hidden test cell after each check calls, for example,
+``grade("distance_matrix", globals().get("distance_matrix"), points=3, seed=123456)``: nbgrader takes
+the number it returns as partial credit (points x passed cases / all cases). Nothing here imports nbgrader.
 """
 from __future__ import annotations
 
@@ -31,37 +20,28 @@ import signal
 import threading
 import warnings
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
-from course_utils.core import reference
 from course_utils.checks.basics import DISTANCE_MATRIX, MEAN_OVER_ACTIVE, TRIPLET_LOSS, _CountTorchCalls, _TooManyTorchCalls
-from course_utils.checks.runner import Case, CheckResult, Exercise, Mistake, collect_answers, run_check
+from course_utils.checks.runner import Case, CheckResult, Exercise, collect_answers, fail, judge
 
 # The MIME type of the structured result a hidden test cell displays (read back by course_instructor.grading).
 RESULT_MIME = "application/vnd.course-utils.hidden-tests+json"
-# Seconds one hidden case may run before it is stopped; the remaining cases are then not run.
-# The environment variable HIDDEN_CASE_SECONDS, set by the grader, overrides it.
+# Seconds one hidden case may run; after one runs past it the others are not run. HIDDEN_CASE_SECONDS overrides it.
 CASE_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class HiddenCase:
-    """One hidden test case.
-
-    Attributes:
-        description: what the case is, in a few words (shown in the feedback).
-        judge: runs the learner's function on the case and returns the checker's verdict.
-    """
+class HiddenCase(NamedTuple):
+    """One hidden case: what it is in a few words, and judge(function) -> the checker's CheckResult."""
 
     description: str
     judge: Callable[[Callable], CheckResult]
 
 
-@dataclass(frozen=True)
-class CaseOutcome:
+class CaseOutcome(NamedTuple):
     """The verdict on one hidden case: passed or not, the checker's message and the named mistake."""
 
     description: str
@@ -84,26 +64,27 @@ class Report:
         return sum(outcome.passed for outcome in self.outcomes)
 
     def text(self) -> str:
-        """The report as plain text: a headline, then one line per case, each failure with its message."""
+        """A headline, then one line per case; each failure's message once (a stub gives the same for all)."""
         lines = [f"Hidden tests of {self.exercise}: {self.passed} of {len(self.outcomes)} cases passed, "
                  f"{self.points:g} of {self.max_points:g} points."]
         shown = set()
         for outcome in self.outcomes:
             lines.append(f"  {'passed' if outcome.passed else 'FAILED'}  {outcome.description}")
             if not outcome.passed and outcome.message and outcome.message not in shown:
-                shown.add(outcome.message)  # the same message for every case (not implemented, ...) once
+                shown.add(outcome.message)
                 lines.extend("      " + line for line in outcome.message.splitlines())
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {
-            "exercise": self.exercise,
-            "points": self.points,
-            "max_points": self.max_points,
-            "passed": self.passed,
-            "cases": [{"description": o.description, "passed": o.passed, "message": o.message, "mistake": o.mistake}
-                      for o in self.outcomes],
-        }
+        return {"exercise": self.exercise, "points": self.points, "max_points": self.max_points, "passed": self.passed,
+                "cases": [outcome._asdict() for outcome in self.outcomes]}
+
+
+def report_from_json(data: str | dict) -> Report:
+    """The Report that `Report.to_json` gave (as a graded notebook displays it)."""
+    data = json.loads(data) if isinstance(data, str) else data
+    return Report(data["exercise"], float(data["points"]), float(data["max_points"]),
+                  tuple(CaseOutcome(**case) for case in data["cases"]))
 
 
 # ---------------------------------------------------------------------------
@@ -111,17 +92,14 @@ class Report:
 
 
 class CaseTimeout(BaseException):
-    """Raised in the learner's function when a hidden case runs past its time limit.
-
-    A BaseException, so that an ``except Exception`` in the learner's code cannot swallow it."""
+    """Raised in the learner's function past a case's time limit (not an Exception, so that learner code's
+    ``except Exception`` cannot swallow it)."""
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float | None):
-    """Raise CaseTimeout in the main thread after `seconds` (no limit off the main thread or on Windows)."""
-    usable = (seconds is not None and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
-    if not usable:
+def _time_limit(seconds: float):
+    """Raise CaseTimeout after `seconds` (no limit off the main thread or where there is no SIGALRM)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
 
@@ -139,15 +117,29 @@ def _time_limit(seconds: float | None):
 
 @contextlib.contextmanager
 def _quiet():
-    """Swallow what the checker and the learner's code print and warn, so the grade cell writes nothing to
-    stderr (nbgrader gives a grade cell with stderr output 0 points)."""
+    """Swallow what the checker and the learner's code print and warn: nbgrader gives a grade cell that
+    writes to stderr 0 points."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
 
 
-def run_hidden_cases(exercise: str, function, seed: int, points: float, case_seconds: float | None = CASE_SECONDS) -> Report:
+def _outcome(exercise: str, case: HiddenCase, function, seconds: float) -> CaseOutcome:
+    """Judge one case; a learner's exception, SystemExit included, fails it (KeyboardInterrupt, from the
+    grader's per-cell time limit, and CaseTimeout go through)."""
+    try:
+        with _quiet(), _time_limit(seconds):
+            verdict = case.judge(function)
+    except (KeyboardInterrupt, CaseTimeout):
+        raise
+    except BaseException as error:  # noqa: BLE001 - SystemExit and the like from learner code
+        return CaseOutcome(case.description, False, f"{exercise} raised {type(error).__name__}: {error}", "raised")
+    return CaseOutcome(case.description, bool(verdict.passed), "" if verdict.passed else verdict.message,
+                       verdict.mistake)
+
+
+def run_hidden_cases(exercise: str, function, seed: int, points: float, case_seconds: float = CASE_SECONDS) -> Report:
     """Run the hidden cases of an exercise on a learner's function.
 
     Args:
@@ -155,70 +147,49 @@ def run_hidden_cases(exercise: str, function, seed: int, points: float, case_sec
         function: the learner's function, or None when the notebook does not define it.
         seed: the seed of the random cases (the instructor's, kept in the graded notebooks).
         points: what the exercise is worth; the points earned are points x passed / cases.
-        case_seconds: time limit of each case; after a case runs past it the remaining cases are not run.
-    Returns:
-        Report.
+        case_seconds: time limit of each case; once a case runs past it the remaining ones are not run.
     """
-    cases = hidden_cases(exercise, seed)
-    if function is None or not callable(function):
-        why = ("is not defined: its solution cell was deleted, renamed or never ran" if function is None
-               else f"is a {type(function).__name__}, not a function")
-        message = f"{exercise} {why}, so none of its hidden cases could run."
-        outcomes = tuple(CaseOutcome(case.description, False, message, "not_defined") for case in cases)
-        return Report(exercise, 0.0, float(points), outcomes)
-    outcomes, stopped = [], None
+    cases, outcomes, stopped = hidden_cases(exercise, seed), [], None
     for case in cases:
-        if stopped is not None:
-            outcomes.append(CaseOutcome(case.description, False,
-                                        f"not run: {exercise} did not finish the case \"{stopped}\" within "
-                                        f"{case_seconds:g} s.", "not_run"))
-            continue
-        try:
-            with _quiet(), _time_limit(case_seconds):
-                verdict = case.judge(function)
-            outcomes.append(CaseOutcome(case.description, bool(verdict.passed), "" if verdict.passed else verdict.message,
-                                        verdict.mistake))
-        except CaseTimeout:
-            stopped = case.description
-            outcomes.append(CaseOutcome(case.description, False,
-                                        f"{exercise} did not finish within {case_seconds:g} s on this case "
-                                        "(an endless loop, or far too slow).", "timeout"))
-        except KeyboardInterrupt:
-            raise  # the grader's per-cell time limit interrupts the kernel: let it stop the cell
-        except BaseException as error:  # noqa: BLE001 - SystemExit and the like from learner code
-            outcomes.append(CaseOutcome(case.description, False,
-                                        f"{exercise} raised {type(error).__name__}: {error}", "raised"))
-    passed = sum(outcome.passed for outcome in outcomes)
-    earned = round(float(points) * passed / len(outcomes), 2)
+        if not callable(function):
+            why = ("is not defined: its solution cell was deleted, renamed or never ran" if function is None
+                   else f"is a {type(function).__name__}, not a function")
+            outcomes.append(CaseOutcome(case.description, False, f"{exercise} {why}, so none of its hidden cases "
+                                        "could run.", "not_defined"))
+        elif stopped is not None:
+            outcomes.append(CaseOutcome(case.description, False, f"not run: {exercise} did not finish the case "
+                                        f"\"{stopped}\" within {case_seconds:g} s.", "not_run"))
+        else:
+            try:
+                outcomes.append(_outcome(exercise, case, function, case_seconds))
+            except CaseTimeout:
+                stopped = case.description
+                outcomes.append(CaseOutcome(case.description, False, f"{exercise} did not finish within "
+                                            f"{case_seconds:g} s on this case (an endless loop, or far too slow).",
+                                            "timeout"))
+    earned = round(float(points) * sum(o.passed for o in outcomes) / len(outcomes), 2)
     return Report(exercise, earned, float(points), tuple(outcomes))
 
 
-def grade(exercise: str, function, points: float, seed: int, case_seconds: float | None = None) -> float:
-    """What a hidden test cell calls: run the hidden cases, show the report, return the points earned.
-
-    The report is displayed once, as plain text for people and as JSON (RESULT_MIME) for the
-    instructor's feedback page. The returned number is the cell's result, which nbgrader
-    takes as partial credit.
-    """
-    if case_seconds is None:
-        case_seconds = float(os.environ.get("HIDDEN_CASE_SECONDS", CASE_SECONDS))
-    report = run_hidden_cases(exercise, function, seed, points, case_seconds)
-    bundle = {"text/plain": report.text(), RESULT_MIME: report.to_json()}
+def grade(exercise: str, function, points: float, seed: int) -> float:
+    """What a hidden test cell calls: run the hidden cases, display the report once (text for people,
+    RESULT_MIME JSON for the instructor's feedback page), return the points earned."""
+    report = run_hidden_cases(exercise, function, seed, points, float(os.environ.get("HIDDEN_CASE_SECONDS", CASE_SECONDS)))
     try:
         from IPython.display import display
-
-        display(bundle, raw=True)
     except ImportError:  # outside IPython: plain text
         print(report.text())
+    else:
+        display({"text/plain": report.text(), RESULT_MIME: report.to_json()}, raw=True)
     return report.points
 
 
 # ---------------------------------------------------------------------------
-# Helpers to build the cases.
+# Building the cases.
 
 
 def _generator(seed: int, salt: int) -> torch.Generator:
-    """A generator for one case: the instructor's seed mixed with a number per case."""
+    """A generator for one exercise: the instructor's seed mixed with a number per exercise."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + salt) % (2**63 - 1))
 
 
@@ -232,18 +203,18 @@ def _quarters(generator: torch.Generator, *shape: int, low: int = -8, high: int 
     return torch.randint(low, high + 1, shape, generator=generator).float() / 4
 
 
-def _passed(exercise: str) -> CheckResult:
-    return CheckResult(exercise, True, "")
+def _grid(*rows) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
 
 
-def _framework(exercise: Exercise, case: Case) -> HiddenCase:
-    """A case judged by run_check (numbers compared with the reference, mistakes named)."""
-    one = replace(exercise, cases=(case,), after_cases=())
-    return HiddenCase(case.description, lambda function: run_check(function, one))
+def _checked(exercise: Exercise, *cases: Case) -> tuple[HiddenCase, ...]:
+    """Hidden cases judged exactly like the visible check's cases (its checks after the cases left out)."""
+    return tuple(HiddenCase(case.description, lambda function, case=case: judge(
+        function, replace(exercise, cases=(case,), after_cases=()))) for case in cases)
 
 
-def _fail(exercise: Exercise, headline: str, details: str, mistake: str | None) -> CheckResult:
-    return CheckResult(exercise.name, False, f"Not yet: {exercise.name} {headline}\n{details}", mistake)
+def _passed(exercise: Exercise) -> CheckResult:
+    return CheckResult(exercise.name, True, "")
 
 
 # ---------------------------------------------------------------------------
@@ -259,95 +230,86 @@ def _near_duplicates(generator: torch.Generator, n: int, d: int) -> torch.Tensor
 
 
 def _no_negative_distance(description: str, x: torch.Tensor) -> HiddenCase:
-    def judge(function) -> CheckResult:
-        case = Case(description, (x,))
-        answers = collect_answers(function, replace(DISTANCE_MATRIX, cases=(case,)), True)
+    def judge_case(function) -> CheckResult:
+        answers = collect_answers(function, replace(DISTANCE_MATRIX, cases=(Case(description, (x,)),)), True)
         if isinstance(answers, CheckResult):
             return answers
         answer = answers[0]
         if not isinstance(answer, torch.Tensor) or answer.shape != (len(x), len(x)):
             shown = f"shape {tuple(answer.shape)}" if isinstance(answer, torch.Tensor) else f"a {type(answer).__name__}"
-            return _fail(DISTANCE_MATRIX, f"returns {shown} on the case \"{description}\".",
-                         f"  Expected {DISTANCE_MATRIX.returns}, here shape {(len(x), len(x))}.", "wrong_shape")
+            return fail(DISTANCE_MATRIX, f"returns {shown} on the case \"{description}\".",
+                        f"  Expected {DISTANCE_MATRIX.returns}, here shape {(len(x), len(x))}.", "wrong_shape")
         negative = int((answer.detach() < 0).sum())
         if negative:
-            return _fail(DISTANCE_MATRIX, f"gives negative squared distances on the case \"{description}\".",
-                         f"  {negative} entries are negative (the smallest {float(answer.detach().min()):.4f}). "
-                         "A squared distance is never negative: finish with .clamp(min=0).", "no_clamp")
-        return _passed(DISTANCE_MATRIX.name)
+            return fail(DISTANCE_MATRIX, f"gives negative squared distances on the case \"{description}\".",
+                        f"  {negative} entries are negative (the smallest {float(answer.detach().min()):.4f}). "
+                        "A squared distance is never negative: finish with .clamp(min=0).", "no_clamp")
+        return _passed(DISTANCE_MATRIX)
 
-    return HiddenCase(description, judge)
+    return HiddenCase(description, judge_case)
 
 
 def _no_python_loop(description: str, x: torch.Tensor) -> HiddenCase:
-    def judge(function) -> CheckResult:
+    def judge_case(function) -> CheckResult:
         counter = _CountTorchCalls(limit=len(x))
         try:
             with counter:
                 function(x.clone().requires_grad_(True))
         except _TooManyTorchCalls:
-            return _fail(DISTANCE_MATRIX, "gives its answer with a Python loop.",
-                         f"  On the case \"{description}\" it made more than {counter.limit} tensor operations, "
-                         "more than one per point; a vectorised answer makes the same handful for any number "
-                         "of points.", "python_loop")
+            return fail(DISTANCE_MATRIX, "gives its answer with a Python loop.",
+                        f"  On the case \"{description}\" it made more than {counter.limit} tensor operations, "
+                        "more than one per point; a vectorised answer makes the same handful for any number "
+                        "of points.", "python_loop")
         except NotImplementedError:
             return CheckResult(DISTANCE_MATRIX.name, False, "distance_matrix is not implemented yet.", "not_implemented")
         except Exception as error:  # noqa: BLE001 - learner code
-            return _fail(DISTANCE_MATRIX, f"raised {type(error).__name__}: {error}", "", None)
-        return _passed(DISTANCE_MATRIX.name)
+            return fail(DISTANCE_MATRIX, f"raised {type(error).__name__}: {error}", "", None)
+        return _passed(DISTANCE_MATRIX)
 
-    return HiddenCase(description, judge)
+    return HiddenCase(description, judge_case)
 
 
 def _distance_matrix_cases(seed: int) -> tuple[HiddenCase, ...]:
     g = _generator(seed, 1)
     three = _tenths(g, 3, 4)
-    return (
-        _framework(DISTANCE_MATRIX, Case("seven random points in 3-D", (_tenths(g, 7, 3),))),
-        _framework(DISTANCE_MATRIX, Case("a single point in 5-D", (_tenths(g, 1, 5),))),
-        _framework(DISTANCE_MATRIX, Case("six points on a line (1-D)", (_tenths(g, 6, 1),))),
-        _framework(DISTANCE_MATRIX, Case("four points in 4-D, three of them equal",
-                                         (torch.cat([three[:1], three[:1], three[:1], three[1:2]]),))),
-        _framework(DISTANCE_MATRIX, Case("twenty random points in 2-D", (_tenths(g, 20, 2),))),
-        _no_negative_distance("30 points with large coordinates in 8-D, each with a copy and a near copy",
-                              _near_duplicates(g, 10, 8)),
-        _no_python_loop("150 points in 4-D, counting tensor operations", _tenths(g, 150, 4)),
-    )
+    return _checked(
+        DISTANCE_MATRIX,
+        Case("seven random points in 3-D", (_tenths(g, 7, 3),)),
+        Case("a single point in 5-D", (_tenths(g, 1, 5),)),
+        Case("six points on a line (1-D)", (_tenths(g, 6, 1),)),
+        Case("four points in 4-D, three of them equal", (torch.cat([three[:1], three[:1], three[:1], three[1:2]]),)),
+        Case("twenty random points in 2-D", (_tenths(g, 20, 2),)),
+    ) + (_no_negative_distance("30 points with large coordinates in 8-D, each with a copy and a near copy",
+                               _near_duplicates(g, 10, 8)),
+         _no_python_loop("150 points in 4-D, counting tensor operations", _tenths(g, 150, 4)))
 
 
 # ---------------------------------------------------------------------------
-# Notebook 02: triplet_loss.
+# Notebooks 02 and 03: triplet_loss and mean_over_active.
 
 
 def _triplet_loss_cases(seed: int) -> tuple[HiddenCase, ...]:
     g = _generator(seed, 2)
     same = _tenths(g, 3, 4)
-    tie_anchor, tie_positive, tie_negative = _grid([0.0, 0.0]), _grid([1.0, 0.0]), _grid([0.0, -1.0])
-    return tuple(_framework(TRIPLET_LOSS, case) for case in (
+    return _checked(
+        TRIPLET_LOSS,
         Case("six random triplets in 5-D, alpha = 0.35", (_tenths(g, 6, 5), _tenths(g, 6, 5), _tenths(g, 6, 5), 0.35)),
         Case("one triplet in 1-D, alpha = 1.0", (_tenths(g, 1, 1), _tenths(g, 1, 1), _tenths(g, 1, 1), 1.0)),
-        Case("a tie d(A,P) = d(A,N) and alpha = 0 (loss 0)", (tie_anchor, tie_positive, tie_negative, 0.0)),
+        Case("a tie d(A,P) = d(A,N) and alpha = 0 (loss 0)",
+             (_grid([0.0, 0.0]), _grid([1.0, 0.0]), _grid([0.0, -1.0]), 0.0)),
         Case("five triplets in 2-D, a large margin alpha = 2.0",
              (_tenths(g, 5, 2), _tenths(g, 5, 2), _tenths(g, 5, 2), 2.0)),
         Case("ten random triplets in 3-D, many meeting the margin, alpha = 0.2",
              (_tenths(g, 10, 3, low=-5, high=5), _tenths(g, 10, 3, low=-5, high=5), _tenths(g, 10, 3), 0.2)),
         Case("three triplets whose positive is the anchor itself, alpha = 0.5", (same, same.clone(), _tenths(g, 3, 4), 0.5)),
-    ))
-
-
-def _grid(*rows) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.float32)
-
-
-# ---------------------------------------------------------------------------
-# Notebook 03: mean_over_active.
+    )
 
 
 def _with_finite_gradient(description: str, losses: torch.Tensor) -> HiddenCase:
-    """The value of a case, then a gradient without nan (the case has no active triplet)."""
-    value = _framework(MEAN_OVER_ACTIVE, Case(description, (losses,)))
+    """The value of a case without an active triplet, then a gradient without nan."""
+    (value,) = _checked(MEAN_OVER_ACTIVE, Case(description, (losses,)))
 
-    def judge(function) -> CheckResult:
+    def judge_case(function) -> CheckResult:
         verdict = value.judge(function)
         if not verdict.passed:
             return verdict
@@ -355,11 +317,11 @@ def _with_finite_gradient(description: str, losses: torch.Tensor) -> HiddenCase:
         (gradient,) = torch.autograd.grad(function(inputs), inputs, allow_unused=True)
         if gradient is None or bool(torch.isfinite(gradient).all()):
             return verdict
-        return _fail(MEAN_OVER_ACTIVE, f"returns 0 on the case \"{description}\", but its gradient there is nan.",
-                     "  Hint: divide by a count that cannot be 0, total / count.clamp(min=1); torch.where still "
-                     "computes 0 / 0 and its gradient is nan.", "nan_gradient")
+        return fail(MEAN_OVER_ACTIVE, f"returns 0 on the case \"{description}\", but its gradient there is nan.",
+                    "  Hint: divide by a count that cannot be 0, total / count.clamp(min=1); torch.where still "
+                    "computes 0 / 0 and its gradient is nan.", "nan_gradient")
 
-    return HiddenCase(description, judge)
+    return HiddenCase(description, judge_case)
 
 
 def _mean_over_active_cases(seed: int) -> tuple[HiddenCase, ...]:
@@ -369,12 +331,12 @@ def _mean_over_active_cases(seed: int) -> tuple[HiddenCase, ...]:
     many = torch.rand(50, generator=g) * (torch.rand(50, generator=g) < 0.5)
     many[0] = 0.5
     return (
-        _framework(MEAN_OVER_ACTIVE, Case("eight random losses, some of them 0", (mixed,))),
-        _framework(MEAN_OVER_ACTIVE, Case("one loss, positive", (_grid(0.7),))),
+        *_checked(MEAN_OVER_ACTIVE, Case("eight random losses, some of them 0", (mixed,)),
+                  Case("one loss, positive", (_grid(0.7),))),
         _with_finite_gradient("one loss, 0: no triplet is active", torch.zeros(1)),
         _with_finite_gradient("three losses, all 0", torch.zeros(3)),
-        _framework(MEAN_OVER_ACTIVE, Case("fifty random losses, about half of them 0", (many,))),
-        _framework(MEAN_OVER_ACTIVE, Case("four losses, two of them large", (_grid(3.5, 0.0, 0.0, 10.25),))),
+        *_checked(MEAN_OVER_ACTIVE, Case("fifty random losses, about half of them 0", (many,)),
+                  Case("four losses, two of them large", (_grid(3.5, 0.0, 0.0, 10.25),))),
     )
 
 
@@ -382,29 +344,22 @@ def _mean_over_active_cases(seed: int) -> tuple[HiddenCase, ...]:
 # Notebooks 04 and 05: the valid-triplet mask and the semi-hard mask.
 
 
-def _mask_case(exercise: Exercise, case: Case, **check_options) -> HiddenCase:
-    from course_utils.checks.compat import run_mask_check
-
-    one = replace(exercise, cases=(case,))
-    return HiddenCase(case.description, lambda function: run_mask_check(function, one, **check_options))
-
-
 def _valid_triplet_mask_cases(seed: int) -> tuple[HiddenCase, ...]:
-    from course_utils.checks.masks import VALID_TRIPLET_MASK, _explain_triplet
+    from course_utils.checks.masks import VALID_TRIPLET_MASK
 
     g = _generator(seed, 4)
     persons = torch.tensor([101, 205, 307])
     shuffled = persons[torch.randint(0, 3, (8,), generator=g)]
     shuffled[:3] = persons  # every person appears
     shuffled[3] = shuffled[0]  # and one has two pictures
-    options = {"explain_entry": _explain_triplet, "axis_names": ("a", "p", "n")}
-    return tuple(_mask_case(VALID_TRIPLET_MASK, case, **options) for case in (
+    return _checked(
+        VALID_TRIPLET_MASK,
         Case("eight pictures of three persons with ids 101, 205 and 307, shuffled", (shuffled,)),
         Case("four pictures of one person: no negative, no triplet", (torch.tensor([6, 6, 6, 6]),)),
         Case("a single picture", (torch.tensor([3]),)),
         Case("two pictures of person 2 and one of person 9, labels [2, 9, 2]", (torch.tensor([2, 9, 2]),)),
         Case("negative ids, labels [-1, 4, -1, 4, 4]", (torch.tensor([-1, 4, -1, 4, 4]),)),
-    ))
+    )
 
 
 def _line(*positions: float) -> torch.Tensor:
@@ -420,15 +375,15 @@ def _semihard_mask_cases(seed: int) -> tuple[HiddenCase, ...]:
     grid = (points.unsqueeze(1) - points.unsqueeze(0)).pow(2).sum(dim=2)
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
     edges = _line(0, 0.5, 0.25, 0.5, 0.75, -0.625, 1.0)  # pair at 0.5; negatives at 0.25, 0.5, 0.75 (edge), 0.625, 1
-    edge_labels = torch.tensor([0, 0, 1, 2, 3, 4, 5])
-    return tuple(_mask_case(SEMIHARD_MASK, case) for case in (
+    return _checked(
+        SEMIHARD_MASK,
         Case("10 pictures of 4 persons at integer points, squared distances with ties, alpha = 3", (grid, labels, 3.0)),
         Case("pair at distance 0.5; negatives at 0.25, 0.5 (a tie), 0.625, 0.75 (the edge) and 1; alpha = 0.25",
-             (edges, edge_labels, 0.25)),
+             (edges, torch.tensor([0, 0, 1, 2, 3, 4, 5]), 0.25)),
         Case("the same 10 pictures with alpha = 0: no triplet is semi-hard", (grid, labels, 0.0)),
         Case("the same 10 pictures with a huge alpha = 100", (grid, labels, 100.0)),
         Case("two pictures of two persons: no positive pair", (_line(0, 1), torch.tensor([7, 8]), 1.0)),
-    ))
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -457,7 +412,7 @@ def _training_scenario(seed: int, salt: int, hidden: int, activation, optimizer_
 
 def _training_case(description: str, make) -> HiddenCase:
     from course_utils.checks.training import _diagnose_answer, _same, _step_without_zero_grad
-    from course_utils.training.trainer import training_step as reference_step
+    from course_utils.checks.training import reference_training_step as reference_step
 
     def run(step):
         model, optimizer, loss_fn, batches = make()
@@ -469,32 +424,32 @@ def _training_case(description: str, make) -> HiddenCase:
         loss, _ = reference_step(model, optimizer, loss_fn, images, labels)
         return loss, model(images).detach()
 
-    def fail(headline: str, hint: str, mistake: str | None) -> CheckResult:
+    def failed(headline: str, hint: str, mistake: str | None) -> CheckResult:
         return CheckResult("training_step", False, f"Not yet: training_step {headline}\n  Hint: {hint}", mistake)
 
-    def judge(function) -> CheckResult:
+    def judge_case(function) -> CheckResult:
         try:
             answers, weights, gradients = run(function)
         except NotImplementedError:
             return CheckResult("training_step", False, "training_step is not implemented yet.", "not_implemented")
         except Exception as error:  # noqa: BLE001 - learner code
-            return fail(f"raised {type(error).__name__}: {error}",
+            return failed(f"raised {type(error).__name__}: {error}",
                         "the steps are zero_grad, embeddings = model(images), loss = loss_fn(embeddings, labels), "
                         "backward, step, return loss, embeddings.", None)
         expected_answers, expected_weights, _ = run(reference_step)
         if not _same(weights, expected_weights):
             initial = [p.detach().clone() for p in make()[0].parameters()]
             if _same(weights, run(_step_without_zero_grad)[1]):
-                return fail("moves the weights too far: the gradients of earlier steps are added to this one.",
+                return failed("moves the weights too far: the gradients of earlier steps are added to this one.",
                             "call optimizer.zero_grad() before loss.backward() in every step.", "forgot_zero_grad")
             if _same(weights, initial):
                 if all(g is None or not bool(g.any()) for g in gradients):
-                    return fail("leaves the weights unchanged and no gradient behind.",
+                    return failed("leaves the weights unchanged and no gradient behind.",
                                 "call loss.backward() after optimizer.zero_grad() and before optimizer.step().",
                                 "no_backward")
-                return fail("computes gradients but leaves the weights unchanged.",
+                return failed("computes gradients but leaves the weights unchanged.",
                             "finish with optimizer.step(), after loss.backward().", "no_step")
-            return fail("changes the weights differently from one step of gradient descent on the loss.",
+            return failed("changes the weights differently from one step of gradient descent on the loss.",
                         "embed the images with model(images), give the embeddings and labels to loss_fn, then "
                         "zero_grad, backward and step, each once per call.", "wrong_update")
         late = run(after_step)[0]
@@ -502,9 +457,9 @@ def _training_case(description: str, make) -> HiddenCase:
             wrong = _diagnose_answer(answer, loss, embeddings, late_embeddings)
             if wrong is not None:
                 return wrong
-        return _passed("training_step")
+        return CheckResult("training_step", True, "")
 
-    return HiddenCase(description, judge)
+    return HiddenCase(description, judge_case)
 
 
 def _training_step_cases(seed: int) -> tuple[HiddenCase, ...]:
@@ -519,45 +474,30 @@ def _training_step_cases(seed: int) -> tuple[HiddenCase, ...]:
 
 
 # ---------------------------------------------------------------------------
-# Notebook 07: verify and error_rates.
-
-
-def _recognition_case(exercise_name: str, case: Case) -> HiddenCase:
-    from course_utils.checks import compat as cr
-
-    if exercise_name == "verify":
-        one = replace(cr.VERIFY, cases=(case,))
-        arguments = (cr._wrong_form, cr._answer_matches, cr._show_answer,
-                     "compute d = sum of (a - b) ** 2 over the last axis by hand, then accept when d <= threshold.")
-    else:
-        one = replace(cr.ERROR_RATES, cases=(case,))
-        arguments = (cr._wrong_rates_form, cr._rates_match, cr._show_rates,
-                     "for one threshold, count the different-person distances <= threshold and the same-person "
-                     "distances > threshold, and divide each by its number of pairs.")
-
-    def judge(function) -> CheckResult:
-        wrong = cr._first_wrong_case(function, one, *arguments)
-        return _passed(exercise_name) if wrong is None else wrong
-
-    return HiddenCase(case.description, judge)
+# Notebooks 07 and 08: verify, error_rates and name_the_failure.
 
 
 def _verify_cases(seed: int) -> tuple[HiddenCase, ...]:
+    from course_utils.checks.recognition import VERIFY
+
     g = _generator(seed, 7)
     a, b = _quarters(g, 5, 4), _quarters(g, 5, 4)
     at_threshold = float(((a[2] - b[2]) ** 2).sum())  # pair 2 lies exactly on the threshold
     one_a = _quarters(g, 6)
-    return tuple(_recognition_case("verify", case) for case in (
+    return _checked(
+        VERIFY,
         Case(f"five pairs in 4-D, threshold {at_threshold:g} (one pair exactly on it)", (a, b, at_threshold)),
         Case("one pair of equal encodings in 6-D, threshold 0", (one_a, one_a.clone(), 0.0)),
         Case("one pair far apart in 6-D, threshold 0.5", (one_a, one_a + 2.0, 0.5)),
         Case("n = 1 pair given as (1, 3) tensors, threshold 1.5", (_quarters(g, 1, 3), _quarters(g, 1, 3), 1.5)),
         Case("eight pairs with long encodings (not unit length), threshold 20",
              (_quarters(g, 8, 3, low=-16, high=16), _quarters(g, 8, 3, low=-16, high=16), 20.0)),
-    ))
+    )
 
 
 def _error_rates_cases(seed: int) -> tuple[HiddenCase, ...]:
+    from course_utils.checks.recognition import ERROR_RATES
+
     g = _generator(seed, 8)
 
     def eighths(count: int, low: int, high: int) -> torch.Tensor:
@@ -567,7 +507,8 @@ def _error_rates_cases(seed: int) -> tuple[HiddenCase, ...]:
     thresholds = torch.cat([same[:2], different[:1], eighths(2, 0, 24)])  # some exactly on a distance
     many_same, many_different = eighths(16, 0, 16), eighths(64, 8, 32)
     many_thresholds = eighths(40, 0, 32)
-    return tuple(_recognition_case("error_rates", case) for case in (
+    return _checked(
+        ERROR_RATES,
         Case("4 same-person and 8 different-person distances, 5 thresholds, some exactly on a distance",
              (same, different, thresholds)),
         Case("8 same-person and 4 different-person distances, 3 thresholds",
@@ -577,66 +518,17 @@ def _error_rates_cases(seed: int) -> tuple[HiddenCase, ...]:
         Case("thresholds in decreasing order", (same, different, torch.tensor([3.0, 1.5, 1.0, 0.25]))),
         Case("16 same-person and 64 different-person random distances, 40 thresholds",
              (many_same, many_different, many_thresholds)),
-    ))
-
-
-# ---------------------------------------------------------------------------
-# Notebook 08: name_the_failure.
-
-
-def _name_cases(cases: list[tuple[str, list[dict], float]]) -> tuple[HiddenCase, ...]:
-    """One hidden case per (description, history, alpha); a wrong name is explained by the named mistake
-    that reproduces the learner's answers on all these cases (as the visible check does), else by
-    the mistake that reproduces this one, else by the symptom that was missed."""
-    from course_utils.checks.diagnosis import EXERCISE, FAILURES, MISTAKES, SYMPTOMS
-
-    def answers_everywhere(function) -> list | None:
-        try:
-            return [function(history, alpha) for _, history, alpha in cases]
-        except Exception:  # noqa: BLE001 - learner code; the single case reports the error
-            return None
-
-    def explain(function, number: int, answer) -> Mistake | None:
-        everything = answers_everywhere(function)
-        if everything is not None:
-            for mistake in MISTAKES:
-                if all(mistake.compute(h, a) == x for (_, h, a), x in zip(cases, everything)):
-                    return mistake
-        description, history, alpha = cases[number]
-        return next((m for m in MISTAKES if m.compute(history, alpha) == answer), None)
-
-    def make(number: int) -> HiddenCase:
-        description, history, alpha = cases[number]
-
-        def judge(function) -> CheckResult:
-            one = replace(EXERCISE, cases=(Case(description, (history, alpha)),))
-            answers = collect_answers(function, one, requires_grad=False)
-            if isinstance(answers, CheckResult):
-                return answers
-            answer, expected = answers[0], reference.name_the_failure(history, alpha)
-            if answer not in FAILURES:
-                return _fail(EXERCISE, f"returned {answer!r} for \"{description}\".",
-                             f"  Expected {EXERCISE.returns}.", "unknown_name")
-            if answer == expected:
-                return _passed(EXERCISE.name)
-            found = explain(function, number, answer)
-            hint = found.hint if found is not None else SYMPTOMS[expected]
-            return _fail(EXERCISE, f"named \"{description}\" {answer!r}, but it is {expected!r}.", f"  Hint: {hint}",
-                         found.name if found is not None else f"said_{answer}")
-
-        return HiddenCase(description, judge)
-
-    return tuple(make(number) for number in range(len(cases)))
+    )
 
 
 def _name_the_failure_cases(seed: int) -> tuple[HiddenCase, ...]:
-    from course_utils.checks.diagnosis import _history
+    from course_utils.checks.diagnosis import EXERCISE, _history
 
     g = _generator(seed, 9)
     alpha = round(0.1 + 0.8 * float(torch.rand((), generator=g)), 2)
     falling = [round(alpha * (1 - 0.15 * step), 3) for step in range(5)]
     inf, nan = float("inf"), float("nan")
-    return _name_cases([
+    everything = replace(EXERCISE, cases=tuple(Case(description, tuple(args)) for description, *args in [
         (f"a learning run with alpha = {alpha}",
          _history(falling, [0.8, 0.6, 0.5, 0.4, 0.3], 0.2, [1.0, 1.3, 1.6, 1.9, 2.2]), alpha),
         (f"a run that collapsed, alpha = {alpha}",
@@ -662,7 +554,25 @@ def _name_the_failure_cases(seed: int) -> tuple[HiddenCase, ...]:
         ("a run with no triplets on most steps that turned nan",
          _history([0.0, 0.0, 0.0, 0.1, nan], [None, None, None, 0.4, None], [None, None, None, 0.2, nan],
                   [None, None, None, 1.1, nan], [1.0, 1.0, 1.0, 1.0, nan]), 0.2),
-    ])
+    ]), after_cases=())
+    return tuple(_named_run(everything, number) for number in range(len(everything.cases)))
+
+
+def _named_run(everything: Exercise, number: int) -> HiddenCase:
+    """Hidden case `number` of name_the_failure, judged alone; a wrong name is explained, as in the
+    visible check, by the mistake that reproduces the learner's answers on all the hidden cases."""
+    one = replace(everything, cases=(everything.cases[number],))
+
+    def judge_case(function) -> CheckResult:
+        def explain(exercise, _, answers, expected):
+            every = collect_answers(function, everything, requires_grad=False)
+            if isinstance(every, CheckResult):  # another case raised: explain this one alone
+                return everything.explain(exercise, 0, answers, expected)
+            return everything.explain(everything, number, every, expected)
+
+        return judge(function, replace(one, explain=explain))
+
+    return HiddenCase(one.cases[0].description, judge_case)
 
 
 # The exercises with hidden cases, by the function name the notebook asks for: builders of the
@@ -678,17 +588,8 @@ EXERCISES: dict[str, Callable[[int], tuple[HiddenCase, ...]]] = {
     "error_rates": _error_rates_cases,
     "name_the_failure": _name_the_failure_cases,
 }
-DEFAULT_POINTS = {
-    "distance_matrix": 3,
-    "triplet_loss": 2,
-    "mean_over_active": 2,
-    "valid_triplet_mask": 2,
-    "semihard_mask": 3,
-    "training_step": 3,
-    "verify": 2,
-    "error_rates": 3,
-    "name_the_failure": 3,
-}
+DEFAULT_POINTS = {"distance_matrix": 3, "triplet_loss": 2, "mean_over_active": 2, "valid_triplet_mask": 2,
+                  "semihard_mask": 3, "training_step": 3, "verify": 2, "error_rates": 3, "name_the_failure": 3}
 
 
 def hidden_cases(exercise: str, seed: int) -> tuple[HiddenCase, ...]:
@@ -697,15 +598,3 @@ def hidden_cases(exercise: str, seed: int) -> tuple[HiddenCase, ...]:
         raise KeyError(f"no hidden tests for the exercise {exercise!r}; known: {', '.join(EXERCISES)}. "
                        "Add its cases to course_instructor/hidden_tests.py.")
     return EXERCISES[exercise](int(seed))
-
-
-def report_from_json(data: str | dict) -> Report:
-    """A Report from what `Report.to_json` gave (as displayed in a graded notebook)."""
-    data = json.loads(data) if isinstance(data, str) else data
-    outcomes = tuple(CaseOutcome(c["description"], bool(c["passed"]), c.get("message", ""), c.get("mistake"))
-                     for c in data["cases"])
-    return Report(data["exercise"], float(data["points"]), float(data["max_points"]), outcomes)
-
-
-__all__ = ["CASE_SECONDS", "DEFAULT_POINTS", "EXERCISES", "RESULT_MIME", "CaseOutcome", "HiddenCase", "Report",
-           "grade", "hidden_cases", "report_from_json", "run_hidden_cases"]
