@@ -2,12 +2,13 @@
 batch, computes the loss, backpropagates, updates the weights and returns (loss, embeddings), the
 contract of `course_utils.training.trainer.training_step`, so that Trainer(step=...) can run it.
 
-The check runs the learner's step on two batches of a small network whose gradients hold stale values
-from an "earlier step" (as in a real loop), runs the course's step on an identical copy, and compares
-the weights, then what was returned; a difference is explained by replaying the typical mistakes.
+The learner's step runs on two batches of a small network whose gradients hold stale values from an
+"earlier step" (as in a real loop), the course's step on an identical copy; the weights are compared,
+then what was returned, and a difference is explained by replaying the typical mistakes.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -21,7 +22,8 @@ EXERCISE = "training_step"
 # Both sides run the same float32 operations; the tolerance only absorbs a different order.
 RELATIVE_TOLERANCE = 1e-5
 ABSOLUTE_TOLERANCE = 1e-6
-STALE_GRADIENT = 0.5
+WHY_BOTH = ("the loop records the loss, and the trainer measures d(A,P) and d(A,N) on the embeddings without "
+            "encoding the batch a second time.")
 
 
 def _scenario():
@@ -31,17 +33,14 @@ def _scenario():
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator))
-            # What an earlier backward() would have left behind, if nobody cleared it.
-            parameter.grad = torch.full_like(parameter, STALE_GRADIENT)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss_fn = TripletLoss(alpha=0.5, mining="all")
+            parameter.grad = torch.full_like(parameter, 0.5)  # what an earlier backward() left, if nobody cleared it
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     batches = [(torch.rand(6, 3, 2, 2, generator=generator), labels) for _ in range(2)]
-    return model, optimizer, loss_fn, batches
+    return model, torch.optim.SGD(model.parameters(), lr=0.1), TripletLoss(alpha=0.5, mining="all"), batches
 
 
 class Run(NamedTuple):
-    """What a step function did on the scenario: its answer to each batch, the weights and gradients after."""
+    """What a step function did on the scenario: its answer to each batch, then the weights and gradients."""
 
     answers: list
     weights: list[torch.Tensor]
@@ -63,56 +62,14 @@ def _step_without_zero_grad(model, optimizer, loss_fn, images, labels):
     return loss
 
 
-def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-    return all(torch.allclose(x, y, rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE) for x, y in zip(a, b))
-
-
-def _value(answer) -> float | None:
-    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-        return float(answer.detach())
-    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
-        return float(answer)
-    return None
-
-
-def _fail(headline: str, hint: str, mistake: str | None) -> CheckResult:
-    return CheckResult(EXERCISE, False, f"Not yet: {EXERCISE} {headline}\n  Hint: {hint}", mistake)
-
-
-def _diagnose_weights(weights, gradients, initial) -> CheckResult:
-    if _same(weights, _run(_step_without_zero_grad)[1]):
-        return _fail(
-            "moves the weights too far: the gradients of earlier steps are added to this one.",
-            "PyTorch adds each backward() into .grad instead of replacing it. Call optimizer.zero_grad() "
-            "before loss.backward() in every step.",
-            "forgot_zero_grad",
-        )
-    if _same(weights, initial):
-        if all(g is None or not bool(g.any()) for g in gradients):
-            return _fail(
-                "leaves the weights unchanged and no gradient behind.",
-                "call loss.backward() to compute the gradients, after optimizer.zero_grad() and before "
-                "optimizer.step() (zero_grad between backward and step would erase them).",
-                "no_backward",
-            )
-        return _fail(
-            "computes gradients but leaves the weights unchanged.",
-            "finish with optimizer.step(), after loss.backward(): step() is what moves the weights "
-            "along the gradients.",
-            "no_step",
-        )
-    return _fail(
-        "changes the weights differently from one step of gradient descent on the triplet loss.",
-        "embed the images with model(images), give those embeddings and the labels to the loss_fn "
-        "you were given, then zero_grad, backward and step, each once per call.",
-        "wrong_update",
-    )
-
-
 def _embeddings_after_the_step(model, optimizer, loss_fn, images, labels):
     """The mistake of encoding the batch a second time, after optimizer.step()."""
     loss, _ = reference_training_step(model, optimizer, loss_fn, images, labels)
     return loss, model(images).detach()
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.allclose(x, y, rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE) for x, y in zip(a, b))
 
 
 def _close(answer, expected: torch.Tensor) -> bool:
@@ -120,9 +77,13 @@ def _close(answer, expected: torch.Tensor) -> bool:
             and torch.allclose(answer.detach().float(), expected, rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE))
 
 
-def _same_loss(answer, expected: torch.Tensor) -> bool:
-    value = _value(answer)
-    return value is not None and abs(value - float(expected)) <= ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * abs(float(expected))
+def _same_loss(answer, loss: torch.Tensor) -> bool:
+    """A number, or a one-element tensor, equal to the loss."""
+    number = isinstance(answer, (int, float)) and not isinstance(answer, bool)
+    if not number and not (isinstance(answer, torch.Tensor) and answer.numel() == 1):
+        return False
+    return math.isclose(float(torch.as_tensor(answer).detach()), float(loss.detach()), rel_tol=RELATIVE_TOLERANCE,
+                        abs_tol=ABSOLUTE_TOLERANCE)
 
 
 def _describe(answer) -> str:
@@ -133,22 +94,42 @@ def _describe(answer) -> str:
     return f"{answer!r}"
 
 
+def _fail(headline: str, hint: str, mistake: str | None) -> CheckResult:
+    return CheckResult(EXERCISE, False, f"Not yet: {EXERCISE} {headline}\n  Hint: {hint}", mistake)
+
+
+def _diagnose_weights(weights, gradients, initial) -> CheckResult:
+    """Why the weights differ from the course's step: stale gradients added, no backward, no step, or else."""
+    if _same(weights, _run(_step_without_zero_grad).weights):
+        return _fail("moves the weights too far: the gradients of earlier steps are added to this one.",
+                     "PyTorch adds each backward() into .grad instead of replacing it. Call optimizer.zero_grad() "
+                     "before loss.backward() in every step.", "forgot_zero_grad")
+    if _same(weights, initial) and all(g is None or not bool(g.any()) for g in gradients):
+        return _fail("leaves the weights unchanged and no gradient behind.",
+                     "call loss.backward() to compute the gradients, after optimizer.zero_grad() and before "
+                     "optimizer.step() (zero_grad between backward and step would erase them).", "no_backward")
+    if _same(weights, initial):
+        return _fail("computes gradients but leaves the weights unchanged.",
+                     "finish with optimizer.step(), after loss.backward(): step() is what moves the weights "
+                     "along the gradients.", "no_step")
+    return _fail("changes the weights differently from one step of gradient descent on the triplet loss.",
+                 "embed the images with model(images), give those embeddings and the labels to the loss_fn you "
+                 "were given, then zero_grad, backward and step, each once per call.", "wrong_update")
+
+
 def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late: torch.Tensor) -> CheckResult | None:
-    """None when the answer is (loss, embeddings); else the mistake that explains it."""
-    why = ("the loop records the loss, and the trainer measures d(A,P) and d(A,N) on the embeddings "
-           "without encoding the batch a second time.")
+    """None when the answer is (loss, embeddings); else the mistake that explains it (`late`: the embeddings
+    a second forward pass after the step gives)."""
     if answer is None:
         return _fail("updates the weights correctly but returns None.",
-                     f"end with `return loss, embeddings`: {why}", "returned_none")
+                     f"end with `return loss, embeddings`: {WHY_BOTH}", "returned_none")
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
-        if _same_loss(answer, loss):
-            return _fail("updates the weights correctly but returns only the loss.",
-                         f"return two things, `return loss, embeddings`: {why}", "returned_only_loss")
-        if _close(answer, embeddings):
-            return _fail("updates the weights correctly but returns only the embeddings.",
-                         f"return two things, `return loss, embeddings`: {why}", "returned_only_embeddings")
+        for only, same in (("loss", _same_loss), ("embeddings", _close)):
+            if same(answer, loss if only == "loss" else embeddings):
+                return _fail(f"updates the weights correctly but returns only the {only}.",
+                             f"return two things, `return loss, embeddings`: {WHY_BOTH}", f"returned_only_{only}")
         return _fail(f"updates the weights correctly but returns {_describe(answer)}.",
-                     f"return the pair `loss, embeddings`: {why}", "wrong_return")
+                     f"return the pair `loss, embeddings`: {WHY_BOTH}", "wrong_return")
     first, second = answer
     if _close(first, embeddings) and _same_loss(second, loss):
         return _fail("returns (embeddings, loss): the two are the other way round.",
@@ -170,8 +151,7 @@ def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late:
 
 
 def _verdict(run: Run, expected: Run) -> CheckResult | None:
-    """None when the learner's step moved the weights like the course's and returned (loss, embeddings);
-    else the mistake that explains what it did."""
+    """None when the step moved the weights like the course's and returned (loss, embeddings); else why not."""
     if not _same(run.weights, expected.weights):
         return _diagnose_weights(run.weights, run.gradients, [p.detach().clone() for p in _scenario()[0].parameters()])
     late = _run(_embeddings_after_the_step).answers
