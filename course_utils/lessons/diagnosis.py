@@ -16,7 +16,6 @@ notebook itself, where the learner reads it; this module keeps the instruments.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import NamedTuple
 
@@ -26,10 +25,10 @@ from torch import nn
 
 from course_utils.core._validate import check_alpha, check_labels, check_metric, check_tensor, check_whole_number
 from course_utils.data import PKBatchSampler
-from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask
 from course_utils.training.models import EmbeddingNet
 from course_utils.lessons.notebook import seed_everything
-from course_utils.training.trainer import looks_collapsed, training_step
+from course_utils.training.step import LossWithStats, batch_diagnostics, training_step
+from course_utils.training.trainer import looks_collapsed
 
 FAILURES = ("nan", "no_valid_triplets", "margin_too_large", "collapsed", "healthy")
 EXPLANATIONS = {
@@ -128,89 +127,51 @@ def summary_line(name: str, history) -> str:
     return f"{name} after {len(history)} steps: {numbers}"
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float | None:
-    return float(values[mask].mean()) if bool(mask.any()) else None
-
-
-def step_record(step: int, loss: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor, stats) -> dict:
-    """The diagnostics of one training step (squared Euclidean distances inside the batch).
-
-    Args:
-        step: the step number (1 for the first).
-        loss: the step's 0-d loss.
-        embeddings: (B, D) encodings of the batch (NaN allowed: it is what we look for).
-        labels: (B,) identities.
-        stats: the loss's TripletStats, or None when it does not report them.
-    Returns:
-        dict with step, loss, active_fraction (None when no valid triplet), mean_d_ap,
-        mean_d_an (None when the batch has no such pair) and embedding_norm.
-    """
-    # Difference form, not the Gram trick: NaN encodings must give NaN distances, not an error.
-    dist = (embeddings[:, None, :] - embeddings[None, :, :]).pow(2).sum(dim=2)
-    positive, negative = anchor_positive_mask(labels), anchor_negative_mask(labels)
-    has_triplets = bool(positive.any()) and bool(negative.any())
-    return {
-        "step": step,
-        "loss": float(loss) + 0.0,  # + 0.0 turns the -0.0 of an empty batch (0 * negative) into 0.0
-        "active_fraction": stats.active_fraction if has_triplets and stats is not None else None,
-        "mean_d_ap": _masked_mean(dist, positive),
-        "mean_d_an": _masked_mean(dist, negative),
-        "embedding_norm": float(embeddings.norm(dim=1).mean()),
-    }
-
-
 def record_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, images: torch.Tensor,
                  labels: torch.Tensor, batches) -> list[dict]:
     """Train on the given batches, one `training_step` each, and record every step's diagnostics.
 
-    Unlike `Trainer`, which always draws P x K batches, this takes any batches, so the
-    failure lab can also train on purely random ones.
+    The step, the loss with its statistics and the measurements are the `Trainer`'s
+    (`course_utils.training.step`); unlike the Trainer this takes any batches (the failure lab
+    also trains on purely random ones) and reads every step back. The loss runs with
+    check_values=False: a NaN is recorded (it is what the lab looks for), not refused.
 
     Args:
         model: the embedding network.
         optimizer: its optimiser.
-        loss_fn: the loss, reporting what it averaged over in one of two ways (as `Trainer`
-            accepts): a module with a ``last_stats`` attribute (TripletLoss), or a function
-            with a ``return_stats`` parameter that returns (loss, TripletStats) when it is True
-            (the course's batch_* losses, or a loss written in a notebook).
+        loss_fn: a loss reporting what it averaged over: a module with ``last_stats``
+            (TripletLoss), or a function with a ``return_stats`` parameter returning
+            (loss, TripletStats) when it is True.
         images: (N, C, H, W) pictures.
         labels: (N,) identities.
         batches: iterable of (B,) index tensors into images.
     Returns:
-        one dict per step (see `step_record`).
+        one dict per step: step, loss, active_fraction (None when the batch has no valid
+        triplet), mean_d_ap and mean_d_an (squared Euclidean; None without such a pair) and
+        embedding_norm.
     """
     labels = check_labels(labels, check_tensor(images, "images").shape[0])
-    reporting = _StatsOf(loss_fn)
+    reporting = LossWithStats(loss_fn, check_values=False)
+    if not reporting.reports_stats:
+        raise TypeError(
+            "loss_fn must report what it averaged over: use TripletLoss(...) (it keeps last_stats), or a "
+            "function with a return_stats parameter that returns (loss, TripletStats) when it is True."
+        )
     history = []
     for step, batch in enumerate(batches, start=1):
         loss, embeddings = training_step(model, optimizer, reporting, images[batch], labels[batch])
-        history.append(step_record(step, loss, embeddings, labels[batch], reporting.last_stats))
+        measured = batch_diagnostics(loss, embeddings, labels[batch], "squared_euclidean")  # (6,)
+        numbers = torch.cat([measured, reporting.counts(embeddings.device)]).tolist()
+        loss, mean_ap, mean_an, norm, positives, negatives, terms, active = numbers
+        history.append({
+            "step": step,
+            "loss": loss + 0.0,  # + 0.0 turns the -0.0 of an empty batch (0 * negative) into 0.0
+            "active_fraction": (active / terms if terms else 0.0) if positives and negatives else None,
+            "mean_d_ap": mean_ap if positives else None,
+            "mean_d_an": mean_an if negatives else None,
+            "embedding_norm": norm,
+        })  # fmt: skip
     return history
-
-
-class _StatsOf:
-    """Calls a loss and keeps the stats it reports (see `record_steps` for the two ways)."""
-
-    def __init__(self, loss_fn):
-        self.loss_fn, self.last_stats = loss_fn, None
-        self.is_module = hasattr(loss_fn, "last_stats")
-        try:
-            self.asks = "return_stats" in inspect.signature(loss_fn).parameters
-        except (TypeError, ValueError):  # not callable, or a builtin without a signature
-            self.asks = False
-        if not (self.is_module or self.asks):
-            raise TypeError(
-                "loss_fn must report what it averaged over: use TripletLoss(...) (it keeps last_stats), or a "
-                "function with a return_stats parameter that returns (loss, TripletStats) when it is True."
-            )
-
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.is_module:
-            loss = self.loss_fn(embeddings, labels)
-            self.last_stats = self.loss_fn.last_stats
-        else:
-            loss, self.last_stats = self.loss_fn(embeddings, labels, return_stats=True)
-        return loss
 
 
 def random_batches(num_pictures: int, batch_size: int, steps: int, seed: int = 0) -> list[torch.Tensor]:

@@ -65,21 +65,16 @@ def make_toy_points(
 
 @dataclass(frozen=True)
 class ToyHistory:
-    """Everything recorded during `train_toy_points`, one entry per step.
-
-    Step 0 is the starting position; step s is the position after s updates.
+    """Everything `train_toy_points` recorded; step 0 is the start, step s the position after s updates.
 
     Attributes:
         labels: (n,) identity of each point.
-        alpha: the margin used.
-        learning_rate: the step size used.
-        points: (steps + 1, n, 2) positions.
-        gradients: (steps + 1, n, 2) gradient of J at each position (zero once J = 0).
+        alpha, learning_rate: the margin and the step size used.
+        points, gradients: (steps + 1, n, 2) positions and the gradient of J there (zero once J = 0).
         cost: (steps + 1,) J = sum of the losses of all valid triplets.
         num_active: (steps + 1,) how many triplets still have a positive loss.
         num_triplets: number of valid triplets (the m in J = sum over i = 1..m).
-        mean_positive_distance: (steps + 1,) mean d(A,P) over the triplets.
-        mean_negative_distance: (steps + 1,) mean d(A,N) over the triplets.
+        mean_positive_distance, mean_negative_distance: (steps + 1,) mean d(A,P), d(A,N) over the triplets.
     """
 
     labels: torch.Tensor
@@ -108,16 +103,16 @@ class ToyHistory:
         """(steps + 1,) J / m: the mean over all triplets, easy ones included."""
         return self.cost / self.num_triplets
 
+    @property
+    def mean_active_cost(self) -> torch.Tensor:
+        """(steps + 1,) J / (number of triplets with positive loss); 0 once none is left."""
+        return torch.where(self.num_active > 0, self.cost / self.num_active.clamp_min(1), 0.0)
+
     def check_step(self, step) -> int:
         """Return step if it is a recorded step (0 .. steps), else raise ValueError saying the range."""
         if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= self.steps:
             raise ValueError(f"step must be a whole number from 0 to {self.steps}, got {step!r}.")
         return step
-
-    @property
-    def mean_active_cost(self) -> torch.Tensor:
-        """(steps + 1,) J / (number of triplets with positive loss); 0 once none is left."""
-        return torch.where(self.num_active > 0, self.cost / self.num_active.clamp_min(1), 0.0)
 
 
 def check_history(history) -> ToyHistory:
@@ -128,19 +123,14 @@ def check_history(history) -> ToyHistory:
 
 
 def train_toy_points(
-    points: torch.Tensor,
-    labels: torch.Tensor,
-    alpha: float = 0.2,
-    learning_rate: float = 0.01,
-    max_steps: int = 500,
+    points: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2, learning_rate: float = 0.01, max_steps: int = 500
 ) -> ToyHistory:
-    """Plain gradient descent on the points themselves, minimising J over all valid triplets.
+    """Plain gradient descent on the points themselves, minimising J = sum_i max(d(A_i,P_i) - d(A_i,N_i) + alpha, 0).
 
-    Each step computes J = sum_i max(d(A_i,P_i) - d(A_i,N_i) + alpha, 0) with d the
-    squared Euclidean distance, its gradient with respect to every point, and moves
-    each point by -learning_rate * gradient. It stops as soon as J is exactly 0 (every
-    triplet meets the margin, so the gradient is 0 and nothing would move again) or
-    after max_steps updates.
+    Not the network's `training_step`: here the encodings are the parameters (no network, no
+    optimiser, no mining), so that every update, -learning_rate * gradient of J, can be drawn.
+    d is the squared Euclidean distance and J runs over every valid triplet. Descent stops once
+    J is exactly 0 (every margin holds, so the gradient is 0) or after max_steps updates.
 
     Args:
         points: (n, 2) starting positions (not modified).
@@ -158,38 +148,24 @@ def train_toy_points(
     alpha = check_alpha(alpha)
     learning_rate = _check_positive_float(learning_rate, "learning_rate")
     max_steps = check_whole_number(max_steps, "max_steps")
-    anchor_idx, positive_idx, negative_idx = mine_triplets(points, labels, strategy="all")
+    anchor_idx, positive_idx, negative_idx = mine_triplets(points, labels, strategy="all")  # (m,) each
     if anchor_idx.numel() == 0:
         raise ValueError(
             "these labels form no valid triplet: give every identity at least 2 points and use at least 2 identities."
         )
-
-    position = points.detach().clone().requires_grad_()
-    record = {"points": [], "gradients": [], "cost": [], "num_active": [], "d_ap": [], "d_an": []}
+    position = points.detach().clone().requires_grad_()  # (n, 2), the parameters
+    record = []
     for step in range(max_steps + 1):
-        anchor, positive, negative = position[anchor_idx], position[positive_idx], position[negative_idx]
-        losses = triplet_loss(anchor, positive, negative, alpha=alpha, reduction="none")
+        anchor, positive, negative = position[anchor_idx], position[positive_idx], position[negative_idx]  # (m, 2)
+        losses = triplet_loss(anchor, positive, negative, alpha=alpha, reduction="none")  # (m,)
         cost = losses.sum()
-        (gradient,) = torch.autograd.grad(cost, position)
+        (gradient,) = torch.autograd.grad(cost, position)  # (n, 2)
         with torch.no_grad():
-            record["points"].append(position.detach().clone())
-            record["gradients"].append(gradient)
-            record["cost"].append(cost.detach())
-            record["num_active"].append((losses > 0).sum())
-            record["d_ap"].append(((anchor - positive) ** 2).sum(dim=1).mean())
-            record["d_an"].append(((anchor - negative) ** 2).sum(dim=1).mean())
+            d_ap, d_an = ((anchor - positive) ** 2).sum(dim=1), ((anchor - negative) ** 2).sum(dim=1)  # (m,)
+            record.append((position.clone(), gradient, cost.detach(), (losses > 0).sum(), d_ap.mean(), d_an.mean()))
             if cost == 0 or step == max_steps:
                 break
             position -= learning_rate * gradient
-    return ToyHistory(
-        labels=labels.clone(),
-        alpha=alpha,
-        learning_rate=learning_rate,
-        points=torch.stack(record["points"]),
-        gradients=torch.stack(record["gradients"]),
-        cost=torch.stack(record["cost"]),
-        num_active=torch.stack(record["num_active"]),
-        num_triplets=int(anchor_idx.numel()),
-        mean_positive_distance=torch.stack(record["d_ap"]),
-        mean_negative_distance=torch.stack(record["d_an"]),
-    )
+    positions, gradients, costs, num_active, mean_ap, mean_an = (torch.stack(column) for column in zip(*record))
+    return ToyHistory(labels.clone(), alpha, learning_rate, positions, gradients, costs, num_active,
+                      int(anchor_idx.numel()), mean_ap, mean_an)  # fmt: skip

@@ -122,7 +122,9 @@ def shut_down() -> None:
         dist.destroy_process_group()
 
 
-def gather_with_grad(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_with_grad(
+    embeddings: torch.Tensor, labels: torch.Tensor, check_values: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate the encodings and labels of every rank; gradients flow back to this rank's part.
 
     Every rank must call it at the same step with a batch of the same size (P x K batches
@@ -131,10 +133,11 @@ def gather_with_grad(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[to
     Args:
         embeddings: (B, D) this rank's encodings.
         labels: (B,) this rank's identities.
+        check_values: refuse NaN or inf encodings (a read on the host); False reads nothing.
     Returns:
         (R * B, D) encodings and (R * B,) labels, rank 0's rows first, the same on every rank.
     """
-    embeddings = check_embeddings(embeddings)
+    embeddings = check_embeddings(embeddings, check_values=check_values)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     if not is_distributed():
         return embeddings, labels
@@ -152,7 +155,8 @@ class GlobalMiningTripletLoss(TripletLoss):
     """``TripletLoss`` whose mining looks at the global batch: the encodings of all ranks.
 
     Every rank computes the same loss, the mean over the triplets of the whole gathered
-    batch; with one process it is exactly ``TripletLoss``. Arguments as for TripletLoss.
+    batch; with one process it is exactly ``TripletLoss``. Arguments as for TripletLoss,
+    check_values included (False: neither the gather nor the loss reads a value on the host).
     """
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -162,7 +166,7 @@ class GlobalMiningTripletLoss(TripletLoss):
         # and DistributedDataParallel then AVERAGES the parameter gradients over the R ranks
         # (divides by R). The two cancel: the update equals one process training on the
         # concatenated batch, so no extra factor is needed here (tests/test_distributed.py).
-        return super().forward(*gather_with_grad(embeddings, labels))
+        return super().forward(*gather_with_grad(embeddings, labels, self.check_values))
 
 
 class MiningComparison(NamedTuple):

@@ -181,6 +181,14 @@ def test_gather_without_a_process_group_returns_its_inputs():
     assert gathered is embeddings and gathered_labels is labels
 
 
+def test_global_mining_loss_checks_values_unless_told_not_to():
+    nan = torch.full((4, 2), float("nan"))
+    labels = torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        distributed.GlobalMiningTripletLoss(mining="hard")(nan, labels)
+    assert torch.isnan(distributed.GlobalMiningTripletLoss(mining="hard", check_values=False)(nan, labels))
+
+
 def test_gather_bytes_per_step_follows_the_formula():
     assert distributed.gather_bytes_per_step(8, 128, 128) == 8 * 128 * 128 * 4
     assert distributed.gather_bytes_per_step(1, 10, 3, bytes_per_value=2) == 60

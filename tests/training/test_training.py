@@ -1,8 +1,10 @@
 """The training loop: device choice, precision, diagnostics, checkpoints, resume, interrupts."""
+import contextlib
 import functools
 import math
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -14,11 +16,13 @@ from course_utils.core.distances import pairwise_distances
 from course_utils.core.losses import ContrastiveLoss, TripletLoss, batch_all_triplet_loss, batch_hard_triplet_loss
 from course_utils.training.models import EmbeddingNet
 from course_utils.lessons.notebook import pick_device
+from course_utils.training.distributed import GlobalMiningTripletLoss
+from course_utils.training.checkpoints import fingerprint as _fingerprint
+from course_utils.training.step import batch_diagnostics
 from course_utils.training.trainer import (
     CheckpointError,
     CollapseWarning,
     Trainer,
-    _fingerprint,
     cpu_threads,
     describe_device,
     looks_collapsed,
@@ -191,6 +195,53 @@ def test_a_step_must_return_loss_and_embeddings():
         make_trainer(step=3)
 
 
+# Every way a tensor's value reaches Python; on a GPU each one waits for the device to finish.
+HOST_READS = ("item", "__bool__", "__int__", "__float__", "tolist", "nonzero")
+
+
+@contextlib.contextmanager
+def counting_host_reads(optimizer):
+    """Counts the host reads made inside the block, by name, except Adam's step counters.
+
+    torch.optim.Adam keeps each parameter's step count in a CPU tensor even when training on a
+    GPU and reads it every step; that read never waits for the device, so it is not counted.
+    """
+    reads = []
+
+    def counted(name, original):
+        def wrapper(tensor, *args, **kwargs):
+            if not any(tensor is state.get("step") for state in optimizer.state.values()):
+                reads.append(name)
+            return original(tensor, *args, **kwargs)
+        return wrapper
+
+    with contextlib.ExitStack() as stack:
+        for name in HOST_READS:
+            stack.enter_context(mock.patch.object(torch.Tensor, name, counted(name, getattr(torch.Tensor, name))))
+        yield reads
+
+
+@pytest.mark.parametrize("loss_fn", [TripletLoss(mining="semihard"), TripletLoss(mining="hard", soft=True),
+                                     ContrastiveLoss(margin=1.0), batch_all_triplet_loss,
+                                     GlobalMiningTripletLoss(mining="hard")])
+def test_a_trainer_step_reads_at_most_one_value_back_from_the_device(loss_fn):
+    trainer = make_trainer(loss_fn)
+    images, labels = next(trainer._batches())
+    trainer._step(images, labels)  # the first step creates Adam's state
+    with counting_host_reads(trainer.optimizer) as reads:
+        row, _ = trainer._step(images, labels)
+    assert len(reads) <= 1, reads
+    assert row.shape == (7,) and torch.isfinite(row).all()
+
+
+def test_a_nan_loss_stops_the_run_at_the_read_with_a_clear_error():
+    trainer = make_trainer()
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(math.nan)
+    with pytest.raises(FloatingPointError, match="epoch 1: the training loss or the distances became NaN"):
+        trainer.fit(1)
+
+
 def test_history_records_every_diagnostic_in_range():
     history = make_trainer().fit(2)
     assert [row["epoch"] for row in history] == [1, 2]
@@ -216,7 +267,9 @@ def test_batch_diagnostics_match_a_loop():
     g = torch.Generator().manual_seed(1)
     embeddings = torch.nn.functional.normalize(torch.randn(12, 8, generator=g), dim=1)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
-    loss, mean_ap, mean_an, norm = trainer._batch_diagnostics(torch.tensor(0.5), embeddings, labels).tolist()
+    loss, mean_ap, mean_an, norm, positives, negatives = batch_diagnostics(
+        torch.tensor(0.5), embeddings, labels, trainer.loss.metric
+    ).tolist()
     dist = pairwise_distances(embeddings.double())
     same = [float(dist[i, j]) for i in range(12) for j in range(12) if i != j and labels[i] == labels[j]]
     different = [float(dist[i, j]) for i in range(12) for j in range(12) if labels[i] != labels[j]]
@@ -224,6 +277,7 @@ def test_batch_diagnostics_match_a_loop():
     assert mean_ap == pytest.approx(sum(same) / len(same), rel=1e-5)
     assert mean_an == pytest.approx(sum(different) / len(different), rel=1e-5)
     assert norm == pytest.approx(1.0, rel=1e-6)
+    assert (positives, negatives) == (len(same), len(different))
 
 
 def test_batches_follow_the_pk_sampler_and_stay_on_the_device():
@@ -255,7 +309,7 @@ def test_streaming_from_host_memory_gives_the_same_run():
 def test_any_course_loss_can_drive_the_loop(loss_fn, collapsed_loss, has_fraction):
     trainer = make_trainer(loss_fn)
     images, labels = next(trainer._batches())
-    assert trainer.loss.at_collapse(trainer.model(images), labels) == pytest.approx(collapsed_loss)
+    assert float(trainer.loss.at_collapse(trainer.model(images), labels)) == pytest.approx(collapsed_loss)
     history = trainer.fit(1)
     assert (history[0]["active_fraction"] is not None) == has_fraction
 

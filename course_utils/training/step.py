@@ -1,0 +1,168 @@
+"""One training step and the loss with its statistics: what every training loop of the course runs.
+
+``training_step`` is the step the ``Trainer`` takes, the reference notebook 06's exercise is
+compared with, and the step ``course_utils.lessons.diagnosis.record_steps`` takes. ``LossWithStats``
+calls a loss and keeps what it averaged over; ``batch_diagnostics`` measures a batch. Neither reads
+a value back to Python, so a GPU never waits for the host inside a step.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+
+import torch
+from torch import nn
+
+from course_utils.core._validate import check_metric
+from course_utils.core.distances import matrix_distances
+from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of gradient descent on one batch: embed, loss, backward, update.
+
+    Args:
+        model: the embedding network, in training mode.
+        optimizer: optimiser over the model's parameters.
+        loss_fn: callable (embeddings (B, D), labels (B,)) -> scalar loss.
+        images: (B, C, H, W) pictures on the model's device.
+        labels: (B,) identities on the same device.
+        scaler: gradient scaler for float16 mixed precision, else None.
+        amp_dtype: autocast dtype (torch.bfloat16 / torch.float16) or None for float32.
+    Returns:
+        (loss, embeddings (B, D)), both detached: the loss for the record, the embeddings for
+        the diagnostics without a second forward pass. Notebook 06's exercise asks for the same
+        contract, so ``Trainer(step=...)`` can run a learner's own step.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        embeddings = model(images)
+    # The course losses switch autocast off and compute distances in float32 themselves.
+    loss = loss_fn(embeddings, labels)
+    if scaler is not None and scaler.is_enabled():
+        # float16 gradients of small losses underflow to 0; scaling the loss up keeps them.
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)  # reads once whether a gradient overflowed (float16 GPUs only)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach(), embeddings.detach()
+
+
+def unpack_step(answer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, embeddings) detached, from what a step of one's own returned; a clear error otherwise.
+
+    The loss may also be a Python number (``loss.item()``); the embeddings must be a tensor.
+    """
+    pair = isinstance(answer, (tuple, list)) and len(answer) == 2
+    if not pair or not isinstance(answer[1], torch.Tensor) or not isinstance(answer[0], (torch.Tensor, int, float)):
+        shown = f"a {type(answer).__name__}" + (f" of {len(answer)}" if isinstance(answer, (tuple, list)) else "")
+        raise TypeError(
+            f"the step function must return (loss, embeddings), like course_utils.training.trainer.training_step; "
+            f"it returned {shown}. End it with `return loss, embeddings`."
+        )
+    loss, embeddings = answer[0], answer[1].detach()
+    loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss), device=embeddings.device)
+    return loss, embeddings
+
+
+class LossWithStats:
+    """Calls a loss and keeps its TripletStats or ContrastiveStats (None when it reports none).
+
+    A loss reports them in one of two ways: a module keeping ``last_stats`` (TripletLoss,
+    ContrastiveLoss), or a function with a ``return_stats`` parameter returning (loss, stats)
+    when it is True (the course's batch_* losses, or a loss written in a notebook).
+
+    Args:
+        loss_fn: callable (embeddings (B, D), labels (B,)) -> scalar loss.
+        check_values: for the losses that take it (the course's). False: no NaN check and no
+            warning for a batch without triplets, so the loss never waits for the GPU (the
+            caller checks the numbers it reads back).
+    """
+
+    def __init__(self, loss_fn, check_values: bool = True):
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(embeddings, labels), got {type(loss_fn).__name__}.")
+        self.name = _describe(loss_fn)
+        if hasattr(loss_fn, "check_values") and loss_fn.check_values != check_values:
+            # A course loss module: a copy with this setting, so the caller's module stays as it was.
+            loss_fn = copy.copy(loss_fn)
+            loss_fn.check_values = check_values
+        self.loss_fn = loss_fn
+        try:  # for a module: the parameters of its forward
+            parameters = dict(inspect.signature(loss_fn).parameters)
+        except (TypeError, ValueError):  # a builtin without a signature
+            parameters = {}
+        self.is_module = hasattr(loss_fn, "last_stats")
+        self.asks_for_stats = not self.is_module and "return_stats" in parameters
+        self.reports_stats = self.is_module or self.asks_for_stats
+        self.keywords = {"check_values": check_values} if "check_values" in parameters else {}
+        metric = parameters.get("metric")
+        fallback = "squared_euclidean" if metric is None or metric.default is inspect.Parameter.empty else metric.default
+        self.metric = check_metric(getattr(loss_fn, "metric", fallback))
+        self.last_stats = None
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.asks_for_stats:
+            loss, self.last_stats = self.loss_fn(embeddings, labels, return_stats=True, **self.keywords)
+            return loss
+        loss = self.loss_fn(embeddings, labels, **self.keywords)
+        self.last_stats = self.loss_fn.last_stats if self.is_module else None
+        return loss
+
+    def counts(self, device: torch.device) -> torch.Tensor:
+        """(2,) float [terms the last loss averaged over, how many were active], zeros without stats."""
+        if self.last_stats is None:
+            return torch.zeros(2, device=device)
+        # The course losses give 0-dim tensors; a loss written in a notebook may give Python ints.
+        return torch.stack([torch.as_tensor(n, dtype=torch.float32, device=device) for n in self.last_stats[:2]])
+
+    def at_collapse(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The 0-dim loss of a batch whose encodings all coincide (each replaced by the batch's first).
+
+        alpha for the hinge, ln 2 for the soft margin, margin^2 / 2 for the contrastive loss.
+        """
+        with torch.no_grad():
+            collapsed = embeddings[:1].repeat(len(embeddings), 1)  # (B, D), every row the first
+            return self.loss_fn(collapsed, labels, **self.keywords).detach().float()
+
+
+
+def _describe(loss_fn) -> str:
+    """A loss's name without memory addresses, stable across processes (stored in checkpoints)."""
+    if isinstance(loss_fn, nn.Module):
+        return repr(loss_fn)
+    func = getattr(loss_fn, "func", loss_fn)  # functools.partial keeps the function here
+    keywords = getattr(loss_fn, "keywords", {})
+    name = getattr(func, "__qualname__", type(func).__qualname__)
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(keywords.items()))})"
+
+
+def batch_diagnostics(loss: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor, metric: str) -> torch.Tensor:
+    """What a healthy step looks like, measured on one batch without leaving its device.
+
+    Args:
+        loss: the step's 0-dim loss.
+        embeddings: (B, D) encodings of the batch (NaN allowed: NaN means come out NaN).
+        labels: (B,) identities.
+        metric: the distance to measure with.
+    Returns:
+        (6,) float [loss, mean d(A,P), mean d(A,N), mean encoding length, anchor-positive
+        pairs, anchor-negative pairs]; a mean over no pair is 0.
+    """
+    dist = matrix_distances(embeddings, None, metric)  # (B, B), no value check: NaN stays NaN
+    positive, negative = anchor_positive_mask(labels), anchor_negative_mask(labels)  # (B, B) each
+    pairs = torch.stack([positive.sum(), negative.sum()]).float()  # (2,)
+    # Masked sums instead of dist[mask], which would wait for the GPU to know the size.
+    sums = torch.stack([torch.where(positive, dist, 0).sum(), torch.where(negative, dist, 0).sum()])  # (2,)
+    means = sums.float() / pairs.clamp_min(1)
+    return torch.cat([loss.detach().float().reshape(1), means, embeddings.norm(dim=1).mean().float().reshape(1), pairs])
