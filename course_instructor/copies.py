@@ -1,14 +1,8 @@
-"""Instructor tools: student copies of the notebooks and the rendered course book.
+"""Student copies of the notebooks (nbgrader's preprocessors through nbconvert, no gradebook needed:
+each ``### BEGIN SOLUTION`` block becomes a stub raising NotImplementedError, hidden tests and outputs
+go) and the course book (Jupyter Book 1.x from the stored outputs, nothing runs twice).
 
-Student copies use nbgrader's own preprocessors through nbconvert (no nbgrader database
-or course directory needed): every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` block
-becomes a stub that raises NotImplementedError, hidden tests are removed and outputs
-cleared. The book is built by Jupyter Book 1.x from the stored, already executed
-notebooks, so nothing runs twice.
-
-Command line (the Makefile's ``student`` and ``book`` targets call these):
-    python -m course_instructor.copies student [--src notebooks] [--out build/student]
-    python -m course_instructor.copies book [--src notebooks] [--out build/book]
+    python -m course_instructor.copies student|book [--src notebooks] [--out build/student or build/book]
 """
 from __future__ import annotations
 
@@ -56,27 +50,17 @@ def make_student_version(src: Path = ROOT / "notebooks", out: Path = ROOT / "bui
     """Write a student copy of every course notebook in src to out; returns the written paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in course_notebooks(Path(src)):
-        student = make_student_notebook(nbformat.read(path, as_version=4))
-        target = out / path.name
-        nbformat.write(student, target)
-        written.append(target)
-    return written
-
-
-def _table_of_contents(notebooks: list[Path]) -> str:
-    lines = ["format: jb-book", "root: intro", "chapters:"]
-    lines += [f"  - file: {path.stem}" for path in notebooks]
-    return "\n".join(lines) + "\n"
+    notebooks = course_notebooks(Path(src))
+    for path in notebooks:
+        nbformat.write(make_student_notebook(nbformat.read(path, as_version=4)), out / path.name)
+    return [out / path.name for path in notebooks]
 
 
 def build_book(src: Path = ROOT / "notebooks", out: Path = ROOT / "build" / "book") -> Path:
     """Build the HTML course with Jupyter Book 1.x; returns the folder holding index.html.
 
-    The notebooks and the pages in book/ are copied to a staging folder next to the output
-    (Sphinx reads only files below its source folder) with a table of contents listing the
-    notebooks that exist. Execution is off: pages show the stored outputs.
+    The notebooks and book/ are staged next to the output (Sphinx reads only files below its source
+    folder) with a table of contents of the notebooks; execution is off in book/_config.yml.
     """
     out = Path(out)
     stage = out.parent / (out.name + "_source")
@@ -85,8 +69,10 @@ def build_book(src: Path = ROOT / "notebooks", out: Path = ROOT / "build" / "boo
     notebooks = course_notebooks(Path(src))
     for path in notebooks:
         shutil.copy2(path, stage / path.name)
-    (stage / "_toc.yml").write_text(_table_of_contents(notebooks))
-    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "--path-output", str(out), "--warningiserror", "--quiet"]
+    chapters = "".join(f"  - file: {path.stem}\n" for path in notebooks)
+    (stage / "_toc.yml").write_text(f"format: jb-book\nroot: intro\nchapters:\n{chapters}")
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "--path-output", str(out),
+               "--warningiserror", "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -99,12 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=ROOT / "notebooks", help="folder of the course notebooks")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/student or build/book)")
     args = parser.parse_args(argv)
+    out = args.out or ROOT / "build" / args.what
     if args.what == "student":
-        written = make_student_version(args.src, args.out or ROOT / "build" / "student")
-        print(f"Wrote {len(written)} student notebooks to {written[0].parent}")
+        print(f"Wrote {len(make_student_version(args.src, out))} student notebooks to {out}")
     else:
-        html = build_book(args.src, args.out or ROOT / "build" / "book")
-        print(f"Book built: open {html / 'index.html'}")
+        print(f"Book built: open {build_book(args.src, out) / 'index.html'}")
     return 0
 
 

@@ -565,7 +565,6 @@ def _autograde(course: Path, assignment: str, sid: str, results: dict, timeout: 
     every = len(to_run) == len(results) > 1
     limit = (3 * timeout + 120) * (len(to_run) if every else 1)
     for pattern, stems in [("*", to_run)] if every else [(stem, [stem]) for stem in to_run]:
-        started = time.time()
         for _ in range(2):  # once more when another grading job held the gradebook too long
             status, output = run_nbgrader(["autograde", assignment, "--student", sid, "--notebook", pattern,
                                            "--force", f"--Execute.timeout={int(timeout)}"], course, limit=limit)
@@ -573,7 +572,7 @@ def _autograde(course: Path, assignment: str, sid: str, results: dict, timeout: 
                 break
         for stem in stems:
             graded = course / "autograded" / sid / assignment / f"{stem}.ipynb"
-            if graded.exists() and graded.stat().st_mtime >= started - 1:
+            if graded.exists():  # _copy_hand_ins removed the one of an earlier run
                 reports, notes = read_graded(graded, timeout)
                 results[stem]["reports"] = reports
                 results[stem]["notes"] += notes
@@ -817,6 +816,13 @@ def write_feedback_page(page: Path, assignment: str, sid: str, record: dict, ste
 # Command line.
 
 
+def _points(item: str) -> tuple[str, float]:
+    name, _, value = item.partition("=")
+    if name not in EXERCISES or not re.fullmatch(r"\d+(\.\d*)?", value):
+        raise argparse.ArgumentTypeError(f"{item!r}: write name=N with name one of {', '.join(EXERCISES)}")
+    return name, float(value)
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m course_instructor.grading", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -826,7 +832,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         sub.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help=f"the assignment (default {DEFAULT_ASSIGNMENT})")
     release_.add_argument("--notebooks", nargs="*", default=None, help="numbers or names, e.g. 01 02 03 (default: all)")
     release_.add_argument("--seed", type=int, default=None, help="seed of the hidden cases (default: the course's)")
-    release_.add_argument("--points", nargs="*", default=[], help="points per exercise, e.g. distance_matrix=4")
+    release_.add_argument("--points", nargs="*", type=_points, default=[], help="points per exercise, e.g. distance_matrix=4")
     grade_.add_argument("submissions", type=Path, help="folder with one sub-folder per student")
     grade_.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="seconds per cell (default 300)")
     grade_.add_argument("--jobs", type=int, default=1, help="students graded at the same time (default 1)")
@@ -834,20 +840,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _points(items: list[str]) -> dict[str, float]:
-    pairs = [item.partition("=") for item in items]
-    for item, (name, _, value) in zip(items, pairs):
-        if name not in EXERCISES or not value:
-            raise GradingError(f"--points {item!r}: write name=N with name one of {', '.join(EXERCISES)}")
-    return {name: float(value) for name, _, value in pairs}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     try:
         if args.command == "release":
             made = release(args.course, args.assignment, [n for n in args.notebooks or [] if n.strip()] or None,
-                           seed=args.seed, points=_points(args.points))
+                           seed=args.seed, points=dict(args.points))
             total = sum(points for items in made.exercises.values() for _, points in items)
             print(f"Released {args.assignment!r}: {len(made.notebooks)} notebook(s), {total:g} points")
             for stem, items in made.exercises.items():
