@@ -9,7 +9,9 @@ then what was returned, and a difference is explained by replaying the typical m
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import replace
+from functools import partial
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -40,19 +42,20 @@ def _scenario():
 
 
 class Run(NamedTuple):
-    """What a step function did on the scenario: its answer to each batch, then the weights and gradients."""
+    """What a step function did on a scenario: its answer to each batch, then the weights and gradients."""
 
     answers: list
     weights: list[torch.Tensor]
     gradients: list[torch.Tensor | None]
+    scenario: Callable
 
 
-def _run(step) -> Run:
-    """Run a step function on the scenario's two batches."""
-    model, optimizer, loss_fn, batches = _scenario()
+def _run(step, scenario: Callable = _scenario) -> Run:
+    """Run a step function on the batches of a fresh copy of the scenario."""
+    model, optimizer, loss_fn, batches = scenario()
     answers = [step(model, optimizer, loss_fn, images.clone(), labels.clone()) for images, labels in batches]
     return Run(answers, [p.detach().clone() for p in model.parameters()],
-               [None if p.grad is None else p.grad.clone() for p in model.parameters()])
+               [None if p.grad is None else p.grad.clone() for p in model.parameters()], scenario)
 
 
 def _step_without_zero_grad(model, optimizer, loss_fn, images, labels):
@@ -98,9 +101,9 @@ def _fail(headline: str, hint: str, mistake: str | None) -> CheckResult:
     return CheckResult(EXERCISE, False, f"Not yet: {EXERCISE} {headline}\n  Hint: {hint}", mistake)
 
 
-def _diagnose_weights(weights, gradients, initial) -> CheckResult:
+def _diagnose_weights(weights, gradients, initial, scenario: Callable = _scenario) -> CheckResult:
     """Why the weights differ from the course's step: stale gradients added, no backward, no step, or else."""
-    if _same(weights, _run(_step_without_zero_grad).weights):
+    if _same(weights, _run(_step_without_zero_grad, scenario).weights):
         return _fail("moves the weights too far: the gradients of earlier steps are added to this one.",
                      "PyTorch adds each backward() into .grad instead of replacing it. Call optimizer.zero_grad() "
                      "before loss.backward() in every step.", "forgot_zero_grad")
@@ -153,8 +156,9 @@ def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late:
 def _verdict(run: Run, expected: Run) -> CheckResult | None:
     """None when the step moved the weights like the course's and returned (loss, embeddings); else why not."""
     if not _same(run.weights, expected.weights):
-        return _diagnose_weights(run.weights, run.gradients, [p.detach().clone() for p in _scenario()[0].parameters()])
-    late = _run(_embeddings_after_the_step).answers
+        initial = [p.detach().clone() for p in run.scenario()[0].parameters()]
+        return _diagnose_weights(run.weights, run.gradients, initial, run.scenario)
+    late = _run(_embeddings_after_the_step, run.scenario).answers
     for answer, (loss, embeddings), (_, late_embeddings) in zip(run.answers, expected.answers, late):
         wrong = _diagnose_answer(answer, loss, embeddings, late_embeddings)
         if wrong is not None:
@@ -180,6 +184,13 @@ TRAINING_STEP = Exercise(
     passed="is correct. Two steps moved the weights exactly like the course's training_step, with stale "
            "gradients cleared first, and returned each batch's loss and embeddings.",
 )
+
+
+def training_step_exercise(description: str, scenario: Callable) -> Exercise:
+    """The exercise on another scenario (a function returning model, optimizer, loss_fn and a list of
+    (images, labels) batches), for example a hidden test's."""
+    return replace(TRAINING_STEP, cases=(Case(description, ()),), call=partial(_run, scenario=scenario),
+                   expected=partial(_run, reference_training_step, scenario=scenario))
 
 
 def check_training_step(function) -> CheckResult:

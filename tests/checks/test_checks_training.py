@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from course_utils.checks.training import _run, _scenario, check_training_step
+from course_utils.checks.runner import judge
+from course_utils.checks.training import _run, _scenario, check_training_step, training_step_exercise
 from course_utils.data import make_synthetic_faces
 from course_utils.core.losses import TripletLoss
 from course_utils.training.models import EmbeddingNet
@@ -90,3 +91,23 @@ def test_what_the_check_passes_the_trainer_runs(function):
 def test_passing_the_result_instead_of_the_function():
     with pytest.raises(TypeError, match="pass the function itself"):
         check_training_step(0.5)
+
+
+def _momentum_scenario():
+    """Another network, optimiser and loss than the check's own: what a hidden test passes."""
+    generator = torch.Generator().manual_seed(61)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+            parameter.grad = torch.full_like(parameter, 0.25)
+    labels = torch.arange(4).repeat_interleave(2)
+    batches = [(torch.rand(8, 2, 2, 2, generator=generator), labels) for _ in range(3)]
+    return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), TripletLoss(alpha=0.3), batches
+
+
+@pytest.mark.parametrize("function, mistake", [(correct, None), (no_zero_grad, "forgot_zero_grad"), (no_step, "no_step"),
+                                               (encodes_again_after_the_step, "embeddings_after_step")])
+def test_the_exercise_runs_on_another_scenario(function, mistake):
+    verdict = judge(function, training_step_exercise("three batches, SGD with momentum", _momentum_scenario))
+    assert verdict.passed == (mistake is None) and verdict.mistake == mistake
