@@ -1,22 +1,15 @@
 """Command-line trainer: the notebook's training run, at scale, from a terminal.
 
-    python -m course_utils.training.cli --dataset synthetic-faces --epochs 30 --mining semihard \\
-        --device auto --out runs/faces
+    python -m course_utils.training.cli --dataset synthetic-faces --epochs 30 --mining semihard --out runs/faces
 
-writes into --out: checkpoint.pt (resumable with --resume), history.json (one record
-per epoch), metrics.json (held-out retrieval metrics and one-shot identification
-against the pixel baseline) and config.json (the arguments). Every flag is listed by
---help. A wrong flag or an impossible combination stops with one line on stderr and
-exit status 2; so does running out of GPU memory, with the flags that make a run smaller.
+writes into --out: checkpoint.pt (resumable with --resume), history.json (one record per epoch),
+metrics.json (held-out retrieval and one-shot identification against the pixel baseline) and
+config.json (the arguments); --help lists every flag. A wrong flag, an impossible combination or
+running out of GPU memory stops with one line on stderr and exit status 2.
 
-The same command runs on several GPUs (or CPU processes) of one machine with torchrun:
-
-    torchrun --nproc_per_node=2 -m course_utils.training.cli --dataset synthetic-faces --global-mining --out runs/faces2
-
-(under torchrun write --identities-per-batch instead of --p, which torchrun would read as its own flag).
-
-Each process trains on its own P x K batches (DistributedDataParallel); with --global-mining
-every process mines among the encodings of all processes. Only rank 0 prints, warns and writes.
+Under torchrun (``torchrun --nproc_per_node=2 -m course_utils.training.cli ... --global-mining``;
+write --identities-per-batch there, torchrun reads --p as its own flag) each process trains on its
+own P x K batches; with --global-mining it mines among all processes' encodings. Rank 0 alone writes.
 """
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """Training on several processes (one per GPU) with PyTorch's DistributedDataParallel.
 
-Data parallelism in one paragraph: R processes ("ranks") each hold a copy of the network,
-each draws its own P x K batch (``PKBatchSampler(..., rank=, world_size=)``), computes its
-own gradients, and DistributedDataParallel averages the gradients over the ranks before
-every optimiser step, so all copies stay identical. ``torchrun`` starts the processes and
-tells each one who it is through environment variables, which ``init_from_environment``
-reads.
+R processes ("ranks") each hold a copy of the network and draw their own P x K batch
+(``PKBatchSampler(..., rank=, world_size=)``); DistributedDataParallel averages the gradients
+over the ranks before every optimiser step, so all copies stay identical. ``torchrun`` starts
+the processes and names each one in environment variables, read by ``init_from_environment``.
 
 Mining stays inside each rank's batch unless the loss gathers the encodings of all ranks
 first (``GlobalMiningTripletLoss``, the trainer's ``--global-mining``): then every anchor
@@ -242,18 +240,11 @@ def _mining_sums(embeddings, labels, alpha, metric) -> list[float]:
 
 
 def gather_bytes_per_step(world_size: int, batch_size: int, embedding_dim: int, bytes_per_value: int = 4) -> int:
-    """Size of the gathered encodings on every rank: world_size * batch_size * embedding_dim * bytes.
+    """Bytes of the encodings gathered on every rank per step: world_size (R) x batch_size (P * K per rank)
+    x embedding_dim (D) x bytes_per_value (4 for float32).
 
-    The backward pass sends as many gradient bytes back. Compare with the gradients that
-    DistributedDataParallel averages every step anyway: 4 bytes per network parameter.
-
-    Args:
-        world_size: processes R.
-        batch_size: P * K per rank.
-        embedding_dim: D.
-        bytes_per_value: 4 for float32 encodings.
-    Returns:
-        bytes, an int.
+    The backward pass sends as many gradient bytes back; DistributedDataParallel averages 4 bytes
+    per network parameter every step anyway.
     """
     for value, name in ((world_size, "world_size"), (batch_size, "batch_size"),
                         (embedding_dim, "embedding_dim"), (bytes_per_value, "bytes_per_value")):  # fmt: skip
@@ -262,17 +253,10 @@ def gather_bytes_per_step(world_size: int, batch_size: int, embedding_dim: int, 
 
 
 def torchrun_command(nproc_per_node: int, train_arguments: Sequence[str], python: str = "python") -> list[str]:
-    """The command line that starts ``course_utils.training.cli`` on nproc_per_node processes of one machine.
+    """The command (a list of strings) that starts ``course_utils.training.cli`` on nproc_per_node processes.
 
-    ``python -m torch.distributed.run`` is what the ``torchrun`` script runs; --standalone
-    picks a free port on this machine, so two runs never collide.
-
-    Args:
-        nproc_per_node: processes (one per GPU; on a CPU, a few).
-        train_arguments: flags of ``python -m course_utils.training.cli``.
-        python: the Python interpreter to name.
-    Returns:
-        the command as a list of strings.
+    ``python -m torch.distributed.run`` is what ``torchrun`` runs; --standalone picks a free port,
+    so two runs never collide. train_arguments are the cli's flags; python names the interpreter.
     """
     check_whole_number(nproc_per_node, "nproc_per_node")
     if isinstance(train_arguments, str) or not all(isinstance(a, str) for a in train_arguments):

@@ -48,13 +48,7 @@ def sidecar_path(weights_path: str | Path) -> Path:
 
 
 def model_arguments(model: EmbeddingNet) -> dict:
-    """The constructor arguments that rebuild ``model``'s architecture.
-
-    Args:
-        model: an EmbeddingNet.
-    Returns:
-        {"in_channels", "embedding_dim", "normalize", "backbone", "width"} as plain values.
-    """
+    """{"in_channels", "embedding_dim", "normalize", "backbone", "width"}: what rebuilds an EmbeddingNet."""
     if not isinstance(model, EmbeddingNet):
         raise TypeError(f"model must be a course_utils.training.models.EmbeddingNet, got {type(model).__name__}.")
     # The width is not kept as an attribute; it is the channel count of the first convolution.
@@ -131,13 +125,7 @@ def export_checkpoint(
 
 
 def read_sidecar(path: str | Path) -> dict:
-    """The sidecar of a weights file, checked for the entries loading needs.
-
-    Args:
-        path: the .safetensors file (its sidecar is found beside it).
-    Returns:
-        the sidecar as a dict.
-    """
+    """The sidecar (a dict) of the .safetensors file at path, checked for the entries loading needs."""
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         raise PretrainedError(
@@ -205,15 +193,10 @@ def load_pretrained(path: str | Path = DEFAULT_WEIGHTS, device: torch.device | s
 
 
 def load_torch_checkpoint(path: str | Path) -> object:
-    """Load a ``.pt`` file with ``torch.load(weights_only=True)``: tensors and plain values only.
+    """What a ``.pt`` file holds (typically a state_dict), on the CPU, read with ``torch.load(weights_only=True)``.
 
-    A full pickle can run any code while it is opened, so a file holding Python objects
-    other than tensors, numbers, strings, lists and dicts is refused.
-
-    Args:
-        path: the .pt file.
-    Returns:
-        what the file holds (typically a state_dict), on the CPU.
+    A full pickle can run any code while it is opened, so a file holding Python objects other
+    than tensors, numbers, strings, lists and dicts is refused.
     """
     path = Path(path)
     if not path.is_file():

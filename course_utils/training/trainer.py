@@ -300,10 +300,9 @@ class Trainer:
         Args:
             epochs: total number of epochs the run should have.
         Returns:
-            the history: one dict per completed epoch with epoch, loss, active_fraction (of
-            triplets, or of pairs for the contrastive loss; None if the loss does not report it),
-            mean_d_ap, mean_d_an, embedding_norm, train_seconds, pictures_per_second and, with
-            held-out data, test_precision_at_1, test_r_precision, test_map_at_r.
+            the history, a dict per completed epoch: epoch, loss, active_fraction (of triplets or pairs;
+            None if the loss does not report it), mean_d_ap, mean_d_an, embedding_norm, train_seconds,
+            pictures_per_second and, with held-out data, test_precision_at_1, test_r_precision, test_map_at_r.
         """
         check_whole_number(epochs, "epochs")
         self.interrupted = False
@@ -341,8 +340,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "config": self.config,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "sampler": {"seed": self.seed, "next_epoch": self.epoch},
-            # The loop draws random numbers only from torch (the sampler has its own seed).
+            "sampler": {"seed": self.seed, "next_epoch": self.epoch},  # the loop draws random numbers only from torch
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "history": self.history,
         }  # fmt: skip
