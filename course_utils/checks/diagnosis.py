@@ -20,15 +20,9 @@ NAN = float("nan")
 
 def _history(losses, active, d_ap, d_an, norm=1.0) -> list[dict]:
     """Records of a short run; a single value for active, d_ap, d_an or norm is repeated on every step."""
-    steps = len(losses)
-
-    def spread(value):
-        return value if isinstance(value, list) else [value] * steps
-
-    columns = zip(losses, spread(active), spread(d_ap), spread(d_an), spread(norm))
+    columns = [value if isinstance(value, list) else [value] * len(losses) for value in (active, d_ap, d_an, norm)]
     return [{"step": step + 1, "loss": loss, "active_fraction": a, "mean_d_ap": p, "mean_d_an": n,
-             "embedding_norm": length}
-            for step, (loss, a, p, n, length) in enumerate(columns)]
+             "embedding_norm": length} for step, (loss, a, p, n, length) in enumerate(zip(losses, *columns))]
 
 
 def _rules(history, alpha, *, test_nan=True, nan_first=True, empty_steps=lambda empty, steps: empty > steps / 2,
@@ -92,6 +86,7 @@ MISTAKES = (
             "rules 3 and 4 read the LAST record, history[-1]: where the run ended, not where it started."),
 )
 
+
 def _unknown_name(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
     if answer in FAILURES:
         return None
@@ -109,8 +104,6 @@ def _wrong_name(exercise: Exercise, number: int, answers: list, expected: str) -
     return fail(exercise, f"named \"{case.description}\" {answer!r}, but it is {expected!r}.",
                 f"  Hint: {SYMPTOMS[expected] if found is None else found.hint}",
                 f"said_{answer}" if found is None else found.name)
-
-
 
 
 EXERCISE = Exercise(
@@ -149,8 +142,6 @@ EXERCISE = Exercise(
     explain=_wrong_name,
     passed="names all {count} runs correctly.",
 )
-
-
 
 
 def check_name_the_failure(function) -> CheckResult:

@@ -6,17 +6,8 @@ from itertools import permutations
 
 import torch
 
-from course_utils.checks.runner import (
-    Case,
-    CheckResult,
-    ErrorHint,
-    Exercise,
-    Mistake,
-    fail,
-    returned_none,
-    run_check,
-    shown_case,
-)
+from course_utils.checks.runner import (Case, CheckResult, ErrorHint, Exercise, Mistake, fail, masks_match,
+                                        returned_none, run_check, shown_case)
 from course_utils.core import reference
 
 
@@ -27,11 +18,6 @@ def _show_mask(mask: torch.Tensor) -> str:
 
 def _show_masks(answer: torch.Tensor, expected: torch.Tensor, args: tuple = ()) -> str:
     return f"    your answer: {_show_mask(answer)}\n    expected:    {_show_mask(expected)}"
-
-
-def _mask_matches(answer, target: torch.Tensor) -> bool:
-    return (isinstance(answer, torch.Tensor) and answer.dtype == torch.bool and answer.shape == target.shape
-            and bool(torch.equal(answer.cpu(), target)))
 
 
 def _mask_form(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -> CheckResult | None:
@@ -55,7 +41,7 @@ def _mask_form(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -
 
 # What every mask exercise shares: how answers are compared, shown and refused, and the hints.
 MASK_ANSWERS = dict(
-    needs_gradient=False, matches=_mask_matches, show=_show_masks, wrong_form=_mask_form,
+    needs_gradient=False, matches=masks_match, show=_show_masks, wrong_form=_mask_form,
     shape_hint="Give the (B, B) pair masks the missing axis with .unsqueeze before combining them.",
     fallback_hint="pick one entry [a, p, n] where your mask differs and decide by hand whether (a, p, n) is a "
                   "valid triplet.",
@@ -108,7 +94,7 @@ def _axes_swapped(exercise: Exercise, number: int, answers: list, expected: torc
     case, answer, names = exercise.cases[number], answers[number], ("a", "p", "n")
     if answer.dim() != 3 or sorted(answer.shape) != sorted(expected.shape):
         return None
-    order = next((o for o in permutations(range(3)) if o != (0, 1, 2) and _mask_matches(answer, expected.permute(o))),
+    order = next((o for o in permutations(range(3)) if o != (0, 1, 2) and masks_match(answer, expected.permute(o))),
                  None)
     if order is None:
         return None

@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 
 from course_utils.checks.runner import (Case, CheckResult, ErrorHint, Exercise, Mistake, _show, fail, judge,
-                                        returned_none, run_check, tensors_match)
+                                        masks_match, returned_none, run_check, tensors_match)
 from course_utils.core import reference
 
 
@@ -36,13 +36,9 @@ def _as_tensor(value):
 
 def _tuple_matches(answer, target: tuple) -> bool:
     """Tuples of the same length, part by part: numbers up to float32 round-off, decisions exactly."""
-    def same(part, expected: torch.Tensor) -> bool:
-        if expected.dtype != torch.bool:
-            return tensors_match(part, expected)
-        return (isinstance(part, torch.Tensor) and part.dtype == torch.bool and part.shape == expected.shape
-                and bool(torch.equal(part.cpu(), expected)))
     return (isinstance(answer, tuple) and len(answer) == len(target)
-            and all(same(_as_tensor(part), expected) for part, expected in zip(answer, target)))
+            and all((masks_match if expected.dtype == torch.bool else tensors_match)(_as_tensor(part), expected)
+                    for part, expected in zip(answer, target)))
 
 
 def _show_parts(*names: str):

@@ -88,6 +88,12 @@ def tensors_match(answer, target: torch.Tensor) -> bool:
                                     atol=ABSOLUTE_TOLERANCE, equal_nan=True)))
 
 
+def masks_match(answer, target: torch.Tensor) -> bool:
+    """A boolean tensor with exactly the target's entries."""
+    return (isinstance(answer, torch.Tensor) and answer.dtype == torch.bool and answer.shape == target.shape
+            and bool(torch.equal(answer.cpu(), target)))
+
+
 def fail(exercise: Exercise, headline: str, details: str, mistake: str | None) -> CheckResult:
     """A failed CheckResult whose message reads "Not yet: <name> <headline>" and then the details."""
     return CheckResult(exercise.name, False, f"Not yet: {exercise.name} {headline}\n{details}", mistake)
