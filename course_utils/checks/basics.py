@@ -100,8 +100,8 @@ def _expansion(x: torch.Tensor, row_norms: float = 1.0, cross: float = -2.0, col
 
 def _table(value: torch.Tensor, differs: torch.Tensor | None) -> list[str]:
     """The rows of a 1-D or 2-D tensor as text, 4 decimals, an entry that differs marked with *."""
-    rows = value.detach().double().reshape(-1 if value.dim() == 2 else 1, value.shape[-1] if value.dim() else 1)
-    marks = (differs.reshape(rows.shape) if differs is not None else torch.zeros(rows.shape, dtype=torch.bool))
+    rows = value.detach().double().reshape(-1, value.shape[-1])  # a 1-D tensor as one row
+    marks = torch.zeros(rows.shape, dtype=torch.bool) if differs is None else differs.reshape(rows.shape)
     return ["".join(f"{v:9.4f}{'*' if m else ' '}" for v, m in zip(row, mark))
             for row, mark in zip(rows.tolist(), marks.tolist())]
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import torch
 
-from course_utils.checks.runner import (Case, CheckResult, ErrorHint, Exercise, Mistake, _show, fail, judge,
-                                        masks_match, returned_none, run_check, tensors_match)
+from course_utils.checks.runner import (Case, CheckResult, ErrorHint, Exercise, Mistake, fail, judge, masks_match,
+                                        returned_none, run_check, show_value, tensors_match)
 from course_utils.core import reference
 
 
@@ -45,8 +45,8 @@ def _show_parts(*names: str):
     """A show hook for tuple answers: each part after its name."""
     def shown(value) -> str:
         if not (isinstance(value, tuple) and len(value) == len(names)):
-            return _show(value)
-        return ", ".join(f"{name} {_show(_as_tensor(part))}" for name, part in zip(names, value))
+            return show_value(value)
+        return ", ".join(f"{name} {show_value(_as_tensor(part))}" for name, part in zip(names, value))
     return lambda answer, expected, args=(): f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
 
 

@@ -62,7 +62,7 @@ class ErrorHint:
     hint: str
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
     """Short text for a tensor or number: up to 6 values to 4 decimals, and the shape."""
     if not isinstance(value, torch.Tensor):
         return repr(value)
@@ -77,7 +77,7 @@ def _show(value) -> str:
 
 def show_pair(answer, expected, args=()) -> str:
     """The lines showing a wrong answer above the expected one."""
-    return f"    your answer: {_show(answer)}\n    expected:    {_show(expected)}"
+    return f"    your answer: {show_value(answer)}\n    expected:    {show_value(expected)}"
 
 
 def tensors_match(answer, target: torch.Tensor) -> bool:
