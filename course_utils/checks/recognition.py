@@ -3,6 +3,7 @@ error_rates -> (far, frr, eer). Numbers are compared with float32 tolerance, dec
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import torch
 
@@ -147,49 +148,23 @@ def check_verify(function) -> CheckResult:
 # shows, distances exactly at thresholds, and a unique closest threshold where the two rates differ.
 
 
-def _rates_by_definition(same, different, thresholds, accept=lambda d, t: d <= t, far_over=None, frr_over=None,
-                         rejected_same=True):
-    """(far, frr) at each threshold in float64; the keyword arguments reproduce the mistakes."""
-    same, different = same.double(), different.double()
-    far, frr = [], []
-    for t in thresholds.double():
-        accepted_different = int(accept(different, t).sum())
-        accepted_same = int(accept(same, t).sum())
-        wrong_same = len(same) - accepted_same if rejected_same else accepted_same
-        far.append(accepted_different / (len(different) if far_over is None else far_over(same, different)))
-        frr.append(wrong_same / (len(same) if frr_over is None else frr_over(same, different)))
-    return torch.tensor(far, dtype=torch.float64), torch.tensor(frr, dtype=torch.float64)
-
-
-def _with_eer(far, frr, pick="closest", value="mean"):
-    """(far, frr, eer): eer read at the threshold chosen by `pick`, as `value` of the two rates there."""
-    if pick == "closest":
-        best = int((far - frr).abs().argmin())
-    elif pick == "farthest":
-        best = int((far - frr).abs().argmax())
-    else:  # "lowest_total"
-        best = int((far + frr).argmin())
-    eer = {"mean": (far[best] + frr[best]) / 2, "far": far[best], "frr": frr[best]}[value]
-    return far, frr, eer
-
-
-def _error_rates_mistake(**how):
-    """A Mistake's compute: the rates with the slips in `how`, then the equal error rate read from them."""
-    eer_keys = {"pick", "value"}
-    rate_slips = {k: v for k, v in how.items() if k not in eer_keys}
-    eer_slips = {k: v for k, v in how.items() if k in eer_keys}
-    return lambda same, different, thresholds: _with_eer(*_rates_by_definition(same, different, thresholds,
-                                                                               **rate_slips), **eer_slips)
+def _error_rates(same, different, thresholds, accept=torch.le, rejected_same=True, over="own", pick="closest",
+                 value="mean"):
+    """(far, frr, eer) in float64 with the slips the keyword arguments name: what the mistakes return."""
+    same, different, t = same.double(), different.double(), thresholds.double()[:, None]  # t: (T, 1)
+    accepted_same = accept(same, t).sum(dim=1)  # (T,)
+    wrong_same = len(same) - accepted_same if rejected_same else accepted_same
+    far_over, frr_over = {"own": (len(different), len(same)), "swapped": (len(same), len(different)),
+                          "all": (len(same) + len(different),) * 2, "none": (1, 1)}[over]
+    far, frr = accept(different, t).sum(dim=1) / far_over, wrong_same / frr_over  # (T,) each
+    gap = {"closest": (far - frr).abs(), "farthest": -(far - frr).abs(), "lowest_total": far + frr}[pick]
+    best = int(gap.argmin())
+    return far, frr, {"mean": (far[best] + frr[best]) / 2, "far": far[best], "frr": frr[best]}[value]
 
 
 def _swapped(same, different, thresholds):
     far, frr, eer = reference.error_rates(same, different, thresholds)
     return frr, far, eer
-
-
-def _counts(same, different, thresholds):
-    far, frr = _rates_by_definition(same, different, thresholds)
-    return _with_eer(far * len(different), frr * len(same))
 
 
 def _rates_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
@@ -264,7 +239,7 @@ ERROR_RATES = Exercise(
              (_grid(0.5, 1.25), _grid(1.0, 2.0, 4.0), _grid(1.0))),
     ),
     mistakes=(
-        Mistake("strict_comparison", _error_rates_mistake(accept=lambda d, t: d < t),
+        Mistake("strict_comparison", partial(_error_rates, accept=torch.lt),
                 "a pair exactly at the threshold counts as accepted: a different-person pair with d <= threshold "
                 "is a false accept, and a same-person pair is rejected only when d > threshold. You used < "
                 "(or >=) at the threshold."),
@@ -273,27 +248,25 @@ ERROR_RATES = Exercise(
                 "different-person pairs (accepted although they are different people), the false-reject rate "
                 "from the same-person pairs (rejected although they are the same person). Return far, frr in "
                 "that order."),
-        Mistake("counts_not_rates", _counts,
+        Mistake("counts_not_rates", partial(_error_rates, over="none"),
                 "these are counts of false accepts and false rejects, not rates. Divide each count by the number "
                 "of pairs of its kind (len(different) for false accepts, len(same) for false rejects), or take "
                 ".float().mean(dim=1) of the comparisons."),
-        Mistake("true_accept_rate", _error_rates_mistake(rejected_same=False),
+        Mistake("true_accept_rate", partial(_error_rates, rejected_same=False),
                 "your second result is the fraction of same-person pairs ACCEPTED (the true-accept rate). The "
                 "false-reject rate is the fraction rejected: same-person distances > threshold."),
-        Mistake("denominators_swapped",
-                _error_rates_mistake(far_over=lambda s, d: len(s), frr_over=lambda s, d: len(d)),
+        Mistake("denominators_swapped", partial(_error_rates, over="swapped"),
                 "you divided the false accepts by the number of same-person pairs and the false rejects by the "
                 "number of different-person pairs. Each count goes over the pairs of its own kind."),
-        Mistake("all_pairs_denominator",
-                _error_rates_mistake(far_over=lambda s, d: len(s) + len(d), frr_over=lambda s, d: len(s) + len(d)),
+        Mistake("all_pairs_denominator", partial(_error_rates, over="all"),
                 "you divided by all pairs together. Divide the false accepts by the number of different-person "
                 "pairs and the false rejects by the number of same-person pairs."),
-        Mistake("eer_is_far", _error_rates_mistake(value="far"), _EER_ONE_RATE_HINT),
-        Mistake("eer_is_frr", _error_rates_mistake(value="frr"), _EER_ONE_RATE_HINT),
-        Mistake("lowest_total_error", _error_rates_mistake(pick="lowest_total"),
+        Mistake("eer_is_far", partial(_error_rates, value="far"), _EER_ONE_RATE_HINT),
+        Mistake("eer_is_frr", partial(_error_rates, value="frr"), _EER_ONE_RATE_HINT),
+        Mistake("lowest_total_error", partial(_error_rates, pick="lowest_total"),
                 "you read the equal error rate where the total error far + frr is smallest. It is read where the "
                 "two rates are closest, best = (far - frr).abs().argmin(), as their mean there."),
-        Mistake("largest_gap", _error_rates_mistake(pick="farthest"),
+        Mistake("largest_gap", partial(_error_rates, pick="farthest"),
                 "you read the equal error rate where the two rates differ MOST (argmax). Use the threshold where "
                 "they are closest: (far - frr).abs().argmin()."),
     ),
