@@ -23,15 +23,16 @@ def _safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
     d sqrt(s)/ds = 1 / (2 sqrt(s)) is infinite at s = 0 and autograd then multiplies
     inf by 0 and returns NaN. Taking the root of a value clamped to the smallest
     positive normal number, and selecting 0 where s == 0, keeps both value and
-    gradient finite: the clamp passes no gradient to the zero entries.
+    gradient finite: the clamp passes no gradient to the zero entries. A NaN stays NaN, so
+    a training loop that does not check its inputs still sees it in the loss.
     """
     tiny = torch.finfo(squared.dtype).tiny
-    return torch.where(squared > 0, squared.clamp_min(tiny).sqrt(), torch.zeros_like(squared))
+    return torch.where(squared == 0, torch.zeros_like(squared), squared.clamp_min(tiny).sqrt())
 
 
-def _unit_rows(x: torch.Tensor, name: str) -> torch.Tensor:
+def _unit_rows(x: torch.Tensor, name: str, check_values: bool = True) -> torch.Tensor:
     norms = x.norm(dim=1, keepdim=True)
-    if bool((norms == 0).any()):
+    if check_values and bool((norms == 0).any()):
         rows = (norms.flatten() == 0).nonzero().flatten()[:5].tolist()
         raise ValueError(
             f"cosine distance is undefined for an all-zero vector, and {name} has zero rows "
@@ -41,16 +42,17 @@ def _unit_rows(x: torch.Tensor, name: str) -> torch.Tensor:
     return x / norms
 
 
-def row_distances(a: torch.Tensor, b: torch.Tensor, metric: str) -> torch.Tensor:
+def row_distances(a: torch.Tensor, b: torch.Tensor, metric: str, check_values: bool = True) -> torch.Tensor:
     """Row-wise d(a_i, b_i) for already validated (n, d) inputs; the public functions check first.
 
     The losses validate their inputs once and then call this directly, so small batches do
-    not pay for the same checks several times.
+    not pay for the same checks several times. check_values=False skips the host read of
+    the all-zero-row check for the cosine distance.
     """
     with torch.autocast(device_type=a.device.type, enabled=False):
         a, b = _full_precision(a, b)
         if metric == "cosine":
-            return (1 - (_unit_rows(a, "a") * _unit_rows(b, "b")).sum(dim=1)).clamp(0, 2)
+            return (1 - (_unit_rows(a, "a", check_values) * _unit_rows(b, "b", check_values)).sum(dim=1)).clamp(0, 2)
         squared = ((a - b) ** 2).sum(dim=1)
         return _safe_sqrt(squared) if metric == "euclidean" else squared
 
@@ -123,15 +125,15 @@ def pairwise_distances(
     return matrix_distances(x, y, metric)
 
 
-def matrix_distances(x: torch.Tensor, y: torch.Tensor | None, metric: str) -> torch.Tensor:
+def matrix_distances(x: torch.Tensor, y: torch.Tensor | None, metric: str, check_values: bool = True) -> torch.Tensor:
     """``pairwise_distances`` for already validated inputs; the losses check once, then call this."""
     same = y is None
     with torch.autocast(device_type=x.device.type, enabled=False):
         (x,) = _full_precision(x)
         y = x if same else _full_precision(y)[0].to(x.dtype)
         if metric == "cosine":
-            xu = _unit_rows(x, "x")
-            yu = xu if same else _unit_rows(y, "y")
+            xu = _unit_rows(x, "x", check_values)
+            yu = xu if same else _unit_rows(y, "y", check_values)
             dist = (1 - xu @ yu.T).clamp(0, 2)
         else:
             x_sq = (x * x).sum(dim=1, keepdim=True)

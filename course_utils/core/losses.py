@@ -7,9 +7,14 @@ losses compute the (B, B) distance matrix once and choose triplets inside it:
 * ``batch_hard_triplet_loss`` per anchor the farthest positive and closest negative;
 * ``batch_semihard_triplet_loss`` per positive pair FaceNet's semi-hard negative.
 
-None of them builds a B x B x B tensor: batch-all and semi-hard sort each anchor's
-negative distances once and use binary search, O(B^2 log B) time and O(B^2) memory.
-All return float32 (float64 for float64 input), also under autocast.
+None of them builds a B x B x B tensor: batch-all and semi-hard sort each row of the
+distance matrix once and scan it, O(B^2 log B) time and O(B^2) memory. All return float32
+(float64 for float64 input), also under autocast, and their statistics as 0-dim tensors.
+
+check_values=True (the default) reads values on the host to help a learner: NaN or inf
+embeddings raise a clear error, a batch without a triplet warns. A training loop on a GPU
+passes check_values=False: then a loss makes no host read at all (no .item(), bool(),
+nonzero()) and the GPU never waits for Python; the loop checks the loss itself.
 """
 from __future__ import annotations
 
@@ -29,7 +34,13 @@ from course_utils.core._validate import (
     check_same_shape,
 )
 from course_utils.core.distances import matrix_distances, row_distances
-from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs, semihard_negatives
+from course_utils.core.mining import (
+    anchor_negative_mask,
+    anchor_positive_mask,
+    hardest_pairs,
+    semihard_negative_columns,
+    equal_runs,
+)
 
 REDUCTIONS = ("none", "sum", "mean")
 MININGS = ("all", "hard", "semihard")
@@ -45,30 +56,37 @@ class TripletStats(NamedTuple):
     The fields have the same names as ContrastiveStats', so code that reports either reads
     ``num_terms`` and ``num_active``.
 
+    Both are 0-dim int64 tensors on the embeddings' device (reading them waits for a GPU;
+    ``int(stats.num_active)`` gives the Python number).
+
     num_terms: triplets the loss considered (valid triplets for batch-all, anchors for
         batch-hard, positive pairs for semi-hard).
     num_active: how many of them had a positive loss (the ones that teach the network).
     """
 
-    num_terms: int
-    num_active: int
+    num_terms: torch.Tensor
+    num_active: torch.Tensor
 
     @property
     def active_fraction(self) -> float:
-        """num_active / num_terms, 0.0 when the loss considered nothing."""
-        return self.num_active / self.num_terms if self.num_terms else 0.0
+        """num_active / num_terms as a Python float (a host read), 0.0 when the loss considered nothing."""
+        return _fraction(self.num_active, self.num_terms)
 
 
-def _zero_loss(embeddings: torch.Tensor, dtype: torch.dtype, why: str) -> torch.Tensor:
-    warnings.warn(
-        f"{why} The loss is 0 and this batch teaches nothing. Build batches of P identities "
-        "x K >= 2 pictures each (see course_utils.data.PKBatchSampler).",
-        DegenerateBatchWarning,
-        stacklevel=3,
-    )
-    # Still attached to the graph, so backward() runs and gives zero (finite) gradients. A
-    # negative sum times 0 is -0.0, printed "-0.0"; adding +0.0 makes it +0.0 (IEEE: -0 + 0 = +0).
-    return embeddings.sum().to(dtype) * 0 + 0.0
+def _fraction(num_active, num_terms) -> float:
+    num_terms = int(num_terms)
+    return int(num_active) / num_terms if num_terms else 0.0
+
+
+def _warn_if_degenerate(num_terms: torch.Tensor, labels: torch.Tensor) -> None:
+    """Warn (one host read) when the batch held no triplet: the loss is then an attached 0."""
+    if int(num_terms) == 0:
+        warnings.warn(
+            f"{_degenerate_reason(labels)} The loss is 0 and this batch teaches nothing. Build batches "
+            "of P identities x K >= 2 pictures each (see course_utils.data.PKBatchSampler).",
+            DegenerateBatchWarning,
+            stacklevel=3,
+        )
 
 
 def _degenerate_reason(labels: torch.Tensor) -> str:
@@ -79,8 +97,8 @@ def _degenerate_reason(labels: torch.Tensor) -> str:
     return "No two pictures in the batch share a label, so there is no anchor-positive pair."
 
 
-def _prepare(embeddings, labels, alpha, metric):
-    check_embeddings(embeddings)
+def _prepare(embeddings, labels, alpha, metric, check_values):
+    check_embeddings(embeddings, check_values=check_values)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     return labels, check_alpha(alpha), check_metric(metric)
 
@@ -92,6 +110,7 @@ def triplet_loss(
     alpha: float = 0.2,
     metric: str = "squared_euclidean",
     reduction: str = "none",
+    check_values: bool = True,
 ) -> torch.Tensor:
     """Loss of given triplets, L = max(d(A,P) - d(A,N) + alpha, 0) row by row.
 
@@ -100,6 +119,7 @@ def triplet_loss(
         alpha: margin >= 0.
         metric: "squared_euclidean" (the course's d), "euclidean" or "cosine".
         reduction: "none" gives (m,) losses, "sum" the cost J = sum_i L_i, "mean" J / m.
+        check_values: refuse NaN/inf inputs (a host read); False reads nothing.
     Returns:
         (m,) or scalar float tensor.
     """
@@ -107,10 +127,11 @@ def triplet_loss(
     check_metric(metric)
     check_choice(reduction, "reduction", REDUCTIONS)
     for name, x in (("anchor", anchor), ("positive", positive), ("negative", negative)):
-        check_embeddings(x, name)
+        check_embeddings(x, name, check_values)
     check_same_shape(anchor, positive, "anchor", "positive")
     check_same_shape(anchor, negative, "anchor", "negative")
-    losses = (row_distances(anchor, positive, metric) - row_distances(anchor, negative, metric) + alpha).clamp_min(0)
+    d_ap, d_an = row_distances(anchor, positive, metric, check_values), row_distances(anchor, negative, metric, check_values)
+    losses = (d_ap - d_an + alpha).clamp_min(0)
     if reduction == "sum":
         return losses.sum()
     if reduction == "mean":
@@ -124,13 +145,17 @@ def batch_all_triplet_loss(
     alpha: float = 0.2,
     metric: str = "squared_euclidean",
     return_stats: bool = False,
+    check_values: bool = True,
 ):
     """Mean loss over all valid triplets of the batch whose loss is positive.
 
     For an anchor a and positive p, the negatives with positive loss are those with
-    d(a, n) < d(a, p) + alpha =: t. With the negatives of a sorted, they form a prefix of
-    length c, and their summed loss is c * t - (sum of that prefix): one binary search and
-    one prefix-sum lookup per pair instead of a loop over negatives.
+    d(a, n) < d(a, p) + alpha =: t(a, p). Row a holds d(a, n) for its negatives and t(a, p)
+    for its positives; sorted once, the row tells by counting, for each pair, how many
+    negatives lie below its t (c(a, p), its active triplets) and, for each negative, how
+    many thresholds lie above it (the pairs it is active for). The summed loss is then
+    sum_p c(a, p) t(a, p) - sum_n (pairs of n) d(a, n): counts and one sort, no loop over
+    negatives and no B x B x B tensor.
 
     Args:
         embeddings: (B, D) encodings.
@@ -138,33 +163,36 @@ def batch_all_triplet_loss(
         alpha: margin >= 0.
         metric: distance name.
         return_stats: also return TripletStats(valid triplets, triplets with positive loss).
+        check_values: NaN/inf error and degenerate-batch warning (host reads); False reads nothing.
     Returns:
         scalar loss (0 when no triplet has positive loss), and the stats if asked.
     """
-    labels, alpha, metric = _prepare(embeddings, labels, alpha, metric)
-    dist = matrix_distances(embeddings, None, metric)
+    labels, alpha, metric = _prepare(embeddings, labels, alpha, metric, check_values)
+    dist = matrix_distances(embeddings, None, metric, check_values)
     anchor_positive = anchor_positive_mask(labels)
     anchor_negative = anchor_negative_mask(labels)
-    num_negatives = anchor_negative.sum(dim=1, keepdim=True)
-    num_valid = int((anchor_positive.sum(dim=1) * num_negatives.squeeze(1)).sum())
-    if num_valid == 0:
-        loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
-        return (loss, TripletStats(0, 0)) if return_stats else loss
-
-    # Non-negatives get a sentinel larger than any distance and sort to the end of each row.
-    biggest = torch.finfo(dist.dtype).max
-    sorted_negatives, _ = dist.masked_fill(~anchor_negative, biggest).sort(dim=1)
-    is_real = torch.arange(dist.shape[1], device=dist.device) < num_negatives
-    # Prefix sums in float64: the difference c * t - prefix would lose digits in float32.
-    prefix = F.pad(torch.where(is_real, sorted_negatives.double(), 0).cumsum(dim=1), (1, 0))
-    threshold = dist + alpha
-    # Left-sided search counts negatives strictly below the threshold (loss exactly 0 is inactive).
-    count = torch.searchsorted(sorted_negatives.detach(), threshold.detach(), right=False)
-    count = torch.minimum(count, num_negatives).masked_fill(~anchor_positive, 0)
-    summed = count * threshold.double() - prefix.gather(1, count)
-    total = summed.masked_fill(~anchor_positive, 0).sum().to(dist.dtype)
-    num_active = int(count.sum())
-    loss = total / num_active if num_active else total * 0
+    num_valid = (anchor_positive.sum(dim=1) * anchor_negative.sum(dim=1)).sum()
+    if check_values:
+        _warn_if_degenerate(num_valid, labels)
+    # keys[a, j]: t(a, j) for a positive j, d(a, j) for a negative (and for a itself, unused).
+    keys = torch.where(anchor_positive, dist + alpha, dist)  # (B, B)
+    with torch.no_grad():  # counting: the counts are constant where the loss has a gradient
+        sorted_keys, order = keys.sort(dim=1)  # (B, B), each row ascending
+        is_negative = anchor_negative.gather(1, order)  # (B, B) in sorted order
+        is_threshold = anchor_positive.gather(1, order)
+        # Ties: a negative equal to t has loss exactly 0, inactive; so count strictly below / above.
+        start, end = equal_runs(sorted_keys)
+        negatives_below = F.pad(is_negative.cumsum(dim=1), (1, 0)).gather(1, start)  # (B, B)
+        thresholds_below_end = F.pad(is_threshold.cumsum(dim=1), (1, 0)).gather(1, end)  # (B, B)
+        thresholds_above = is_threshold.sum(dim=1, keepdim=True) - thresholds_below_end
+        active = torch.where(is_threshold, negatives_below, 0)  # (B, B): c(a, p) at p's rank
+        weight = active - torch.where(is_negative, thresholds_above, 0)  # (B, B), sorted order
+        weight = torch.empty_like(weight).scatter_(1, order, weight)  # (B, B), column order
+    # sum of t - d over the active triplets. In float64: the two sums are large and nearly
+    # cancel, float32 would lose digits. Its gradient is the weight: +c for t, -pairs for d.
+    total = (weight * keys.double()).sum()
+    num_active = active.sum()
+    loss = (total / num_active.clamp_min(1)).to(dist.dtype)  # 0 when no triplet is active
     return (loss, TripletStats(num_valid, num_active)) if return_stats else loss
 
 
@@ -175,6 +203,7 @@ def batch_hard_triplet_loss(
     metric: str = "squared_euclidean",
     soft: bool = False,
     return_stats: bool = False,
+    check_values: bool = True,
 ):
     """Batch-hard loss (Hermans, Beyer, Leibe 2017): each anchor with its hardest pair.
 
@@ -189,29 +218,27 @@ def batch_hard_triplet_loss(
         metric: distance name.
         soft: use softplus(d(A,P) - d(A,N)) instead of the hinge, the "soft margin".
         return_stats: also return TripletStats(anchors used, anchors with positive loss).
+        check_values: NaN/inf error and degenerate-batch warning (host reads); False reads nothing.
     Returns:
         scalar loss, and the stats if asked.
     """
-    labels, alpha, metric = _prepare(embeddings, labels, alpha, metric)
+    labels, alpha, metric = _prepare(embeddings, labels, alpha, metric, check_values)
     # Choosing needs the whole matrix but only 2 entries per anchor get a gradient: choose
     # without autograd, then recompute just the chosen distances with it (less memory, faster).
     with torch.no_grad():
-        dist = matrix_distances(embeddings, None, metric)
+        dist = matrix_distances(embeddings, None, metric, check_values)
     positive_idx, negative_idx, has_both = hardest_pairs(dist, labels)
-    anchors = has_both.nonzero().flatten()
-    n = anchors.numel()
-    if n == 0:
-        loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
-        return (loss, TripletStats(0, 0)) if return_stats else loss
-    # Both chosen distances in one row-wise call: rows [0, n) are d(A,P), rows [n, 2n) d(A,N).
-    chosen = torch.cat((positive_idx[anchors], negative_idx[anchors]))
-    d = row_distances(embeddings[anchors.repeat(2)], embeddings[chosen], metric)
+    num_anchors = has_both.sum()
+    if check_values:
+        _warn_if_degenerate(num_anchors, labels)
+    # Both chosen distances in one row-wise call: rows [0, B) are d(A,P), rows [B, 2B) d(A,N).
+    n = len(labels)
+    chosen = embeddings[torch.cat((positive_idx, negative_idx))]  # (2B, D)
+    d = row_distances(embeddings.repeat(2, 1), chosen, metric, check_values=False)  # rows checked above
     gap = d[:n] - d[n:]
-    losses = F.softplus(gap) if soft else (gap + alpha).clamp_min(0)
-    loss = losses.mean()
-    if return_stats:
-        return loss, TripletStats(len(losses), int((losses > 0).sum()))
-    return loss
+    losses = torch.where(has_both, F.softplus(gap) if soft else (gap + alpha).clamp_min(0), 0)  # (B,)
+    loss = losses.sum() / num_anchors.clamp_min(1)  # mean over the anchors with a triplet
+    return (loss, TripletStats(num_anchors, (losses > 0).sum())) if return_stats else loss
 
 
 def batch_semihard_triplet_loss(
@@ -220,6 +247,7 @@ def batch_semihard_triplet_loss(
     alpha: float = 0.2,
     metric: str = "squared_euclidean",
     return_stats: bool = False,
+    check_values: bool = True,
 ):
     """Semi-hard loss as TensorFlow Addons' TripletSemiHardLoss computes it.
 
@@ -237,20 +265,22 @@ def batch_semihard_triplet_loss(
         alpha: margin >= 0.
         metric: distance name.
         return_stats: also return TripletStats(positive pairs, pairs with positive loss).
+        check_values: NaN/inf error and degenerate-batch warning (host reads); False reads nothing.
     Returns:
         scalar loss, and the stats if asked.
     """
-    labels, alpha, metric = _prepare(embeddings, labels, alpha, metric)
-    dist = matrix_distances(embeddings, None, metric)
-    anchor_idx, positive_idx, negative_idx = semihard_negatives(dist, labels)
-    if anchor_idx.numel() == 0:
-        loss = _zero_loss(embeddings, dist.dtype, _degenerate_reason(labels))
-        return (loss, TripletStats(0, 0)) if return_stats else loss
-    losses = (dist[anchor_idx, positive_idx] - dist[anchor_idx, negative_idx] + alpha).clamp_min(0)
-    loss = losses.mean()
-    if return_stats:
-        return loss, TripletStats(len(losses), int((losses > 0).sum()))
-    return loss
+    labels, alpha, metric = _prepare(embeddings, labels, alpha, metric, check_values)
+    dist = matrix_distances(embeddings, None, metric, check_values)
+    # Pairs whose anchor has a negative; each gets one negative, in a (B, B) layout (no indices).
+    pairs = anchor_positive_mask(labels) & anchor_negative_mask(labels).any(dim=1, keepdim=True)  # (B, B)
+    num_pairs = pairs.sum()
+    if check_values:
+        _warn_if_degenerate(num_pairs, labels)
+    negative = semihard_negative_columns(dist.detach(), labels)  # (B, B): [a, p] -> n
+    hinge = (dist - dist.gather(1, negative) + alpha).clamp_min(0)  # (B, B): d(a,p) - d(a,n) + alpha
+    losses = torch.where(pairs, hinge, 0)
+    loss = losses.sum() / num_pairs.clamp_min(1)  # mean over the positive pairs
+    return (loss, TripletStats(num_pairs, (losses > 0).sum())) if return_stats else loss
 
 
 _BATCH_LOSSES = {
@@ -268,13 +298,17 @@ class TripletLoss(torch.nn.Module):
         mining: "all", "hard" or "semihard" (see the batch_* functions).
         metric: "squared_euclidean", "euclidean" or "cosine".
         soft: soft-margin batch-hard (only with mining="hard").
+        check_values: passed to the loss; False for training loops that must not wait for the GPU.
 
     Calling it with (embeddings (B, D), labels (B,)) returns the scalar loss; the
     TripletStats of the last call are kept in ``last_stats`` for progress bars and
     diagnostics.
     """
 
-    def __init__(self, alpha: float = 0.2, mining: str = "all", metric: str = "squared_euclidean", soft: bool = False):
+    def __init__(
+        self, alpha: float = 0.2, mining: str = "all", metric: str = "squared_euclidean", soft: bool = False,
+        check_values: bool = True,
+    ):  # fmt: skip
         super().__init__()
         self.alpha = check_alpha(alpha)
         self.mining = check_choice(mining, "mining", MININGS)
@@ -282,18 +316,20 @@ class TripletLoss(torch.nn.Module):
         if soft and mining != "hard":
             raise ValueError("soft=True is the soft-margin batch-hard loss; use it with mining='hard'.")
         self.soft = soft
+        self.check_values = check_values
         self.last_stats: TripletStats | None = None
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         extra = {"soft": True} if self.soft else {}
         loss, self.last_stats = _BATCH_LOSSES[self.mining](
-            embeddings, labels, alpha=self.alpha, metric=self.metric, return_stats=True, **extra
+            embeddings, labels, self.alpha, self.metric, return_stats=True, check_values=self.check_values, **extra
         )
         return loss
 
     def extra_repr(self) -> str:
         soft = ", soft=True" if self.soft else ""
-        return f"alpha={self.alpha}, mining={self.mining!r}, metric={self.metric!r}{soft}"
+        checks = "" if self.check_values else ", check_values=False"
+        return f"alpha={self.alpha}, mining={self.mining!r}, metric={self.metric!r}{soft}{checks}"
 
 
 # ---------------------------------------------------------------------------
@@ -308,13 +344,13 @@ class ContrastiveStats(NamedTuple):
         distance 0, and every different-person pair closer than the margin.
     """
 
-    num_terms: int
-    num_active: int
+    num_terms: torch.Tensor
+    num_active: torch.Tensor
 
     @property
     def active_fraction(self) -> float:
-        """num_active / num_terms, 0.0 when the batch held no pair."""
-        return self.num_active / self.num_terms if self.num_terms else 0.0
+        """num_active / num_terms as a Python float (a host read), 0.0 when the batch held no pair."""
+        return _fraction(self.num_active, self.num_terms)
 
 
 def _check_margin(margin) -> float:
@@ -330,6 +366,7 @@ def contrastive_loss(
     margin: float = 1.0,
     metric: str = "euclidean",
     return_stats: bool = False,
+    check_values: bool = True,
 ):
     """Contrastive loss (Hadsell, Chopra, LeCun 2006) over every pair of the batch.
 
@@ -349,35 +386,36 @@ def contrastive_loss(
             unit sphere the Euclidean distance lies in [0, 2].
         metric: the distance D: "euclidean" (Hadsell's), "squared_euclidean" or "cosine".
         return_stats: also return ContrastiveStats(pairs, pairs with positive loss).
+        check_values: NaN/inf error and degenerate-batch warning (host reads); False reads nothing.
     Returns:
         scalar loss, and the stats if asked. A batch without same-person pairs (or without
         different-person pairs) warns with DegenerateBatchWarning; the missing mean counts 0.
     """
-    check_embeddings(embeddings)
+    check_embeddings(embeddings, check_values=check_values)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     margin, metric = _check_margin(margin), check_metric(metric)
     # The Euclidean root is a safe sqrt: duplicate points (D = 0) give a zero gradient, not
     # the NaN of d sqrt(s)/ds = 1 / (2 sqrt(0)).
-    dist = matrix_distances(embeddings, None, metric)
+    dist = matrix_distances(embeddings, None, metric, check_values)
     upper = torch.ones_like(dist, dtype=torch.bool).triu(diagonal=1)  # each unordered pair once
-    same_pairs = dist[anchor_positive_mask(labels) & upper]
-    different_pairs = dist[anchor_negative_mask(labels) & upper]
-    pull = same_pairs**2 / 2
-    push = (margin - different_pairs).clamp_min(0) ** 2 / 2
-    if len(same_pairs) == 0 or len(different_pairs) == 0:
-        missing = "same-person" if len(same_pairs) == 0 else "different-person"
+    same, different = anchor_positive_mask(labels) & upper, anchor_negative_mask(labels) & upper  # (B, B)
+    pull = torch.where(same, dist**2 / 2, 0)  # (B, B)
+    push = torch.where(different, (margin - dist).clamp_min(0) ** 2 / 2, 0)
+    num_same, num_different = same.sum(), different.sum()
+    if check_values and (int(num_same) == 0 or int(num_different) == 0):
+        missing = "same-person" if int(num_same) == 0 else "different-person"
         warnings.warn(
             f"{_degenerate_reason(labels)} With no {missing} pair the contrastive loss only "
-            f"{'pushes' if len(same_pairs) == 0 else 'pulls'}; the missing term counts 0. Build batches of "
+            f"{'pushes' if missing == 'same-person' else 'pulls'}; the missing term counts 0. Build batches of "
             "P >= 2 identities x K >= 2 pictures each (see course_utils.data.PKBatchSampler).",
             DegenerateBatchWarning,
             stacklevel=2,
         )
-    # An empty term's sum is 0, still attached to the graph, so backward() runs.
-    loss = (pull.mean() if len(pull) else pull.sum()) + (push.mean() if len(push) else push.sum())
+    # Two means; an empty term's sum is 0, still attached to the graph, so backward() runs.
+    loss = pull.sum() / num_same.clamp_min(1) + push.sum() / num_different.clamp_min(1)
     if return_stats:
-        num_active = int((pull > 0).sum()) + int((push > 0).sum())
-        return loss, ContrastiveStats(len(pull) + len(push), num_active)
+        num_active = (pull > 0).sum() + (push > 0).sum()
+        return loss, ContrastiveStats(num_same + num_different, num_active)
     return loss
 
 
@@ -387,23 +425,26 @@ class ContrastiveLoss(torch.nn.Module):
     Args:
         margin: distance >= 0 beyond which different-person pairs cost nothing.
         metric: "euclidean" (Hadsell et al.'s), "squared_euclidean" or "cosine".
+        check_values: passed to ``contrastive_loss``.
 
     Calling it with (embeddings (B, D), labels (B,)) returns the scalar loss of
     ``contrastive_loss``; the ContrastiveStats of the last call are kept in ``last_stats``.
     ``Trainer`` accepts it like ``TripletLoss``.
     """
 
-    def __init__(self, margin: float = 1.0, metric: str = "euclidean"):
+    def __init__(self, margin: float = 1.0, metric: str = "euclidean", check_values: bool = True):
         super().__init__()
         self.margin = _check_margin(margin)
         self.metric = check_metric(metric)
+        self.check_values = check_values
         self.last_stats: ContrastiveStats | None = None
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss, self.last_stats = contrastive_loss(
-            embeddings, labels, margin=self.margin, metric=self.metric, return_stats=True
+            embeddings, labels, self.margin, self.metric, return_stats=True, check_values=self.check_values
         )
         return loss
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, metric={self.metric!r}"
+        checks = "" if self.check_values else ", check_values=False"
+        return f"margin={self.margin}, metric={self.metric!r}{checks}"
