@@ -21,7 +21,7 @@ _WHERE = {
     "batch_semihard_triplet_loss": "core.losses", "contrastive_loss": "core.losses", "triplet_loss": "core.losses",
     "EmbeddingNet": "training.models",
     "load_pretrained": "training.pretrained",
-    "Gallery": "evaluation.recognition", "accuracy_vs_gallery_size": "evaluation.recognition", "rank_gallery": "evaluation.recognition",
+    "Gallery": "evaluation.recognition", "accuracy_vs_gallery_size": "evaluation.recognition", "rank_gallery": "evaluation.retrieval",
     "CheckpointError": "training.trainer", "CollapseWarning": "training.trainer", "Trainer": "training.trainer",
     "training_step": "training.trainer",
     "anchor_negative_mask": "core.mining", "anchor_positive_mask": "core.mining", "count_valid_triplets": "core.mining",
