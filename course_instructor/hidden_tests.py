@@ -410,56 +410,12 @@ def _training_scenario(seed: int, salt: int, hidden: int, activation, optimizer_
     return model, optimizer, TripletLoss(alpha=0.3, mining=mining), batches
 
 
-def _training_case(description: str, make) -> HiddenCase:
-    from course_utils.checks.training import _diagnose_answer, _same, _step_without_zero_grad
-    from course_utils.checks.training import reference_training_step as reference_step
+def _training_case(description: str, scenario) -> HiddenCase:
+    """A hidden case judged by the visible check's own training-step diagnosis, on the hidden scenario."""
+    from course_utils.checks.training import training_step_exercise
 
-    def run(step):
-        model, optimizer, loss_fn, batches = make()
-        answers = [step(model, optimizer, loss_fn, images.clone(), labels.clone()) for images, labels in batches]
-        return (answers, [p.detach().clone() for p in model.parameters()],
-                [None if p.grad is None else p.grad.clone() for p in model.parameters()])
-
-    def after_step(model, optimizer, loss_fn, images, labels):
-        loss, _ = reference_step(model, optimizer, loss_fn, images, labels)
-        return loss, model(images).detach()
-
-    def failed(headline: str, hint: str, mistake: str | None) -> CheckResult:
-        return CheckResult("training_step", False, f"Not yet: training_step {headline}\n  Hint: {hint}", mistake)
-
-    def judge_case(function) -> CheckResult:
-        try:
-            answers, weights, gradients = run(function)
-        except NotImplementedError:
-            return CheckResult("training_step", False, "training_step is not implemented yet.", "not_implemented")
-        except Exception as error:  # noqa: BLE001 - learner code
-            return failed(f"raised {type(error).__name__}: {error}",
-                        "the steps are zero_grad, embeddings = model(images), loss = loss_fn(embeddings, labels), "
-                        "backward, step, return loss, embeddings.", None)
-        expected_answers, expected_weights, _ = run(reference_step)
-        if not _same(weights, expected_weights):
-            initial = [p.detach().clone() for p in make()[0].parameters()]
-            if _same(weights, run(_step_without_zero_grad)[1]):
-                return failed("moves the weights too far: the gradients of earlier steps are added to this one.",
-                            "call optimizer.zero_grad() before loss.backward() in every step.", "forgot_zero_grad")
-            if _same(weights, initial):
-                if all(g is None or not bool(g.any()) for g in gradients):
-                    return failed("leaves the weights unchanged and no gradient behind.",
-                                "call loss.backward() after optimizer.zero_grad() and before optimizer.step().",
-                                "no_backward")
-                return failed("computes gradients but leaves the weights unchanged.",
-                            "finish with optimizer.step(), after loss.backward().", "no_step")
-            return failed("changes the weights differently from one step of gradient descent on the loss.",
-                        "embed the images with model(images), give the embeddings and labels to loss_fn, then "
-                        "zero_grad, backward and step, each once per call.", "wrong_update")
-        late = run(after_step)[0]
-        for answer, (loss, embeddings), (_, late_embeddings) in zip(answers, expected_answers, late):
-            wrong = _diagnose_answer(answer, loss, embeddings, late_embeddings)
-            if wrong is not None:
-                return wrong
-        return CheckResult("training_step", True, "")
-
-    return HiddenCase(description, judge_case)
+    exercise = training_step_exercise(description, scenario)
+    return HiddenCase(description, lambda function: judge(function, exercise))
 
 
 def _training_step_cases(seed: int) -> tuple[HiddenCase, ...]:
