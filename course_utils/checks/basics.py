@@ -1,5 +1,5 @@
-"""Checks of notebooks 01-03: squared distances, the distance matrix, the triplet loss, the cost J and
-the mean over the active triplets. Each is an `Exercise` run by `course_utils.checks.runner.run_check`."""
+"""Checks of notebooks 01-03: the distance matrix, the triplet loss and the mean over the active
+triplets. Each is an `Exercise` run by `course_utils.checks.runner.run_check`."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -38,53 +38,6 @@ def _random(seed: int, *shape: int) -> torch.Tensor:
     """Fixed pseudo-random float32 values with one decimal, easy to recompute by hand."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(-20, 21, shape, generator=generator).float() / 10
-
-
-# Notebook 01: squared Euclidean distance of paired rows.
-
-SQUARED_DISTANCE = Exercise(
-    name="squared_distance",
-    returns="one squared distance per row pair, a tensor of shape (n,)",
-    expected=lambda a, b: _rows(a, b),
-    cases=(
-        Case("one pair in 2-D, a 3-4-5 triangle", (_grid([0.0, 0.0]), _grid([3.0, 4.0]))),
-        Case("three pairs in 4-D", (_random(1, 3, 4), _random(2, 3, 4))),
-        Case("two identical pairs in 3-D (distance 0)", (_random(3, 2, 3), _random(3, 2, 3))),
-        Case("five pairs in 1-D", (_random(4, 5, 1), _random(5, 5, 1))),
-    ),
-    mistakes=(
-        Mistake("not_squared", lambda a, b: _rows(a, b, "euclidean"),
-                "these are plain Euclidean distances ||a - b||. The course's d is the SQUARE, ||a - b||²: "
-                "drop the square root (torch.sqrt or .norm()), or square its result."),
-        Mistake("sum_wrong_axis", lambda a, b: (_diff(a, b) ** 2).sum(dim=0),
-                "you added up over dim=0, across the different pairs. Each row is one pair; add up its "
-                "coordinates with .sum(dim=1) to get one distance per row."),
-        Mistake("no_sum", lambda a, b: _diff(a, b) ** 2,
-                "you squared the coordinate differences but did not add them up. Finish with .sum(dim=1)."),
-        Mistake("sum_all", lambda a, b: (_diff(a, b) ** 2).sum(),
-                "you added up everything into one number for the whole batch. The exercise wants one distance "
-                "per row: .sum(dim=1)."),
-        Mistake("kept_dim", lambda a, b: (_diff(a, b) ** 2).sum(dim=1, keepdim=True),
-                "your result is a column of shape (n, 1). Drop keepdim=True (or use .squeeze(1)) so the "
-                "shape is (n,)."),
-        Mistake("mean_not_sum", lambda a, b: (_diff(a, b) ** 2).mean(dim=1),
-                "you averaged the squared differences (.mean). The squared distance ADDS them: use .sum(dim=1)."),
-        Mistake("absolute_not_squared", lambda a, b: _diff(a, b).abs().sum(dim=1),
-                "you added up absolute differences |a - b| (the Manhattan distance). Square each difference "
-                "instead: ((a - b) ** 2).sum(dim=1)."),
-        Mistake("squared_after_sum", lambda a, b: _diff(a, b).sum(dim=1) ** 2,
-                "you added the differences first and squared the total. Square each coordinate's difference "
-                "first, then add: ((a - b) ** 2).sum(dim=1)."),
-        Mistake("squares_subtracted", lambda a, b: (a.double() ** 2 - b.double() ** 2).sum(dim=1),
-                "you squared a and b separately and then subtracted; ||a||² - ||b||² is not ||a - b||². "
-                "Subtract first, then square."),
-    ),
-)
-
-
-def check_squared_distance(function) -> CheckResult:
-    """Check a learner's squared_distance(a, b): (n, d), (n, d) -> (n,) of ||a_i - b_i||^2."""
-    return run_check(function, SQUARED_DISTANCE)
 
 
 # Notebook 01: the vectorised matrix of all squared distances.
@@ -268,9 +221,6 @@ def check_distance_matrix(function) -> CheckResult:
 
 # Notebook 02: the triplet loss of each triplet.
 
-BUILTIN_MAX = ErrorHint("builtin_max", "Boolean value of Tensor with more than one value is ambiguous",
-                        "Python's built-in max(x, 0) (or an `if x > 0`) works on one number at a time. For a whole "
-                        "tensor of losses use torch.clamp(x, min=0) or torch.relu(x).")
 # Triplets chosen so every mistake gives different numbers: some meet the margin
 # (loss 0), some violate it, and n != d everywhere.
 _ANCHORS = _grid([0.0, 0.0], [1.0, 1.0], [0.0, 1.0])
@@ -318,7 +268,9 @@ TRIPLET_LOSS = Exercise(
                 "the squared differences were never added up over the coordinates; use .sum(dim=1) for each distance."),
     ),
     error_hints=(
-        BUILTIN_MAX,
+        ErrorHint("builtin_max", "Boolean value of Tensor with more than one value is ambiguous",
+                  "Python's built-in max(x, 0) (or an `if x > 0`) works on one number at a time. For a whole "
+                  "tensor of losses use torch.clamp(x, min=0) or torch.relu(x)."),
     ),
 )
 
@@ -326,67 +278,6 @@ TRIPLET_LOSS = Exercise(
 def check_triplet_loss(function) -> CheckResult:
     """Check a learner's triplet_loss(anchor, positive, negative, alpha): (m, d) x 3 -> (m,)."""
     return run_check(function, TRIPLET_LOSS)
-
-
-# Notebook 03: the cost J, the sum of the losses of m triplets.
-
-
-def _losses(a, p, n, alpha) -> torch.Tensor:
-    return reference.triplet_loss(a, p, n, alpha)
-
-
-COST = Exercise(
-    name="cost",
-    returns="the cost J as one number, a 0-d tensor",
-    expected=lambda a, p, n, alpha: reference.triplet_loss(a, p, n, alpha, reduction="sum"),
-    cases=(
-        Case("three triplets in 2-D, two of them violated, alpha = 0.2", (_ANCHORS, _POSITIVES, _NEGATIVES, 0.2)),
-        Case("five triplets in 3-D, alpha = 0.5", (_random(11, 5, 3), _random(12, 5, 3), _random(13, 5, 3), 0.5)),
-        Case("four triplets of all-equal encodings, alpha = 0.3",
-             (torch.ones(4, 2), torch.ones(4, 2), torch.ones(4, 2), 0.3)),
-    ),
-    mistakes=(
-        Mistake("one_element_shape", lambda a, p, n, alpha: _losses(a, p, n, alpha).sum().reshape(1),
-                "your J has shape (1,); a 0-d tensor is expected. Start the sum from 0 rather than "
-                "torch.zeros(1), or simply use losses.sum()."),
-        Mistake("per_triplet", _losses,
-                "you returned one loss per triplet. J adds them up into one number: .sum()."),
-        Mistake("mean_not_sum", lambda a, p, n, alpha: _losses(a, p, n, alpha).mean(),
-                "you returned the mean J / m. This exercise asks for the sum J = L_1 + ... + L_m (the mean "
-                "is another common choice, compared later in this notebook)."),
-        Mistake("mean_over_nonzero",
-                lambda a, p, n, alpha: _losses(a, p, n, alpha).sum() / (_losses(a, p, n, alpha) > 0).sum().clamp(min=1),
-                "you averaged over the non-zero losses only. This exercise asks for the plain sum J."),
-        Mistake("forgot_max", lambda a, p, n, alpha: _violations(a, p, n, alpha).sum(),
-                "you added d(A,P) - d(A,N) + alpha without the max with 0, so triplets that meet the margin "
-                "subtract from J. Clamp each triplet's loss at 0 first, then add."),
-        Mistake("max_after_sum", lambda a, p, n, alpha: _violations(a, p, n, alpha).sum().clamp(min=0),
-                "you took the max with 0 after adding everything up. Each triplet gets its own max: "
-                "clamp the (m,) losses first, then .sum()."),
-        Mistake("skipped_first", lambda a, p, n, alpha: _losses(a, p, n, alpha)[1:].sum(),
-                "the first triplet (row 0) is left out. The maths counts i = 1..m; Python numbers the same m "
-                "rows 0..m-1, so loop over range(m) (or just use .sum())."),
-        Mistake("skipped_last", lambda a, p, n, alpha: _losses(a, p, n, alpha)[:-1].sum(),
-                "the last triplet is left out: range(m - 1) stops one row early. range(m) visits all m rows."),
-        Mistake("not_squared", lambda a, p, n, alpha: _violations(a, p, n, alpha, "euclidean").clamp(min=0).sum(),
-                "you used plain Euclidean distances. The course's d is the squared distance ||a - b||²."),
-        Mistake("swapped_distances", lambda a, p, n, alpha: (-_violations(a, p, n, 0) + alpha).clamp(min=0).sum(),
-                "d(A,P) and d(A,N) are swapped: each loss is max(d(A,P) - d(A,N) + alpha, 0)."),
-        Mistake("forgot_alpha", lambda a, p, n, alpha: _violations(a, p, n, 0).clamp(min=0).sum(),
-                "the margin alpha is missing from each loss: max(d(A,P) - d(A,N) + alpha, 0)."),
-    ),
-    error_hints=(
-        ErrorHint("index_past_end", "out of bounds",
-                  "your loop goes one row too far. The write-up's i = 0..m would count m + 1 triplets; "
-                  "there are only m, which Python numbers 0..m-1: loop over range(m)."),
-        BUILTIN_MAX,
-    ),
-)
-
-
-def check_cost(function) -> CheckResult:
-    """Check a learner's cost(anchor, positive, negative, alpha): (m, d) x 3 -> 0-d tensor J."""
-    return run_check(function, COST)
 
 
 # Notebook 03: the mean over the active triplets, 0 (not NaN) when none is active.

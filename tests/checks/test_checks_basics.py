@@ -12,16 +12,12 @@ import torch
 
 from course_utils.core import reference
 from course_utils.checks.basics import (
-    COST,
     DISTANCE_MATRIX,
     MEAN_OVER_ACTIVE,
-    SQUARED_DISTANCE,
     TRIPLET_LOSS,
     CheckResult,
-    check_cost,
     check_distance_matrix,
     check_mean_over_active,
-    check_squared_distance,
     check_triplet_loss,
     run_check,
     show_side_by_side,
@@ -31,114 +27,6 @@ from course_utils.checks.basics import (
 def stub(*args):
     # YOUR CODE HERE
     raise NotImplementedError()
-
-
-# --- squared distance (notebook 01) -------------------------------------------------
-
-
-def squared_distance(a, b):
-    return ((a - b) ** 2).sum(dim=1)
-
-
-def squared_distance_loop(a, b):
-    out = torch.zeros(a.shape[0])
-    for i in range(a.shape[0]):
-        out[i] = sum((a[i, k] - b[i, k]) ** 2 for k in range(a.shape[1]))
-    return out
-
-
-SQUARED_DISTANCE_MISTAKES = {
-    "not_squared": lambda a, b: torch.norm(a - b, dim=1),
-    "sum_wrong_axis": lambda a, b: ((a - b) ** 2).sum(dim=0),
-    "no_sum": lambda a, b: (a - b) ** 2,
-    "sum_all": lambda a, b: ((a - b) ** 2).sum(),
-    "kept_dim": lambda a, b: ((a - b) ** 2).sum(dim=1, keepdim=True),
-    "mean_not_sum": lambda a, b: ((a - b) ** 2).mean(dim=1),
-    "absolute_not_squared": lambda a, b: (a - b).abs().sum(dim=1),
-    "squared_after_sum": lambda a, b: (a - b).sum(dim=1) ** 2,
-    "squares_subtracted": lambda a, b: (a**2 - b**2).sum(dim=1),
-    "python_number": lambda a, b: ((a - b) ** 2).sum(dim=1).tolist()[0],
-    "not_a_tensor": lambda a, b: ((a - b) ** 2).sum(dim=1).detach().numpy(),
-    "returned_none": lambda a, b: None,
-    "detached": lambda a, b: torch.tensor(((a - b) ** 2).sum(dim=1).tolist()),
-    "not_floating": lambda a, b: ((a - b) ** 2).sum(dim=1).long(),
-}
-
-
-@pytest.mark.parametrize("solution", [squared_distance, squared_distance_loop])
-def test_squared_distance_correct_solutions_pass(solution, capsys):
-    result = check_squared_distance(solution)
-    assert isinstance(result, CheckResult)
-    assert result and result.passed and result.mistake is None
-    expected = f"Well done: squared_distance is correct on all {len(SQUARED_DISTANCE.cases)} test cases."
-    assert capsys.readouterr().out.strip() == expected
-
-
-def test_square_root_hint_names_the_square():
-    result = check_squared_distance(lambda a, b: ((a - b) ** 2).sum(dim=1).sqrt())
-    assert result.mistake == "not_squared"
-    assert "SQUARE" in result.message and "sqrt" in result.message
-
-
-def test_in_place_change_of_the_input_is_reported():
-    def in_place(a, b):
-        a -= b
-        return (a**2).sum(dim=1)
-
-    result = check_squared_distance(in_place)
-    assert result.mistake == "in_place_on_input"
-    assert "diff = a - b" in result.message
-
-
-def test_input_changed_behind_autograd_s_back_is_reported():
-    def sneaky_in_place(a, b):
-        a.data.sub_(b)  # .data bypasses autograd's in-place guard
-        return (a**2).sum(dim=1)
-
-    result = check_squared_distance(sneaky_in_place)
-    assert result.mistake == "modified_input"
-    assert "in-place" in result.message
-
-
-@pytest.mark.parametrize("check", [check_squared_distance, check_distance_matrix, check_triplet_loss, check_cost,
-                                   check_mean_over_active])
-def test_untouched_stub_gets_the_kind_message(check, capsys):
-    result = check(stub)
-    assert not result and result.mistake == "not_implemented"
-    printed = capsys.readouterr().out
-    assert "not implemented yet" in printed and "raise NotImplementedError()" in printed
-    assert "Traceback" not in printed and "Error:" not in printed
-
-
-@pytest.mark.parametrize("check", [check_squared_distance, check_cost])
-def test_passing_the_result_instead_of_the_function_is_refused(check):
-    with pytest.raises(TypeError, match="pass the function itself"):
-        check(torch.zeros(3))
-
-
-def test_unknown_error_is_reported_with_the_case_and_no_traceback(capsys):
-    def broken(a, b):
-        return ((a - b) ** 2).sum(dim=1) + undefined_name  # noqa: F821
-
-    result = check_squared_distance(broken)
-    printed = capsys.readouterr().out
-    assert not result and result.mistake is None
-    assert "NameError" in printed and "undefined_name" in printed
-    assert SQUARED_DISTANCE.cases[0].description in printed
-    assert "Traceback" not in printed
-
-
-def test_unexplained_wrong_values_show_expected_and_received(capsys):
-    result = check_squared_distance(lambda a, b: ((a - b) ** 2).sum(dim=1) + 1)
-    printed = capsys.readouterr().out
-    assert not result and result.mistake is None
-    assert "your answer: [26.0000]" in printed and "expected:    [25.0000]" in printed
-
-
-def test_unexplained_wrong_shape_says_which_shape(capsys):
-    result = check_squared_distance(lambda a, b: torch.zeros(7))
-    assert result.mistake == "wrong_shape"
-    assert "returns shape (7,) where (1,) is expected" in capsys.readouterr().out
 
 
 # --- distance matrix (notebook 01, challenge) ------------------------------------
@@ -268,6 +156,15 @@ def _d(x, y):
     return ((x - y) ** 2).sum(dim=1)
 
 
+def triplet_loss_loop(anchor, positive, negative, alpha):
+    out = torch.zeros(anchor.shape[0])
+    for i in range(anchor.shape[0]):
+        d_ap = sum((anchor[i, k] - positive[i, k]) ** 2 for k in range(anchor.shape[1]))
+        d_an = sum((anchor[i, k] - negative[i, k]) ** 2 for k in range(anchor.shape[1]))
+        out[i] = torch.clamp(d_ap - d_an + alpha, min=0)
+    return out
+
+
 def builtin_max(anchor, positive, negative, alpha):
     return max(_d(anchor, positive) - _d(anchor, negative) + alpha, 0)
 
@@ -284,13 +181,21 @@ TRIPLET_LOSS_MISTAKES = {
     "sum_wrong_axis": lambda a, p, n, alpha: torch.relu(((a - p) ** 2).sum(0) - ((a - n) ** 2).sum(0) + alpha),
     "no_sum": lambda a, p, n, alpha: torch.relu((a - p) ** 2 - (a - n) ** 2 + alpha),
     "builtin_max": builtin_max,
+    "python_number": lambda a, p, n, alpha: triplet_loss(a, p, n, alpha).tolist()[0],
+    "not_a_tensor": lambda a, p, n, alpha: triplet_loss(a, p, n, alpha).detach().numpy(),
+    "returned_none": lambda a, p, n, alpha: None,
+    "detached": lambda a, p, n, alpha: torch.tensor(triplet_loss(a, p, n, alpha).tolist()),
+    "not_floating": lambda a, p, n, alpha: triplet_loss(a, p, n, alpha).long(),
 }
 
 
-def test_triplet_loss_correct_solution_passes(capsys):
-    result = check_triplet_loss(triplet_loss)
-    assert result.passed
-    assert "Well done: triplet_loss is correct" in capsys.readouterr().out
+@pytest.mark.parametrize("solution", [triplet_loss, triplet_loss_loop])
+def test_triplet_loss_correct_solutions_pass(solution, capsys):
+    result = check_triplet_loss(solution)
+    assert isinstance(result, CheckResult)
+    assert result and result.passed and result.mistake is None
+    expected = f"Well done: triplet_loss is correct on all {len(TRIPLET_LOSS.cases)} test cases."
+    assert capsys.readouterr().out.strip() == expected
 
 
 def test_triplet_loss_with_the_course_function_passes():
@@ -316,65 +221,69 @@ def test_builtin_max_on_one_triplet_is_a_python_number():
     assert "built-in max" in result.message
 
 
-# --- cost J (notebook 03) ---------------------------------------------------------
+# --- what the runner does for every exercise, shown on the triplet loss ---------------
 
 
-def cost(anchor, positive, negative, alpha):
-    return triplet_loss(anchor, positive, negative, alpha).sum()
+def test_in_place_change_of_the_input_is_reported():
+    def in_place(anchor, positive, negative, alpha):
+        anchor -= positive  # anchor now holds anchor - positive
+        d_ap = (anchor**2).sum(dim=1)
+        return torch.clamp(d_ap - _d(anchor + positive, negative) + alpha, min=0)
+
+    result = check_triplet_loss(in_place)
+    assert result.mistake == "in_place_on_input"
+    assert "diff = a - b" in result.message
 
 
-def cost_loop(anchor, positive, negative, alpha):
-    total = 0
-    for i in range(len(anchor)):
-        d_ap = ((anchor[i] - positive[i]) ** 2).sum()
-        d_an = ((anchor[i] - negative[i]) ** 2).sum()
-        total = total + torch.clamp(d_ap - d_an + alpha, min=0)
-    return total
+def test_input_changed_behind_autograd_s_back_is_reported():
+    def sneaky_in_place(anchor, positive, negative, alpha):
+        anchor.data.sub_(positive)  # .data bypasses autograd's in-place guard
+        d_ap = (anchor**2).sum(dim=1)
+        return torch.clamp(d_ap - _d(anchor + positive, negative) + alpha, min=0)
+
+    result = check_triplet_loss(sneaky_in_place)
+    assert result.mistake == "modified_input"
+    assert "in-place" in result.message
 
 
-def cost_zero_to_m_indexing(anchor, positive, negative, alpha):
-    total = 0
-    for i in range(len(anchor) + 1):
-        d_ap = ((anchor[i] - positive[i]) ** 2).sum()
-        total = total + torch.clamp(d_ap - ((anchor[i] - negative[i]) ** 2).sum() + alpha, min=0)
-    return total
+@pytest.mark.parametrize("check", [check_distance_matrix, check_triplet_loss, check_mean_over_active])
+def test_untouched_stub_gets_the_kind_message(check, capsys):
+    result = check(stub)
+    assert not result and result.mistake == "not_implemented"
+    printed = capsys.readouterr().out
+    assert "not implemented yet" in printed and "raise NotImplementedError()" in printed
+    assert "Traceback" not in printed and "Error:" not in printed
 
 
-def losses(a, p, n, alpha):
-    return triplet_loss(a, p, n, alpha)
+@pytest.mark.parametrize("check", [check_triplet_loss, check_mean_over_active])
+def test_passing_the_result_instead_of_the_function_is_refused(check):
+    with pytest.raises(TypeError, match="pass the function itself"):
+        check(torch.zeros(3))
 
 
-COST_MISTAKES = {
-    "one_element_shape": lambda a, p, n, alpha: torch.zeros(1) + losses(a, p, n, alpha).sum(),
-    "per_triplet": losses,
-    "mean_not_sum": lambda a, p, n, alpha: losses(a, p, n, alpha).mean(),
-    "mean_over_nonzero": lambda a, p, n, alpha: losses(a, p, n, alpha)[losses(a, p, n, alpha) > 0].mean(),
-    "forgot_max": lambda a, p, n, alpha: (_d(a, p) - _d(a, n) + alpha).sum(),
-    "max_after_sum": lambda a, p, n, alpha: torch.clamp((_d(a, p) - _d(a, n) + alpha).sum(), min=0),
-    "skipped_first": lambda a, p, n, alpha: sum(losses(a, p, n, alpha)[i] for i in range(1, len(a))),
-    "skipped_last": lambda a, p, n, alpha: sum(losses(a, p, n, alpha)[i] for i in range(len(a) - 1)),
-    "not_squared": lambda a, p, n, alpha: torch.relu((a - p).norm(dim=1) - (a - n).norm(dim=1) + alpha).sum(),
-    "swapped_distances": lambda a, p, n, alpha: torch.relu(_d(a, n) - _d(a, p) + alpha).sum(),
-    "forgot_alpha": lambda a, p, n, alpha: torch.relu(_d(a, p) - _d(a, n)).sum(),
-    "python_number": lambda a, p, n, alpha: losses(a, p, n, alpha).sum().item(),
-    "detached": lambda a, p, n, alpha: torch.tensor(losses(a, p, n, alpha).sum().item()),
-    "index_past_end": cost_zero_to_m_indexing,
-}
+def test_unknown_error_is_reported_with_the_case_and_no_traceback(capsys):
+    def broken(anchor, positive, negative, alpha):
+        return triplet_loss(anchor, positive, negative, alpha) + undefined_name  # noqa: F821
+
+    result = check_triplet_loss(broken)
+    printed = capsys.readouterr().out
+    assert not result and result.mistake is None
+    assert "NameError" in printed and "undefined_name" in printed
+    assert TRIPLET_LOSS.cases[0].description in printed
+    assert "Traceback" not in printed
 
 
-@pytest.mark.parametrize("solution", [cost, cost_loop])
-def test_cost_correct_solutions_pass(solution):
-    assert check_cost(solution).passed
+def test_unexplained_wrong_values_show_expected_and_received(capsys):
+    result = check_triplet_loss(lambda a, p, n, alpha: triplet_loss(a, p, n, alpha) + 1)
+    printed = capsys.readouterr().out
+    assert not result and result.mistake is None
+    assert "your answer: [1.2000, 1.0000, 1.3600]" in printed and "expected:    [0.2000, 0.0000, 0.3600]" in printed
 
 
-def test_python_float_with_right_value_says_so():
-    result = check_cost(COST_MISTAKES["python_number"])
-    assert "The value is right; only its type is wrong." in result.message
-
-
-def test_off_by_one_hint_explains_the_indexing():
-    result = check_cost(cost_zero_to_m_indexing)
-    assert "m + 1" in result.message and "range(m)" in result.message
+def test_unexplained_wrong_shape_says_which_shape(capsys):
+    result = check_triplet_loss(lambda a, p, n, alpha: torch.zeros(7))
+    assert result.mistake == "wrong_shape"
+    assert "returns shape (7,) where (3,) is expected" in capsys.readouterr().out
 
 
 # --- mean over the active triplets (notebook 03) -------------------------------------
@@ -441,6 +350,12 @@ def test_mean_over_active_nan_hint_says_what_to_return():
     assert "tensor(nan)" in result.message and "clamp(min=1)" in result.message
 
 
+def test_python_float_with_right_value_says_so():
+    result = check_mean_over_active(lambda losses: mean_over_active(losses).item())
+    assert result.mistake == "python_number"
+    assert "The value is right; only its type is wrong." in result.message and "x.sum() * 0" not in result.message
+
+
 def test_mean_over_active_python_zero_is_told_how_to_keep_a_tensor():
     result = check_mean_over_active(mean_over_active_python_zero)
     assert "The value is right" in result.message and "x.sum() * 0" in result.message
@@ -459,10 +374,8 @@ def test_reference_mean_over_active_is_zero_with_a_zero_gradient_when_nothing_is
 NAMED_MISTAKES = [
     (check, exercise, mistake, function)
     for check, exercise, mistakes in [
-        (check_squared_distance, SQUARED_DISTANCE, SQUARED_DISTANCE_MISTAKES),
         (check_distance_matrix, DISTANCE_MATRIX, DISTANCE_MATRIX_MISTAKES),
         (check_triplet_loss, TRIPLET_LOSS, TRIPLET_LOSS_MISTAKES),
-        (check_cost, COST, COST_MISTAKES),
         (check_mean_over_active, MEAN_OVER_ACTIVE, MEAN_OVER_ACTIVE_MISTAKES),
     ]
     for mistake, function in sorted(mistakes.items())
@@ -481,7 +394,7 @@ def test_each_mistake_gets_its_own_hint(check, exercise, mistake, function, caps
     assert "Traceback" not in printed
 
 
-@pytest.mark.parametrize("exercise", [SQUARED_DISTANCE, DISTANCE_MATRIX, TRIPLET_LOSS, COST, MEAN_OVER_ACTIVE])
+@pytest.mark.parametrize("exercise", [DISTANCE_MATRIX, TRIPLET_LOSS, MEAN_OVER_ACTIVE])
 def test_no_two_mistakes_look_alike_on_every_case(exercise):
     """Each mistake must be told apart from the right answer and from the other mistakes,
     otherwise its hint could be shown for the wrong slip."""
@@ -503,10 +416,9 @@ def test_no_two_mistakes_look_alike_on_every_case(exercise):
 
 def test_cases_are_not_degenerate():
     """Rows and coordinates differ in number, so a sum over the wrong axis changes the shape."""
-    for exercise in (SQUARED_DISTANCE, TRIPLET_LOSS, COST):
-        for case in exercise.cases:
-            n, d = case.args[0].shape
-            assert n != d, case.description
+    for case in TRIPLET_LOSS.cases:
+        n, d = case.args[0].shape
+        assert n != d, case.description
     assert math.isclose(float(TRIPLET_LOSS.expected(*TRIPLET_LOSS.cases[0].args)[0]), 0.2, abs_tol=1e-6)
 
 
