@@ -203,8 +203,10 @@ def explain_exception(exercise: Exercise, case: Case, error: Exception) -> Check
     for known in exercise.error_hints + (IN_PLACE_ON_INPUT,):
         if known.phrase in str(error):
             return fail(exercise, headline, f"  The error: {text}\n  Hint: {known.hint}", known.name)
-    arguments = f"  Arguments: {describe_args(case.args)}\n" if case.args else ""
-    return fail(exercise, headline, f"{arguments}  The error: {text}\n"
+    if not case.args:  # the check builds its own scenario (the training step): no arguments to show
+        return fail(exercise, headline, f"  The error: {text}\n  Hint: call your function once in a new cell on the "
+                    f"notebook's own objects to see the line that fails; it must return {exercise.returns}.", None)
+    return fail(exercise, headline, f"  Arguments: {describe_args(case.args)}\n  The error: {text}\n"
                 "  Hint: run your function on these arguments in a new cell to see where it fails.", None)
 
 

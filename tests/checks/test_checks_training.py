@@ -111,3 +111,14 @@ def _momentum_scenario():
 def test_the_exercise_runs_on_another_scenario(function, mistake):
     verdict = judge(function, training_step_exercise("three batches, SGD with momentum", _momentum_scenario))
     assert verdict.passed == (mistake is None) and verdict.mistake == mistake
+
+
+def test_an_unknown_error_gets_a_hint_that_does_not_point_at_arguments(capsys):
+    def typo(model, optimizer, loss_fn, images, labels):
+        return los, model(images)  # noqa: F821 - the learner's typo
+
+    result = check_training_step(typo)
+    printed = capsys.readouterr().out
+    assert not result.passed and "NameError" in printed
+    assert "these arguments" not in printed and "Arguments:" not in printed
+    assert "new cell" in printed and "(loss, embeddings)" in printed
