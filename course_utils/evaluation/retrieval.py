@@ -1,17 +1,11 @@
 """How good is an embedding? Retrieval metrics and one-shot identification.
 
-Retrieval metrics follow Musgrave, Belongie and Lim, "A Metric Learning Reality
-Check" (ECCV 2020). Every picture is a query once; the references are all the other
-pictures (the query itself is left out). For a query with R other pictures of the
-same identity, look at its R nearest references:
-
-* Precision@1: is the nearest reference the same identity?
-* R-Precision: the fraction of the R nearest that are the same identity.
-* MAP@R: mean over i = 1..R of Precision@i, counted only at ranks i that hold the
-  same identity, divided by R. It rewards putting the right pictures first.
-
-Queries whose identity has no other picture are left out (nothing can be found).
-The figures of these numbers are in ``course_utils.lessons.evaluation_plots``.
+Retrieval metrics follow Musgrave, Belongie and Lim, "A Metric Learning Reality Check" (ECCV 2020).
+Every picture is a query once against all the other pictures. For a query with R other pictures of
+its identity, among its R nearest: Precision@1 asks whether the nearest is the same identity,
+R-Precision is the fraction that are, and MAP@R the mean of Precision@i over the ranks i that hold
+the same identity, divided by R (it rewards putting the right pictures first). Queries whose
+identity has no other picture are left out.
 """
 from __future__ import annotations
 
@@ -26,18 +20,11 @@ from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask
 from course_utils.data.batches import one_shot_split
 
 
-def embed(
-    model: nn.Module, images: torch.Tensor, batch_size: int = 256, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """Encode pictures with a network in evaluation mode, batch by batch, without gradients.
+def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
+          device: torch.device | str | None = None) -> torch.Tensor:
+    """Encode (N, C, H, W) pictures to (N, D) float32, batch by batch, in evaluation mode without gradients.
 
-    Args:
-        model: a network mapping (B, C, H, W) pictures to (B, D) encodings.
-        images: (N, C, H, W) pictures on any device.
-        batch_size: pictures encoded at once (memory use grows with it).
-        device: where to compute; None means the device of the model's parameters.
-    Returns:
-        (N, D) float32 encodings on that device. The model's train/eval mode is restored.
+    The result is on `device` (None: the model's); the model's train/eval mode is restored.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -64,23 +51,15 @@ def embed(
     return torch.cat(parts)
 
 
-def retrieval_metrics(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    metric: str = "squared_euclidean",
-    chunk_size: int = 1024,
-) -> dict[str, float]:
-    """Precision@1, R-Precision and MAP@R with every picture as a query against all others.
+def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, metric: str = "squared_euclidean",
+                      chunk_size: int = 1024) -> dict[str, float]:
+    """Precision@1, R-Precision and MAP@R of (N, D) embeddings with (N,) labels, each picture a query.
 
     Args:
-        embeddings: (N, D) encodings.
-        labels: (N,) integer identities.
-        metric: distance used to rank references ("squared_euclidean" and "euclidean"
-            give the same ranking).
         chunk_size: queries handled at once; memory is chunk_size x N distances.
     Returns:
-        {"precision_at_1": float, "r_precision": float, "map_at_r": float}, each in
-        [0, 1], averaged over the queries whose identity has at least one other picture.
+        {"precision_at_1", "r_precision", "map_at_r"}: floats in [0, 1], averaged over the queries
+        whose identity has another picture.
     """
     check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
@@ -91,10 +70,8 @@ def retrieval_metrics(
     relevant = counts[identity] - 1  # R for each query: the other pictures of its identity
     queries = (relevant > 0).nonzero().flatten()
     if queries.numel() == 0:
-        raise ValueError(
-            "no identity has two or more pictures, so no query has anything to retrieve; "
-            "evaluate on a set with several pictures per identity."
-        )
+        raise ValueError("no identity has two or more pictures, so no query has anything to retrieve; "
+                         "evaluate on a set with several pictures per identity.")
     k = int(relevant.max())
     ranks = torch.arange(1, k + 1, device=embeddings.device, dtype=torch.float64)
     totals = torch.zeros(3, dtype=torch.float64, device=embeddings.device)
@@ -108,13 +85,8 @@ def retrieval_metrics(
         # Only the first R neighbours of a query count (R differs between identities).
         hit = (labels[neighbours] == labels[query].unsqueeze(1)) & (ranks <= r.unsqueeze(1))
         precision_at_i = hit.cumsum(dim=1) / ranks
-        totals += torch.stack(
-            [
-                hit[:, 0].sum(dtype=torch.float64),
-                (hit.sum(dim=1) / r).sum(),
-                ((precision_at_i * hit).sum(dim=1) / r).sum(),
-            ]
-        )
+        totals += torch.stack([hit[:, 0].sum(dtype=torch.float64), (hit.sum(dim=1) / r).sum(),
+                               ((precision_at_i * hit).sum(dim=1) / r).sum()])
     p1, r_precision, map_at_r = (totals / len(queries)).tolist()
     return {"precision_at_1": p1, "r_precision": r_precision, "map_at_r": map_at_r}
 
@@ -123,78 +95,48 @@ QUERY_CHUNK = 256
 
 
 class Ranking(NamedTuple):
-    """The nearest gallery rows of each query, nearest first.
-
-    distances: (Q, k) float64 distances.
-    indices: (Q, k) long row numbers into the gallery.
-    """
+    """The nearest gallery rows of each query, nearest first: (Q, k) float64 distances, (Q, k) row numbers."""
 
     distances: torch.Tensor
     indices: torch.Tensor
 
 
-def rank_gallery(
-    query_embeddings: torch.Tensor, gallery_embeddings: torch.Tensor, top_k: int = 1, metric: str = "squared_euclidean"
-) -> Ranking:
-    """The top_k nearest gallery rows of every query.
-
-    Args:
-        query_embeddings: (Q, D) encodings (or flattened pictures) to look up.
-        gallery_embeddings: (G, D) enrolled encodings, in the same space.
-        top_k: how many neighbours per query, 1 <= top_k <= G.
-        metric: distance name (squared Euclidean by default).
-    Returns:
-        Ranking(distances (Q, top_k), indices (Q, top_k)) on the CPU; ties go to the lower row number.
-    """
+def rank_gallery(query_embeddings: torch.Tensor, gallery_embeddings: torch.Tensor, top_k: int = 1,
+                 metric: str = "squared_euclidean") -> Ranking:
+    """The top_k (1 to G) nearest of the (G, D) gallery rows to each (Q, D) query, on the CPU; ties go
+    to the lower row number."""
     check_embeddings(query_embeddings, "query_embeddings")
     check_embeddings(gallery_embeddings, "gallery_embeddings")
     check_metric(metric)
     if query_embeddings.shape[1] != gallery_embeddings.shape[1]:
-        raise ValueError(
-            f"query_embeddings have {query_embeddings.shape[1]} columns but gallery_embeddings "
-            f"{gallery_embeddings.shape[1]}; encode both with the same network."
-        )
+        raise ValueError(f"query_embeddings have {query_embeddings.shape[1]} columns but gallery_embeddings "
+                         f"{gallery_embeddings.shape[1]}; encode both with the same network.")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(gallery_embeddings):
         raise ValueError(f"top_k must be a whole number from 1 to {len(gallery_embeddings)}, got {top_k!r}.")
     query = query_embeddings.detach().cpu().double()
     gallery = gallery_embeddings.detach().cpu().double()
-    parts_distances, parts_indices = [], []
+    parts = []
     # float64, so that near-ties are ranked the same on every machine; QUERY_CHUNK queries at a
     # time keep memory at QUERY_CHUNK x G distances.
     for start in range(0, len(query), QUERY_CHUNK):
         distances = pairwise_distances(query[start : start + QUERY_CHUNK], gallery, metric=metric)  # (chunk, G)
         order = torch.sort(distances, dim=1, stable=True).indices[:, :top_k]
-        parts_distances.append(distances.gather(1, order))
-        parts_indices.append(order)
-    return Ranking(torch.cat(parts_distances), torch.cat(parts_indices))
+        parts.append((distances.gather(1, order), order))
+    return Ranking(*(torch.cat(part) for part in zip(*parts)))
 
 
 class OneShotResult(NamedTuple):
-    """accuracy: share of queries whose nearest enrolled picture is their own identity;
-    num_identities: identities enrolled (one picture each); num_queries: pictures identified."""
+    """accuracy: share of queries whose nearest enrolled picture is their own identity."""
 
     accuracy: float
     num_identities: int
     num_queries: int
 
 
-def one_shot_identification(
-    features: torch.Tensor, labels: torch.Tensor, metric: str = "squared_euclidean", seed: int = 0
-) -> OneShotResult:
-    """Enrol one picture per identity, then identify every other picture by its nearest enrolled one.
-
-    This is face identification from a single example (F9). The enrolled pictures are
-    those of ``course_utils.data.one_shot_split(labels, seed)``; raw pixels
-    (``images.flatten(1)``) as features give the baseline ``pixel_one_shot_accuracy``.
-
-    Args:
-        features: (N, D) encodings (or flattened pictures) of identities never trained on.
-        labels: (N,) integer identities.
-        metric: distance used to find the nearest enrolled picture.
-        seed: chooses which picture of each identity is enrolled.
-    Returns:
-        OneShotResult(accuracy, num_identities, num_queries).
-    """
+def one_shot_identification(features: torch.Tensor, labels: torch.Tensor, metric: str = "squared_euclidean",
+                            seed: int = 0) -> OneShotResult:
+    """Enrol one picture per identity (``one_shot_split(labels, seed)``), then identify every other
+    picture by its nearest enrolled one; features are (N, D) encodings or flattened pictures."""
     check_embeddings(features, "features")
     labels = check_labels(labels, features.shape[0]).cpu()
     enrol_idx, query_idx = one_shot_split(labels, seed=seed)
@@ -204,18 +146,10 @@ def one_shot_identification(
     return OneShotResult(accuracy, len(enrol_idx), len(query_idx))
 
 
-def same_and_different_distances(
-    embeddings: torch.Tensor, labels: torch.Tensor, metric: str = "squared_euclidean"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances of all pairs of the same identity and of all pairs of different identities.
-
-    Args:
-        embeddings: (N, D) encodings (keep N to a few thousand: this builds N x N).
-        labels: (N,) integer identities.
-        metric: distance name.
-    Returns:
-        (same, different): 1-D float tensors, each unordered pair counted once.
-    """
+def same_and_different_distances(embeddings: torch.Tensor, labels: torch.Tensor,
+                                 metric: str = "squared_euclidean") -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D distances of all same-identity pairs and of all different-identity pairs, each pair once
+    (this builds N x N: keep N to a few thousand)."""
     check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     dist = pairwise_distances(embeddings.detach(), metric=metric)

@@ -1,8 +1,8 @@
 """Gallery enrol/verify/identify on crafted encodings, and threshold choice against brute force."""
 import pytest
 import torch
-from torch import nn
 
+from course_utils.evaluation.retrieval import embed
 from course_utils.training.models import EmbeddingNet
 from course_utils.evaluation.recognition import (
     Gallery,
@@ -13,63 +13,54 @@ from course_utils.evaluation.recognition import (
 )
 
 
-class Flatten(nn.Module):
-    """A 'network' whose encoding of a (C, 1, 1) picture is its C numbers: known distances."""
-
-    normalize = False
-
-    def forward(self, images):
-        return images.flatten(1)
-
-
-def picture(*values):
-    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1)
+def point(*values):
+    return torch.tensor(values, dtype=torch.float32)
 
 
 @pytest.fixture
 def gallery():
     people = Gallery(normalize=False)
-    people.enrol(Flatten(), "ada", picture(0.0, 0.0))
-    people.enrol(Flatten(), "bob", picture(3.0, 0.0))
-    people.enrol(Flatten(), "cy", picture(0.0, 2.0))
+    people.enrol_embeddings("ada", point(0.0, 0.0))
+    people.enrol_embeddings("bob", point(3.0, 0.0))
+    people.enrol_embeddings("cy", point(0.0, 2.0))
     return people
 
 
 def test_verify_returns_squared_distance_and_decision(gallery):
-    result = gallery.verify(Flatten(), picture(1.0, 1.0), "ada", threshold=2.0)
+    result = gallery.verify_embedding(point(1.0, 1.0), "ada", threshold=2.0)
     assert result.distance == pytest.approx(2.0) and result.accepted  # 1 + 1, accepted at d <= threshold
-    result = gallery.verify(Flatten(), picture(1.0, 1.0), "bob", threshold=2.0)
+    result = gallery.verify_embedding(point(1.0, 1.0), "bob", threshold=2.0)
     assert result.distance == pytest.approx(5.0) and not result.accepted
 
 
 def test_identify_lists_nearest_first_and_says_unknown_beyond_threshold(gallery):
-    result = gallery.identify(Flatten(), picture(2.5, 0.0), top_k=2)
+    result = gallery.identify_embedding(point(2.5, 0.0), top_k=2)
     assert result.name == "bob"
     assert [m.name for m in result.matches] == ["bob", "ada"]
     assert [m.distance for m in result.matches] == pytest.approx([0.25, 6.25])
-    far_away = gallery.identify(Flatten(), picture(10.0, 10.0), top_k=5, threshold=1.0)
+    far_away = gallery.identify_embedding(point(10.0, 10.0), top_k=5, threshold=1.0)
     assert far_away.name == "unknown"
     assert len(far_away.matches) == 3 and far_away.matches[0].name == "bob"  # top_k capped at the gallery size
-    assert gallery.identify(Flatten(), picture(10.0, 10.0)).name == "bob"  # closed set: always a name
+    assert gallery.identify_embedding(point(10.0, 10.0)).name == "bob"  # closed set: always a name
 
 
-def test_mean_of_several_pictures_is_renormalised_for_a_normalising_model():
+def test_mean_of_several_encodings_is_renormalised_when_asked():
     people = Gallery()
     people.enrol_embeddings("ada", torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     assert torch.allclose(people.encodings[0], torch.tensor([1.0, 1.0]) / 2**0.5)
     raw = Gallery(normalize=False)
-    raw.enrol(Flatten(), "ada", torch.stack([picture(1.0, 0.0), picture(0.0, 1.0)]))
+    raw.enrol_embeddings("ada", torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     assert torch.allclose(raw.encodings[0], torch.tensor([0.5, 0.5]))
 
 
-def test_enrol_with_a_network_stores_unit_encodings():
+def test_network_encodings_are_stored_as_unit_vectors():
     torch.manual_seed(0)
     model = EmbeddingNet(embedding_dim=8, width=4)
     people = Gallery()
-    people.enrol(model, "ada", torch.rand(3, 3, 16, 16))
+    people.enrol_embeddings("ada", embed(model, torch.rand(3, 3, 16, 16)))
     assert people.encodings.shape == (1, 8)
     assert float(people.encodings.norm()) == pytest.approx(1.0, abs=1e-5)
-    same = people.verify(model, torch.rand(3, 16, 16), "ada", threshold=4.0)
+    same = people.verify_embedding(embed(model, torch.rand(1, 3, 16, 16))[0], "ada", threshold=4.0)
     assert 0 <= same.distance <= 4 and same.accepted
 
 
@@ -77,27 +68,25 @@ def test_errors_say_what_is_wrong(gallery):
     with pytest.raises(ValueError, match="gallery is empty"):
         Gallery().identify_embedding(torch.zeros(2))
     with pytest.raises(ValueError, match="'ada' is already enrolled"):
-        gallery.enrol(Flatten(), "ada", picture(1.0, 1.0))
+        gallery.enrol_embeddings("ada", point(1.0, 1.0))
     with pytest.raises(ValueError, match="'zoe' is not enrolled.*'ada', 'bob', 'cy'"):
-        gallery.verify(Flatten(), picture(1.0, 1.0), "zoe", threshold=1.0)
-    with pytest.raises(ValueError, match=r"enrolled with pictures of shape \(2, 1, 1\)"):
-        gallery.identify(Flatten(), picture(1.0, 1.0, 1.0))
-    with pytest.raises(ValueError, match=r"single picture of shape \(2, 1, 1\)"):
-        gallery.identify(Flatten(), picture(1.0, 1.0).unsqueeze(0))
-    with pytest.raises(ValueError, match=r"pictures must be one picture \(C, H, W\) or a stack"):
-        gallery.enrol(Flatten(), "dan", torch.zeros(2, 2))
-    with pytest.raises(ValueError, match=r"pictures: each picture has shape \(3, 1, 1\)"):
-        gallery.enrol(Flatten(), "dan", picture(1.0, 1.0, 1.0))
+        gallery.verify_embedding(point(1.0, 1.0), "zoe", threshold=1.0)
+    with pytest.raises(ValueError, match="encodings of 'dan' have length 3, but the gallery holds length 2"):
+        gallery.enrol_embeddings("dan", point(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match=r"embedding must be one encoding of shape \(D,\)"):
+        gallery.identify_embedding(point(1.0, 1.0).unsqueeze(0))
+    with pytest.raises(ValueError, match=r"embeddings must have shape \(D,\) or \(K, D\)"):
+        gallery.enrol_embeddings("dan", torch.zeros(2, 2, 2))
     with pytest.raises(ValueError, match="reserved"):
         gallery.enrol_embeddings("unknown", torch.zeros(2))
     with pytest.raises(ValueError, match="length 3 but the gallery holds encodings of length 2"):
         gallery.verify_embedding(torch.zeros(3), "ada", threshold=1.0)
-    with pytest.raises(ValueError, match="threshold must be a finite squared distance >= 0"):
-        gallery.verify(Flatten(), picture(1.0, 1.0), "ada", threshold=-1.0)
+    with pytest.raises(ValueError, match="threshold must be >= 0.*squared distance"):
+        gallery.verify_embedding(point(1.0, 1.0), "ada", threshold=-1.0)
     with pytest.raises(ValueError, match="top_k must be a whole number >= 1"):
-        gallery.identify(Flatten(), picture(1.0, 1.0), top_k=0)
-    with pytest.raises(TypeError, match="picture must be a torch.Tensor"):
-        gallery.identify(Flatten(), [1.0, 1.0])
+        gallery.identify_embedding(point(1.0, 1.0), top_k=0)
+    with pytest.raises(TypeError, match="embedding must be a torch.Tensor"):
+        gallery.identify_embedding([1.0, 1.0])
 
 
 # ---- threshold choice, against slow loops over every candidate threshold -------------
