@@ -1,17 +1,7 @@
-"""The explorers of notebooks 05 and 07: triplet kinds of a batch, and a verification threshold.
+"""The explorers of notebooks 05 and 07: the kinds of a batch's triplets, and a verification threshold.
 
-`draw_triplet_kinds` plots every triplet of a batch as a point (d(A,P), d(A,N)) coloured
-by its kind at margin alpha, with the two lines that separate the kinds:
-d(A,N) = d(A,P) (below it: hard) and d(A,N) = d(A,P) + alpha (above it: easy); the band
-between them is the margin band of the semi-hard triplets. `MiningExplorer` puts an
-"alpha" slider on it. The counts come from the tested `triplet_kinds.triplet_kind_counts`.
-Notebooks are stored without widget state, so they show `draw_triplet_kinds` of the
-default alpha beside the widget.
-
-`ThresholdExplorer` (notebook 07) puts a "threshold" slider on the two histograms of
-held-out same-person and different-person distances (`evaluation_plots.plot_threshold`) and
-shows the false accepts and false rejects at that threshold, counted by the tested
-`recognition.threshold_summary`.
+Notebooks are stored without widget state, so they show the static figure of the default
+slider position beside each widget.
 """
 from __future__ import annotations
 
@@ -26,16 +16,15 @@ from course_utils.lessons.triplet_kinds import KIND_NAMES, classify_triplets, tr
 from course_utils.lessons.widgets import ALPHA_MAX, SliderExplorer, float_slider
 
 KIND_COLOURS = ("tab:green", "tab:orange", "tab:red")
+# On the unit sphere the squared Euclidean distance lies in [0, 4]; so does the slider.
+THRESHOLD_MAX = 4.0
 
 
 def draw_triplet_kinds(ax: Axes, d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> None:
-    """Scatter d(A,N) against d(A,P), one point per triplet, coloured easy / semi-hard / hard.
+    """Scatter d(A,N) against d(A,P) of (T,) triplets, coloured easy / semi-hard / hard at margin alpha.
 
-    Args:
-        ax: where to draw.
-        d_ap: (T,) distances anchor-positive.
-        d_an: (T,) distances anchor-negative.
-        alpha: the margin.
+    The lines d(A,N) = d(A,P) (below: hard) and d(A,N) = d(A,P) + alpha (above: easy) bound the
+    margin band of the semi-hard triplets.
     """
     kinds = classify_triplets(d_ap, d_an, alpha)
     counts = triplet_kind_counts(d_ap, d_an, alpha)
@@ -57,7 +46,7 @@ def draw_triplet_kinds(ax: Axes, d_ap: torch.Tensor, d_an: torch.Tensor, alpha: 
 
 
 def triplet_kinds_figure(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> Figure:
-    """`draw_triplet_kinds` on a figure of its own (the static picture beside the widget)."""
+    """`draw_triplet_kinds` on a figure of its own."""
     figure = Figure(figsize=(5.0, 4.6))
     figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.92)
     draw_triplet_kinds(figure.add_subplot(), d_ap, d_an, alpha)
@@ -65,44 +54,28 @@ def triplet_kinds_figure(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -
 
 
 class MiningExplorer(SliderExplorer):
-    """An "alpha" slider recolouring the triplets of a batch; a label with the counts.
-
-    The label's text is stable, for example "easy: 123, semi-hard: 45, hard: 67".
-
-    Args:
-        d_ap: (T,) distances anchor-positive of the batch's triplets.
-        d_an: (T,) distances anchor-negative.
-        alpha: starting margin, 0 .. 1.
-    """
+    """An "alpha" slider (0 .. 1) recolouring the (T,) triplets of a batch; the label counts each kind."""
 
     def __init__(self, d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float = 0.2):
         triplet_kind_counts(d_ap, d_an, alpha)  # validates the inputs before any widget is built
         if check_alpha(alpha) > ALPHA_MAX:
             raise ValueError(f"the slider goes up to alpha = {ALPHA_MAX}; start inside that range.")
-        super().__init__(float_slider("alpha", alpha, ALPHA_MAX, width=None), lambda a: triplet_kind_counts(d_ap, d_an, a).text,
+        super().__init__(float_slider("alpha", alpha, ALPHA_MAX, width=None),
+                         lambda a: triplet_kind_counts(d_ap, d_an, a).text,
                          lambda a: triplet_kinds_figure(d_ap, d_an, a))
 
 
-# On the unit sphere the squared Euclidean distance lies in [0, 4]; so does the slider.
-THRESHOLD_MAX = 4.0
-
-
 class ThresholdExplorer(SliderExplorer):
-    """A "threshold" slider over held-out pair distances; a label with the errors it makes.
+    """A "threshold" slider (0 .. 4) over held-out (S,) same-person and (N,) different-person distances.
 
-    The label's text is `recognition.ThresholdSummary.text`, stable and starting with
-    "threshold", for example "threshold 0.80: 12 false accepts (1.2 %), 30 false rejects (3.0 %)".
-    The picture is `evaluation_plots.plot_threshold` at the slider's threshold.
-
-    Args:
-        same_distances: (S,) squared distances of held-out same-person pairs.
-        different_distances: (N,) squared distances of held-out different-person pairs.
-        threshold: starting threshold, 0 .. 4.
+    The label is `recognition.ThresholdSummary.text` (false accepts and false rejects), the
+    picture `evaluation_plots.plot_threshold`.
     """
 
     def __init__(self, same_distances: torch.Tensor, different_distances: torch.Tensor, threshold: float = 1.0):
         start = threshold_summary(same_distances, different_distances, threshold)  # validates the inputs
         if start.threshold > THRESHOLD_MAX:
             raise ValueError(f"the slider goes up to threshold = {THRESHOLD_MAX}; start inside that range.")
-        super().__init__(float_slider("threshold", start.threshold, THRESHOLD_MAX), lambda t: threshold_summary(same_distances, different_distances, t).text,
+        super().__init__(float_slider("threshold", start.threshold, THRESHOLD_MAX),
+                         lambda t: threshold_summary(same_distances, different_distances, t).text,
                          lambda t: plot_threshold(same_distances, different_distances, t))

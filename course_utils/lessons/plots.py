@@ -1,9 +1,7 @@
 """Figures for the first notebooks: distance matrices, the unit sphere, the toy descent.
 
-Every function draws with matplotlib's object interface (``matplotlib.figure.Figure``,
-not ``pyplot``), so a figure is shown exactly once when a notebook cell returns it and
-is never kept alive by pyplot's global list. Functions that draw a whole figure return
-it; ``draw_toy_step`` draws into an Axes the caller gives it, so a widget can reuse it.
+Every figure is a ``matplotlib.figure.Figure`` made without pyplot, so a notebook shows it
+once, as the cell's value, and pyplot's global list never keeps it alive.
 """
 from __future__ import annotations
 
@@ -22,18 +20,10 @@ COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 
 
 def plot_distance_matrix(dist: torch.Tensor, labels: torch.Tensor, title: str = "d(i, j), squared Euclidean") -> Figure:
-    """Draw a (n, n) distance matrix as an image, pictures grouped by identity.
+    """Draw a (n, n) distance matrix as an image, rows and columns grouped by the (n,) identities.
 
-    Rows and columns are reordered so that pictures of the same identity are
-    neighbours (a stable sort by label); thin lines separate the identities, so small
-    distances show up as dark blocks on the diagonal.
-
-    Args:
-        dist: (n, n) distances.
-        labels: (n,) integer identities.
-        title: figure title.
-    Returns:
-        the Figure.
+    Same-identity pictures become neighbours (a stable sort by label) and thin lines separate
+    the identities, so small distances show up as dark blocks on the diagonal.
     """
     check_tensor(dist, "dist")
     if dist.dim() != 2 or dist.shape[0] != dist.shape[1]:
@@ -45,13 +35,12 @@ def plot_distance_matrix(dist: torch.Tensor, labels: torch.Tensor, title: str = 
     ax = figure.add_subplot()
     image = ax.imshow(dist.double().numpy(), cmap="viridis", vmin=0)
     figure.colorbar(image, ax=ax, label="distance d (squared Euclidean, encoding units²)")
-    boundaries = (torch.nonzero(labels[1:] != labels[:-1]).flatten() + 0.5).tolist()
-    for edge in boundaries:
+    for edge in (torch.nonzero(labels[1:] != labels[:-1]).flatten() + 0.5).tolist():
         ax.axhline(edge, color="white", linewidth=1)
         ax.axvline(edge, color="white", linewidth=1)
-    ticks = list(range(len(labels)))
-    ax.set_xticks(ticks, [str(v) for v in labels.tolist()], fontsize=8)
-    ax.set_yticks(ticks, [str(v) for v in labels.tolist()], fontsize=8)
+    names = [str(v) for v in labels.tolist()]
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("picture j (tick = its identity)")
     ax.set_ylabel("picture i (tick = its identity)")
     ax.set_title(title)
@@ -59,18 +48,11 @@ def plot_distance_matrix(dist: torch.Tensor, labels: torch.Tensor, title: str = 
 
 
 def plot_unit_sphere_distances(anchor: torch.Tensor, others: torch.Tensor) -> Figure:
-    """Three distances between unit vectors, measured and against the formula.
+    """Distances between a (d,) unit vector and (n, d) unit vectors, measured and against the formula.
 
-    Left: the measured squared distance ||a - b||^2 against 2 - 2 cos(a, b); on the
-    unit sphere the points lie on the diagonal. Right: squared Euclidean, Euclidean and
-    cosine distance as functions of the angle between the vectors (curves: formulas;
-    dots: measured with course_utils.core.distances).
-
-    Args:
-        anchor: (d,) vector of length 1.
-        others: (n, d) vectors of length 1.
-    Returns:
-        the Figure.
+    Left: ||a - b||^2 against 2 - 2 cos(a, b) (on the unit sphere, the diagonal). Right: squared
+    Euclidean, Euclidean and cosine distance as functions of the angle (curves: formulas; dots:
+    measured with course_utils.core.distances).
     """
     check_embeddings(others, "others")
     check_tensor(anchor, "anchor")
@@ -99,14 +81,13 @@ def plot_unit_sphere_distances(anchor: torch.Tensor, others: torch.Tensor) -> Fi
     left.legend(loc="upper left")
 
     theta = torch.linspace(0, math.pi, 181, dtype=torch.float64)
-    degrees = torch.rad2deg(theta).numpy()
     curves = (
         ("squared Euclidean 2 - 2cos", 2 - 2 * torch.cos(theta), squared, "tab:blue"),
         ("Euclidean √(2 - 2cos)", torch.sqrt(2 - 2 * torch.cos(theta)), plain, "tab:orange"),
         ("cosine distance 1 - cos", 1 - torch.cos(theta), 1 - cosine, "tab:green"),
     )
     for name, formula, measured, colour in curves:
-        right.plot(degrees, formula.numpy(), color=colour, label=name)
+        right.plot(torch.rad2deg(theta).numpy(), formula.numpy(), color=colour, label=name)
         right.scatter(angle.numpy(), measured.numpy(), color=colour, s=8)
     right.set_xlabel("angle between a and b (degrees)")
     right.set_ylabel("distance (unitless, unit vectors)")
@@ -118,35 +99,27 @@ def plot_unit_sphere_distances(anchor: torch.Tensor, others: torch.Tensor) -> Fi
     return figure
 
 
-def draw_toy_step(ax: Axes, history: ToyHistory, step: int, arrows: bool = True) -> None:
-    """Draw the toy points at one step of `train_toy_points`, coloured by identity.
+def draw_toy_step(ax: Axes, history: ToyHistory, step: int) -> None:
+    """Draw the toy points at one step (0 .. history.steps), coloured by identity.
 
-    Arrows show where the next step moves each point (-learning_rate x gradient,
-    magnified to be visible), so positives can be seen pulled together and negatives
-    pushed apart.
-
-    Args:
-        ax: where to draw.
-        history: the ToyHistory to show.
-        step: 0 .. history.steps.
-        arrows: draw the update arrows.
+    Arrows show where the next step moves each point (-learning_rate x gradient, magnified),
+    so positives can be seen pulled together and negatives pushed apart.
     """
     check_history(history).check_step(step)
     points = history.points[step].numpy()
-    labels = history.labels.tolist()
     everything = history.points.reshape(-1, 2)
     low, high = everything.min(dim=0).values, everything.max(dim=0).values
     pad = 0.1 * float((high - low).max())
-    if arrows and history.cost[step] > 0:
+    if history.cost[step] > 0:
         update = -history.learning_rate * history.gradients[step]
         # Each step moves a point only a little; magnify so the direction is visible.
         scale = 0.3 * float((high - low).max()) / float(update.norm(dim=1).max())
         ax.quiver(points[:, 0], points[:, 1], (scale * update[:, 0]).numpy(), (scale * update[:, 1]).numpy(),
                   angles="xy", scale_units="xy", scale=1, color="grey", width=0.004)
-    for identity in sorted(set(labels)):
-        rows = [i for i, v in enumerate(labels) if v == identity]
-        colour = COLOURS[identity % len(COLOURS)]
-        ax.scatter(points[rows, 0], points[rows, 1], s=45, color=colour, label=f"identity {identity}", zorder=3)
+    for identity in history.labels.unique().tolist():
+        rows = (history.labels == identity).numpy()
+        ax.scatter(points[rows, 0], points[rows, 1], s=45, color=COLOURS[identity % len(COLOURS)],
+                   label=f"identity {identity}", zorder=3)
     ax.set_xlim(float(low[0]) - pad, float(high[0]) + pad)
     ax.set_ylim(float(low[1]) - pad, float(high[1]) + pad)
     ax.set_aspect("equal")
@@ -157,17 +130,7 @@ def draw_toy_step(ax: Axes, history: ToyHistory, step: int, arrows: bool = True)
 
 
 def plot_toy_snapshots(history: ToyHistory, steps: list[int]) -> Figure:
-    """Side-by-side pictures of the toy points at a few steps, with update arrows.
-
-    The panels share their axes (the limits cover every step of the descent), so how far the
-    points have spread can be compared from panel to panel.
-
-    Args:
-        history: the ToyHistory to show.
-        steps: the steps to draw (each 0 .. history.steps).
-    Returns:
-        the Figure.
-    """
+    """Side-by-side pictures of the toy points at a few steps, on shared axes so the spread can be compared."""
     if not steps:
         raise ValueError("give at least one step to draw, for example [0, history.steps].")
     figure = Figure(figsize=(3.4 * len(steps) + 1.2, 3.2), layout="constrained")
@@ -179,21 +142,14 @@ def plot_toy_snapshots(history: ToyHistory, steps: list[int]) -> Figure:
 
 
 def _history_panels(history: ToyHistory):
-    """The step numbers 0 .. steps of a validated history, and a wide figure with two panels."""
+    """The step numbers 0 .. steps of a validated history, a wide figure and its two panels."""
     steps = torch.arange(check_history(history).steps + 1).numpy()
     figure = Figure(figsize=WIDE)
-    left, right = figure.subplots(1, 2)
-    return steps, figure, left, right
+    return steps, figure, *figure.subplots(1, 2)
 
 
 def plot_cost_history(history: ToyHistory) -> Figure:
-    """J over the gradient steps (left) and the mean d(A,P), d(A,N) over the triplets (right).
-
-    Args:
-        history: the ToyHistory to show.
-    Returns:
-        the Figure.
-    """
+    """J over the gradient steps (left) and the mean d(A,P), d(A,N) over the triplets (right)."""
     steps, figure, left, right = _history_panels(history)
     left.plot(steps, history.cost.numpy(), marker=".", color="black")
     left.set_xlabel("gradient step")
@@ -210,18 +166,8 @@ def plot_cost_history(history: ToyHistory) -> Figure:
 
 
 def plot_reductions(history: ToyHistory) -> Figure:
-    """Mean over all triplets and mean over the non-zero losses along the toy descent.
-
-    Left: the two means, in squared-distance units (the sum J is m times the plain mean,
-    so it has the same shape). Right: the fraction of triplets that still have a
-    positive loss: as it falls, the plain mean shrinks while the mean over the
-    non-zero losses keeps the size of the violations that are left.
-
-    Args:
-        history: the ToyHistory to show.
-    Returns:
-        the Figure.
-    """
+    """The mean over all triplets and the mean over the non-zero losses (left), and the share of
+    triplets with a positive loss (right), along the toy descent."""
     steps, figure, left, right = _history_panels(history)
     left.plot(steps, history.mean_cost.numpy(), color="tab:blue", label="mean over all m triplets, J / m")
     left.plot(steps, history.mean_active_cost.numpy(), color="tab:red", label="mean over the non-zero losses")

@@ -1,10 +1,8 @@
 """Gradient descent on a handful of trainable 2-D points: the triplet cost at work.
 
-In real training the encodings come out of a network f and gradient descent changes
-the network's weights. Here the encodings themselves are the parameters, a few points
-in the plane, so every step can be drawn: the cost J (the sum of the triplet losses
-over every valid triplet) pulls points of the same identity together and pushes points
-of different identities apart, until every margin holds and J is exactly 0.
+Here the encodings themselves are the parameters (no network), so every step can be drawn:
+the cost J, the sum of the triplet losses over every valid triplet, pulls points of the same
+identity together and pushes the others apart until every margin holds and J is exactly 0.
 """
 from __future__ import annotations
 
@@ -17,7 +15,8 @@ from course_utils.core.losses import triplet_loss
 from course_utils.core.mining import mine_triplets
 
 
-def _check_positive_float(value, name: str) -> float:
+def check_positive(value, name: str) -> float:
+    """A finite number > 0 (a step size, a scale), else a clear error."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
     if not 0 < value < float("inf"):
@@ -25,37 +24,22 @@ def _check_positive_float(value, name: str) -> float:
     return float(value)
 
 
-def make_toy_points(
-    n_identities: int = 3,
-    points_per_identity: int = 4,
-    dim: int = 2,
-    separation: float = 1.0,
-    spread: float = 0.3,
-    seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def make_toy_points(n_identities: int = 3, points_per_identity: int = 4, dim: int = 2, separation: float = 1.0,
+                    spread: float = 0.3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Made-up encodings of a small labelled batch: one blob of points per identity.
 
-    Each identity gets a centre drawn from N(0, separation^2) per coordinate, and its
-    points scatter around it with standard deviation ``spread``. A large separation
-    gives well-separated identities; a small one mixes them (margins violated).
+    Each identity's centre is drawn from N(0, separation^2) per coordinate and its points scatter
+    around it with standard deviation spread: a small separation mixes the identities.
+    The global random generator is not touched.
 
-    Args:
-        n_identities: how many persons (>= 2, so negatives exist).
-        points_per_identity: pictures per person (>= 2, so positives exist).
-        dim: size of each encoding.
-        separation: scale of the identity centres (> 0).
-        spread: scale of the points around their centre (> 0).
-        seed: seed of the private generator (the global one is not touched).
     Returns:
-        points (n_identities * points_per_identity, dim) float64, and
-        labels (n_identities * points_per_identity,) long, grouped: 0, 0, ..., 1, 1, ...
+        points (n_identities * points_per_identity, dim) float64, and their labels, grouped: 0, 0, ..., 1, ...
     """
     for value, name in ((n_identities, "n_identities"), (points_per_identity, "points_per_identity")):
         if check_whole_number(value, name) < 2:
             raise ValueError(f"{name} must be at least 2 to form triplets, got {value}.")
     check_whole_number(dim, "dim")
-    separation = _check_positive_float(separation, "separation")
-    spread = _check_positive_float(spread, "spread")
+    separation, spread = check_positive(separation, "separation"), check_positive(spread, "spread")
     generator = torch.Generator().manual_seed(seed)
     centres = separation * torch.randn(n_identities, dim, generator=generator, dtype=torch.float64)
     labels = torch.arange(n_identities).repeat_interleave(points_per_identity)
@@ -65,16 +49,11 @@ def make_toy_points(
 
 @dataclass(frozen=True)
 class ToyHistory:
-    """Everything `train_toy_points` recorded; step 0 is the start, step s the position after s updates.
+    """What `train_toy_points` recorded; step 0 is the start, step s the position after s updates.
 
-    Attributes:
-        labels: (n,) identity of each point.
-        alpha, learning_rate: the margin and the step size used.
-        points, gradients: (steps + 1, n, 2) positions and the gradient of J there (zero once J = 0).
-        cost: (steps + 1,) J = sum of the losses of all valid triplets.
-        num_active: (steps + 1,) how many triplets still have a positive loss.
-        num_triplets: number of valid triplets (the m in J = sum over i = 1..m).
-        mean_positive_distance, mean_negative_distance: (steps + 1,) mean d(A,P), d(A,N) over the triplets.
+    points, gradients: (steps + 1, n, 2) positions and the gradient of J there. cost, num_active,
+    mean_positive_distance, mean_negative_distance: (steps + 1,) J, the triplets with a positive
+    loss, the mean d(A,P) and d(A,N). num_triplets: m, the number of valid triplets.
     """
 
     labels: torch.Tensor
@@ -95,7 +74,7 @@ class ToyHistory:
 
     @property
     def reached_zero(self) -> bool:
-        """True when the last recorded J is exactly 0 (every margin holds)."""
+        """True when the last J is exactly 0 (every margin holds)."""
         return bool(self.cost[-1] == 0)
 
     @property
@@ -122,31 +101,19 @@ def check_history(history) -> ToyHistory:
     return history
 
 
-def train_toy_points(
-    points: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2, learning_rate: float = 0.01, max_steps: int = 500
-) -> ToyHistory:
-    """Plain gradient descent on the points themselves, minimising J = sum_i max(d(A_i,P_i) - d(A_i,N_i) + alpha, 0).
+def train_toy_points(points: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2, learning_rate: float = 0.01,
+                     max_steps: int = 500) -> ToyHistory:
+    """Plain gradient descent on (n, 2) points (not modified), minimising J = sum_i L(A_i, P_i, N_i).
 
-    Not the network's `training_step`: here the encodings are the parameters (no network, no
-    optimiser, no mining), so that every update, -learning_rate * gradient of J, can be drawn.
-    d is the squared Euclidean distance and J runs over every valid triplet. Descent stops once
-    J is exactly 0 (every margin holds, so the gradient is 0) or after max_steps updates.
-
-    Args:
-        points: (n, 2) starting positions (not modified).
-        labels: (n,) integer identities; each needs >= 2 points and >= 2 identities.
-        alpha: margin >= 0.
-        learning_rate: step size > 0.
-        max_steps: most updates to make.
-    Returns:
-        ToyHistory with positions, gradients and costs at every step.
+    J runs over every valid triplet, d is the squared Euclidean distance. Descent stops once J is
+    exactly 0 (every margin holds, so the gradient is 0) or after max_steps updates.
     """
     check_embeddings(points, "points")
     if points.shape[1] != 2:
         raise ValueError(f"points must have shape (n, 2) so they can be drawn, got {tuple(points.shape)}.")
     labels = check_labels(labels, points.shape[0])
     alpha = check_alpha(alpha)
-    learning_rate = _check_positive_float(learning_rate, "learning_rate")
+    learning_rate = check_positive(learning_rate, "learning_rate")
     max_steps = check_whole_number(max_steps, "max_steps")
     anchor_idx, positive_idx, negative_idx = mine_triplets(points, labels, strategy="all")  # (m,) each
     if anchor_idx.numel() == 0:

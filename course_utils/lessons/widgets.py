@@ -1,12 +1,6 @@
 """Interactive explorers for notebooks 02 and 03, each built on a pure, tested compute function.
 
-* `margin_state` computes what the margin explorer shows (loss, verdict) for alpha, d(A,P)
-  and d(A,N); `draw_margin` draws it (`draw_hinge` beside `draw_margin_ring`);
-  `MarginExplorer` wires three sliders to it.
-* `toy_step_summary` and `ToyStepExplorer` do the same for the toy gradient descent.
-* `SliderExplorer` is every one-slider explorer: a slider, a label and a picture recomputed
-  from the slider's value (also used by `course_utils.lessons.explorers`).
-
+`SliderExplorer` is every one-slider explorer (also those of `course_utils.lessons.explorers`).
 Notebooks are stored without widget state, so they show the static figure of a widget's
 default state (drawn by the same function) beside the widget.
 """
@@ -24,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Annulus, Circle
 
-from course_utils.core._validate import check_alpha
+from course_utils.core._validate import check_alpha, check_nonnegative
 from course_utils.lessons.plots import draw_toy_step
 from course_utils.lessons.toy_training import ToyHistory, check_history
 
@@ -33,19 +27,12 @@ DISTANCE_MAX = 2.0
 SLIDER_STEP = 0.01
 
 
-def _check_distance(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"{name} is a distance and must be finite and >= 0, got {value!r}.")
-    return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0, so "-0.00" is never shown
-
-
 @dataclass(frozen=True)
 class MarginState:
-    """What the margin explorer displays for one triplet: the margin alpha, the squared
-    distances d_ap = d(A,P) and d_an = d(A,N), violation = d(A,P) - d(A,N) + alpha as computed
-    in floating point, loss = max(violation, 0), and margin_met: violation <= 0 up to round-off.
+    """One triplet as the margin explorer shows it.
+
+    violation is d(A,P) - d(A,N) + alpha as computed in floating point, loss = max(violation, 0),
+    and margin_met means violation <= 0 up to round-off.
     """
 
     alpha: float
@@ -57,7 +44,7 @@ class MarginState:
 
     @property
     def loss_text(self) -> str:
-        """The loss rounded to 4 decimals, for example "loss = 0.1900"."""
+        """For example "loss = 0.1900"."""
         return f"loss = {self.loss:.4f}"
 
     @property
@@ -69,35 +56,30 @@ class MarginState:
 def margin_state(alpha: float, d_ap: float, d_an: float) -> MarginState:
     """Loss and verdict for one triplet from its distances d_ap, d_an >= 0 and the margin alpha >= 0."""
     alpha = check_alpha(alpha)
-    d_ap, d_an = _check_distance(d_ap, "d_ap"), _check_distance(d_an, "d_an")
+    d_ap = check_nonnegative(d_ap, "d_ap", "It is a distance.") + 0.0  # + 0.0 turns -0.0 into 0.0
+    d_an = check_nonnegative(d_an, "d_an", "It is a distance.") + 0.0
     violation = d_ap - d_an + alpha
     # Decimal inputs such as 0.7 and 0.2 are stored rounded, and each of the two
     # operations rounds again, so 0.5 - 0.7 + 0.2 comes out as 5.6e-17, not 0. Each
     # rounding is at most half a unit in the last place (eps / 2 relative), so the
     # error is below 4 * eps * (|d_ap| + |d_an| + alpha); anything that small counts as 0.
     round_off = 4 * sys.float_info.epsilon * (d_ap + d_an + alpha)
-    alpha, violation = alpha + 0.0, violation + 0.0  # + 0.0: a -0.0 input is shown as 0.0000
+    alpha, violation = alpha + 0.0, violation + 0.0  # so "-0.0000" is never shown
     return MarginState(alpha, d_ap, d_an, violation, max(violation, 0.0), violation <= round_off)
 
 
-def _check_state(state) -> None:
+def _check_state(state) -> MarginState:
     if not isinstance(state, MarginState):
         raise TypeError(
             f"state must be a MarginState from margin_state(alpha, d_ap, d_an), got {type(state).__name__}."
         )
+    return state
 
 
-def draw_hinge(ax: Axes, state: MarginState, d_max: float = DISTANCE_MAX) -> None:
-    """Draw L = max(d(A,P) - d(A,N) + alpha, 0) as a function of d(A,N), with the state's point.
-
-    Args:
-        ax: where to draw.
-        state: from `margin_state`; its d(A,P) and alpha fix the curve, its d(A,N) the point.
-        d_max: right end of the d(A,N) axis (widened if the state needs more room).
-    """
-    _check_state(state)
-    alpha, d_ap, d_an = state.alpha, state.d_ap, state.d_an
-    right_end = max(_check_distance(d_max, "d_max"), d_an, d_ap + alpha)
+def draw_hinge(ax: Axes, state: MarginState) -> None:
+    """Draw L = max(d(A,P) - d(A,N) + alpha, 0) as a function of d(A,N), with the state's point on it."""
+    alpha, d_ap, d_an = _check_state(state).alpha, state.d_ap, state.d_an
+    right_end = max(DISTANCE_MAX, d_an, d_ap + alpha)
     d = torch.linspace(0, right_end, 401, dtype=torch.float64)
     ax.plot(d.numpy(), (d_ap - d + alpha).clamp_min(0).numpy(), color="black", label="L = max(d(A,P) - d(A,N) + α, 0)")
     ax.axvspan(0, d_ap + alpha, color="tab:red", alpha=0.08, label="margin violated")
@@ -114,24 +96,15 @@ def draw_hinge(ax: Axes, state: MarginState, d_max: float = DISTANCE_MAX) -> Non
 
 
 def draw_margin_ring(ax: Axes, state: MarginState) -> None:
-    """Schematic picture of one triplet: anchor at the centre, distances drawn as radii.
-
-    The positive sits on a circle of radius d(A,P); the shaded ring of width alpha
-    beyond it is the zone the negative must clear: the margin holds when the negative
-    lies on or outside the ring's outer edge, radius d(A,P) + alpha.
-
-    Args:
-        ax: where to draw.
-        state: from `margin_state`.
-    """
-    _check_state(state)
-    alpha, d_ap, d_an = state.alpha, state.d_ap, state.d_an
+    """Schematic triplet: anchor at the centre, the positive at radius d(A,P), and the ring of width
+    alpha beyond it that the negative must clear (the margin holds outside radius d(A,P) + alpha)."""
+    alpha, d_ap, d_an = _check_state(state).alpha, state.d_ap, state.d_an
     outer = d_ap + alpha
     if alpha > 0:
-        ring = Annulus((0, 0), outer, alpha, color="tab:orange", alpha=0.3, label=f"ring of width α = {alpha:.2f}")
-        ax.add_patch(ring)
-    circle = Circle((0, 0), d_ap, fill=False, color="tab:blue", linestyle="--", label=f"radius d(A,P) = {d_ap:.2f}")
-    ax.add_patch(circle)
+        ax.add_patch(Annulus((0, 0), outer, alpha, color="tab:orange", alpha=0.3,
+                             label=f"ring of width α = {alpha:.2f}"))
+    ax.add_patch(Circle((0, 0), d_ap, fill=False, color="tab:blue", linestyle="--",
+                        label=f"radius d(A,P) = {d_ap:.2f}"))
     positive_angle, negative_angle = math.radians(90), math.radians(20)
     ax.scatter([0], [0], marker="*", s=160, color="black", zorder=3, label="anchor A")
     ax.scatter([d_ap * math.cos(positive_angle)], [d_ap * math.sin(positive_angle)], s=60, color="tab:blue", zorder=3,
@@ -148,7 +121,7 @@ def draw_margin_ring(ax: Axes, state: MarginState) -> None:
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
 
 
-def draw_margin(state: MarginState, d_max: float = DISTANCE_MAX) -> Figure:
+def draw_margin(state: MarginState) -> Figure:
     """The hinge (left) and the ring picture (right) for one MarginState, titled with its loss and verdict."""
     _check_state(state)
     figure = Figure(figsize=(10.5, 3.8))
@@ -156,22 +129,21 @@ def draw_margin(state: MarginState, d_max: float = DISTANCE_MAX) -> Figure:
     # time of each redraw while a slider moves.
     figure.subplots_adjust(left=0.06, right=0.80, bottom=0.14, top=0.84, wspace=0.25)
     left, right = figure.subplots(1, 2, width_ratios=(1.15, 1))
-    draw_hinge(left, state, d_max)
+    draw_hinge(left, state)
     draw_margin_ring(right, state)
     figure.suptitle(f"{state.loss_text}    {state.verdict_text}", fontsize=11)
     return figure
 
 
 def picture_widget() -> widgets.Image:
-    """An empty PNG picture for an explorer, shown at the size it was drawn.
-
-    A VBox stretches its children across its width, which would scale the image up, blurred;
-    aligned to the start it keeps its own width (and still shrinks to fit a narrow page).
-    """
+    """An empty PNG picture for an explorer, shown at the size it was drawn."""
+    # A VBox stretches its children to its width, which would blur the picture; aligned to the start
+    # it keeps its own width (and still shrinks to fit a narrow page).
     return widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
 
 
-def float_slider(description: str, value: float, maximum: float, width: str = "420px", **options) -> widgets.FloatSlider:
+def float_slider(description: str, value: float, maximum: float, width: str | None = "420px",
+                 **options) -> widgets.FloatSlider:
     """A slider from 0 to maximum in steps of SLIDER_STEP that reports only when released."""
     return widgets.FloatSlider(value=value, min=0, max=maximum, step=SLIDER_STEP, description=description,
                                readout_format=".2f", continuous_update=False,
@@ -180,8 +152,6 @@ def float_slider(description: str, value: float, maximum: float, width: str = "4
 
 def figure_png(figure: Figure) -> bytes:
     """Render a Figure to PNG bytes (for an ipywidgets Image)."""
-    if not isinstance(figure, Figure):
-        raise TypeError(f"figure must be a matplotlib Figure, got {type(figure).__name__}.")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -191,9 +161,8 @@ class SliderExplorer(widgets.VBox):
     """One slider, a label and a picture; moving the slider recomputes both.
 
     Args:
-        slider: the ipywidgets slider (its description names what it moves).
         describe: slider value -> the label's text (a tested compute function).
-        draw: slider value -> the matplotlib Figure shown as the picture.
+        draw: slider value -> the Figure shown as the picture.
     """
 
     def __init__(self, slider: widgets.ValueWidget, describe: Callable[[float], str],
@@ -206,21 +175,14 @@ class SliderExplorer(widgets.VBox):
         self._redraw()
 
     def _redraw(self, change=None) -> None:
-        value = self.slider.value
-        self.label.value = self.describe(value)
-        self.picture.value = figure_png(self.draw(value))
+        self.label.value = self.describe(self.slider.value)
+        self.picture.value = figure_png(self.draw(self.slider.value))
 
 
 class MarginExplorer(widgets.VBox):
-    """Sliders "alpha", "d(A,P)" and "d(A,N)" driving the loss, the verdict and the pictures.
+    """Sliders "alpha" (0 .. 1), "d(A,P)" and "d(A,N)" (0 .. 2) driving the loss, the verdict and the pictures.
 
-    The labels hold stable text, for example "loss = 0.1900" and "verdict: violated by 0.1900".
-    They update when a slider is released: one redraw is too slow to follow a drag.
-
-    Args:
-        alpha: starting margin, 0 .. 1.
-        d_ap: starting d(A,P), 0 .. 2.
-        d_an: starting d(A,N), 0 .. 2.
+    The labels update when a slider is released: one redraw is too slow to follow a drag.
     """
 
     def __init__(self, alpha: float = 0.2, d_ap: float = 0.5, d_an: float = 0.51):
@@ -263,11 +225,7 @@ def toy_step_summary(history: ToyHistory, step: int) -> str:
 
 
 class ToyStepExplorer(SliderExplorer):
-    """A "step" slider through a recorded toy descent: the points, the arrows and J.
-
-    Args:
-        history: from `train_toy_points`.
-    """
+    """A "step" slider through a recorded toy descent (from `train_toy_points`): the points, the arrows and J."""
 
     def __init__(self, history: ToyHistory):
         self.history = check_history(history)
@@ -275,7 +233,6 @@ class ToyStepExplorer(SliderExplorer):
         super().__init__(slider, lambda step: toy_step_summary(self.history, step), self._figure)
 
     def _figure(self, step: int) -> Figure:
-        # Drawn at its own size (see picture_widget); the legend names the colours.
         figure = Figure(figsize=(6.0, 3.6))
         figure.subplots_adjust(left=0.12, right=0.76, bottom=0.14, top=0.86)
         ax = figure.add_subplot()
