@@ -39,7 +39,9 @@ from course_utils.core.mining import (
     anchor_positive_mask,
     hardest_pairs,
     semihard_negative_columns,
-    equal_runs,
+    sort_rows,
+    run_lasts,
+    run_starts,
 )
 
 REDUCTIONS = ("none", "sum", "mean")
@@ -174,24 +176,24 @@ def batch_all_triplet_loss(
     num_valid = (anchor_positive.sum(dim=1) * anchor_negative.sum(dim=1)).sum()
     if check_values:
         _warn_if_degenerate(num_valid, labels)
-    # keys[a, j]: t(a, j) for a positive j, d(a, j) for a negative (and for a itself, unused).
-    keys = torch.where(anchor_positive, dist + alpha, dist)  # (B, B)
     with torch.no_grad():  # counting: the counts are constant where the loss has a gradient
-        sorted_keys, order = keys.sort(dim=1)  # (B, B), each row ascending
+        # keys[a, j]: t(a, j) for a positive j, d(a, j) for a negative (and for a itself, unused).
+        keys = dist + alpha * anchor_positive  # (B, B)
+        sorted_keys, order = sort_rows(keys)  # (B, B), each row ascending
         is_negative = anchor_negative.gather(1, order)  # (B, B) in sorted order
         is_threshold = anchor_positive.gather(1, order)
         # Ties: a negative equal to t has loss exactly 0, inactive; so count strictly below / above.
-        start, end = equal_runs(sorted_keys)
-        negatives_below = F.pad(is_negative.cumsum(dim=1), (1, 0)).gather(1, start)  # (B, B)
-        thresholds_below_end = F.pad(is_threshold.cumsum(dim=1), (1, 0)).gather(1, end)  # (B, B)
-        thresholds_above = is_threshold.sum(dim=1, keepdim=True) - thresholds_below_end
+        negatives_before = is_negative.cumsum(dim=1, dtype=torch.int32) - is_negative.int()  # (B, B): at ranks < k
+        thresholds_upto = is_threshold.cumsum(dim=1, dtype=torch.int32)  # (B, B): at ranks <= k
+        negatives_below = negatives_before.gather(1, run_starts(sorted_keys))  # (B, B)
+        thresholds_above = thresholds_upto[:, -1:] - thresholds_upto.gather(1, run_lasts(sorted_keys))  # (B, B)
         active = torch.where(is_threshold, negatives_below, 0)  # (B, B): c(a, p) at p's rank
         weight = active - torch.where(is_negative, thresholds_above, 0)  # (B, B), sorted order
         weight = torch.empty_like(weight).scatter_(1, order, weight)  # (B, B), column order
-    # sum of t - d over the active triplets. In float64: the two sums are large and nearly
-    # cancel, float32 would lose digits. Its gradient is the weight: +c for t, -pairs for d.
-    total = (weight * keys.double()).sum()
     num_active = active.sum()
+    # The summed loss sum_(a,p) c (d(a,p) + alpha) - sum_(a,n) (pairs of n) d(a,n), whose gradient
+    # is the weight. In float64: the two sums are large and nearly cancel, float32 would lose digits.
+    total = torch.dot(weight.double().flatten(), dist.double().flatten()) + alpha * num_active.double()
     loss = (total / num_active.clamp_min(1)).to(dist.dtype)  # 0 when no triplet is active
     return (loss, TripletStats(num_valid, num_active)) if return_stats else loss
 

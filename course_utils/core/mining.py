@@ -71,41 +71,45 @@ def hardest_pairs(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return positive_idx, negative_idx, has_both
 
 
-def _positions(marked: torch.Tensor, fill: int) -> torch.Tensor:
-    """(B, n) bool -> (B, n) float: the column position where marked, ``fill`` elsewhere.
+def sort_rows(values: torch.Tensor, descending: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort each row of a float matrix of numbers >= 0 (distances): (sorted values, order).
 
-    Float, not long: positions below 2^24 are exact in float32, and torch's running max and
-    min (cummax, cummin) are several times faster on the CPU for floats than for integers.
+    IEEE floats >= 0 are ordered like their bit patterns read as integers, and torch sorts
+    integers about a third faster than floats on the CPU, so the bits are sorted.
     """
-    position = torch.arange(marked.shape[1], device=marked.device, dtype=torch.float32)
-    return torch.where(marked, position, float(fill))
+    bits = values.view(torch.int32 if values.element_size() == 4 else torch.int64)  # no copy
+    sorted_bits, order = bits.sort(dim=1, descending=descending)
+    return sorted_bits.view(values.dtype), order
 
 
-def last_marked_before(marked: torch.Tensor) -> torch.Tensor:
-    """(B, n) bool -> (B, n + 1) long: [a, k] is the last marked position < k in row a, -1 if none."""
-    last_upto = _positions(marked, -1).cummax(dim=1).values  # (B, n): last marked position <= k
-    return F.pad(last_upto, (1, 0), value=-1).long()
+def _running(marked: torch.Tensor, last: bool) -> torch.Tensor:
+    """(B, n) bool -> (B, n) long: for each k, the last marked position <= k (-1 if none) or,
+    with last=False, the first marked position >= k (n if none).
 
-
-def first_marked_from(marked: torch.Tensor) -> torch.Tensor:
-    """(B, n) bool -> (B, n + 1) long: [a, k] is the first marked position >= k in row a, n if none."""
+    The positions are scanned as floats (exact below 2^24): torch's cummax and cummin are
+    several times faster on the CPU for floats than for integers.
+    """
     n = marked.shape[1]
-    first_from = _positions(marked, n).flip(1).cummin(dim=1).values.flip(1)  # (B, n): a scan from the right
-    return F.pad(first_from, (0, 1), value=n).long()
+    position = torch.arange(n, device=marked.device, dtype=torch.float32)
+    if last:
+        return torch.where(marked, position, -1.0).cummax(dim=1).values.long()
+    return torch.where(marked, position, float(n)).flip(1).cummin(dim=1).values.flip(1).long()  # from the right
 
 
-def equal_runs(sorted_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the run of entries equal to each entry starts and ends, in rows sorted ascending.
+def run_starts(sorted_rows: torch.Tensor) -> torch.Tensor:
+    """(B, n) sorted rows -> (B, n) long: where the run of entries equal to entry [a, j] starts.
 
-    Args:
-        sorted_rows: (B, n) each row sorted in ascending order.
-    Returns:
-        start, end: (B, n) long; the entries equal to sorted_rows[a, j] are at positions
-        start[a, j] <= k < end[a, j]. Entries before start are strictly smaller, from end on
-        strictly larger: what "strictly closer" and "strictly farther" need when distances tie.
+    The entries before it are strictly smaller (ascending rows) or larger (descending): what
+    "strictly closer" and "strictly farther" need when distances tie.
     """
     new_run = F.pad(sorted_rows[:, 1:] != sorted_rows[:, :-1], (1, 0), value=True)  # (B, n): a run starts at j
-    return last_marked_before(new_run)[:, 1:], first_marked_from(new_run)[:, 1:]
+    return _running(new_run, last=True)
+
+
+def run_lasts(sorted_rows: torch.Tensor) -> torch.Tensor:
+    """(B, n) sorted rows -> (B, n) long: where the run of entries equal to entry [a, j] ends (its last entry)."""
+    next_is_new = F.pad(sorted_rows[:, 1:] != sorted_rows[:, :-1], (0, 1), value=True)  # a run starts at j + 1
+    return _running(next_is_new, last=False)
 
 
 def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -113,8 +117,8 @@ def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch
 
     For a pair (a, p): the closest negative n with d(a, n) > d(a, p) (strictly); when a has
     none that far, its farthest negative. Instead of comparing every negative with every
-    positive (B^3), each row of the distance matrix is sorted once: the chosen negative is
-    the first negative after the run of distances equal to d(a, p).
+    positive (B^3), each row of the distance matrix is sorted once, from the farthest to the
+    closest: the chosen negative is the last negative before the run of distances equal to d(a, p).
 
     Args:
         dist: (B, B) distances (not differentiated).
@@ -123,13 +127,14 @@ def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch
         (B, B) long: column of the negative chosen for (a, j); only the entries of positive
         pairs whose anchor has a negative mean something (the rest point at any column).
     """
-    sorted_dist, order = dist.sort(dim=1)  # (B, B), row a ascending; order[a, k]: column at rank k
+    sorted_dist, order = sort_rows(dist, descending=True)  # (B, B); order[a, k]: column at rank k
     is_negative = anchor_negative_mask(labels).gather(1, order)  # (B, B) in sorted order
-    _, end = equal_runs(sorted_dist)
-    chosen = first_marked_from(is_negative).gather(1, end)  # (B, B): first negative strictly farther
-    # None farther (chosen = B): the farthest negative, the last one of the row (none: -1, unused).
-    farthest = last_marked_before(is_negative)[:, -1:]  # (B, 1)
-    chosen = torch.where(chosen < dist.shape[1], chosen, farthest).clamp_min(0)
+    # last_negative[a, k]: last negative at rank < k (< 0: none, no negative is that far); the
+    # mask is shifted one rank to the right, so its positions are one more than the ranks.
+    last_negative = _running(F.pad(is_negative[:, :-1], (1, 0), value=False), last=True) - 1  # (B, B)
+    chosen = last_negative.gather(1, run_starts(sorted_dist))  # (B, B): closest negative strictly farther
+    farthest = (is_negative.cumsum(dim=1, dtype=torch.int32) == 0).sum(dim=1, keepdim=True)  # (B, 1): first negative
+    chosen = torch.where(chosen >= 0, chosen, farthest).clamp_max(dist.shape[1] - 1)  # a has none: unused
     chosen_column = order.gather(1, chosen)  # (B, B), still in sorted order
     return torch.empty_like(order).scatter_(1, order, chosen_column)  # back to column order: [a, j]
 
