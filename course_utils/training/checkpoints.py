@@ -1,8 +1,8 @@
 """Training checkpoints: written without ever leaving a half file, read only after every value is checked.
 
-A checkpoint holds the model, optimiser, gradient scaler, sampler and random-generator states,
-the epoch, the history and the run's settings (``config``, with a fingerprint of the training
-pictures), so that a run resumes exactly, and only the run that wrote it can resume from it.
+A checkpoint holds the model, optimiser, gradient scaler, sampler and random-generator states, the
+epoch, the history and the run's settings (``config``, with a fingerprint of the training pictures):
+a run resumes exactly, and only the run that wrote it can resume from it.
 """
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ import torch
 
 CHECKPOINT_FORMAT = "course_utils.training.trainer.checkpoint/1"
 _KEYS = ("format", "epoch", "config", "model", "optimizer", "scaler", "sampler", "rng", "history")
-# The type of each entry that is restored, checked before anything is changed.
 _TYPES = {"epoch": int, "config": dict, "model": dict, "optimizer": dict, "scaler": dict, "rng": dict, "history": list}
 _SCALER_KEYS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}
-# Pictures (evenly spaced) whose bytes the fingerprint of the training data hashes.
 FINGERPRINT_PICTURES = 256
 
 
@@ -26,17 +24,10 @@ class CheckpointError(ValueError):
 
 
 def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """A short summary that changes when the training pictures change (stored in checkpoints).
+    """A short summary that changes when the training pictures (N, C, H, W) or labels (N,) change.
 
-    SHA-256 of the shape and dtype and of the raw bytes of up to FINGERPRINT_PICTURES evenly
-    spaced pictures and their labels. Only that subsample is copied to the CPU (a copy of the
-    whole set could take gigabytes), and raw bytes hash the same on every device and machine.
-
-    Args:
-        images: (N, C, H, W) training pictures, on any device.
-        labels: (N,) their identities.
-    Returns:
-        "sha256 <16 hex digits> of <n> evenly spaced pictures, their labels, shape and dtype".
+    SHA-256 of the shape, dtype and raw bytes of up to FINGERPRINT_PICTURES evenly spaced pictures and
+    their labels: only that subsample is copied to the CPU, and raw bytes hash the same on every device.
     """
     n = min(len(images), FINGERPRINT_PICTURES)
     index = torch.arange(n) * len(images) // n  # (n,) whole-number arithmetic: the same pictures everywhere
@@ -49,10 +40,7 @@ def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 
 def save_atomically(state: dict, path: str | Path) -> Path:
-    """torch.save under a temporary name, then rename: the last good checkpoint is never half overwritten.
-
-    When writing fails (a full disk, Ctrl-C) the temporary file is removed and the error raised.
-    """
+    """torch.save under a temporary name, then rename: the last good checkpoint is never half overwritten."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A name per process: two runs sharing a checkpoint never rename each other's half file into place.
@@ -60,26 +48,19 @@ def save_atomically(state: dict, path: str | Path) -> Path:
     try:
         torch.save(state, partial)
         os.replace(partial, path)
-    except BaseException:
+    except BaseException:  # a full disk, Ctrl-C: no half file left behind
         partial.unlink(missing_ok=True)
         raise
     return path
 
 
 def read_checked(path: Path, config: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """A checkpoint's state, after checking that every value can be restored into this run.
+    """A checkpoint's state, once every value is known to restore into this run (config, model, optimizer).
 
-    Args:
-        path: the checkpoint file.
-        config: the settings of the run that wants to resume (a different world_size is
-            refused even when config does not name it).
-        model, optimizer: what its weights and optimiser state are loaded into.
-    Returns:
-        the state dict, every entry checked.
     Raises:
         FileNotFoundError: there is no such file.
-        CheckpointError: the file is corrupt, is not a training checkpoint, holds a value that
-            cannot be restored, or was written by a run with other settings or another network.
+        CheckpointError: the file is corrupt, is not a training checkpoint, holds a value that cannot
+            be restored, or was written by a run with other settings (another world_size included).
     """
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train first or check the path.")
@@ -88,13 +69,14 @@ def read_checked(path: Path, config: dict, model: torch.nn.Module, optimizer: to
     if problem is None:
         # A run on one process stores no world_size: another process count gives other batches.
         saved, current = {"world_size": 1, **state["config"]}, {**config, "world_size": config.get("world_size", 1)}
-        differences = [_difference(key, saved.get(key), value) for key, value in current.items() if saved.get(key) != value]
+        differences = [_difference(key, saved.get(key), now) for key, now in current.items() if saved.get(key) != now]
         if differences:
             raise CheckpointError(
                 f"{path} was written by a different run ({'; '.join(differences)}). Use the same "
                 "settings to resume, or another checkpoint path to start a new run."
             )
-        problem = _model_problem(state["model"], model.state_dict()) or _optimizer_problem(state["optimizer"], optimizer)
+        problem = _model_problem(state["model"], model.state_dict())
+        problem = problem or _optimizer_problem(state["optimizer"], optimizer)
     if problem is not None:
         raise CheckpointError(
             f"{path} holds a malformed checkpoint: {problem}. Nothing was loaded. Delete it and train "
@@ -103,7 +85,7 @@ def read_checked(path: Path, config: dict, model: torch.nn.Module, optimizer: to
     return state
 
 
-def restore(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+def restore(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler):
     """Load a state from read_checked into a run: every value was checked, so nothing fails half-way."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -115,7 +97,7 @@ def restore(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimize
 
 
 def _read(path: Path) -> dict:
-    """torch.load with weights_only=True (no code runs from the file), then the entries are counted."""
+    """torch.load with weights_only=True (no code runs from the file); the entries must all be there."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged zip archives and pickles
@@ -173,12 +155,18 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_group(group) -> bool:
+    return isinstance(group, dict) and isinstance(group.get("params"), list) and all(
+        isinstance(key, int) for key in group["params"]
+    )
+
+
 def _model_problem(saved: dict, expected: dict) -> str | None:
     """How saved weights differ from a network's state_dict (names, tensors, shapes), or None."""
-    missing = [name for name in expected if name not in saved]
-    unexpected = [name for name in saved if name not in expected]
+    missing, unexpected = [n for n in expected if n not in saved], [n for n in saved if n not in expected]
     if missing or unexpected:
-        return f"its weights are not this network's (missing {missing[:3] or 'none'}, unexpected {unexpected[:3] or 'none'})"
+        return (f"its weights are not this network's (missing {missing[:3] or 'none'}, "
+                f"unexpected {unexpected[:3] or 'none'})")
     for name, value in saved.items():
         if not isinstance(value, torch.Tensor) or value.shape != expected[name].shape:
             shown = list(value.shape) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
@@ -189,7 +177,7 @@ def _model_problem(saved: dict, expected: dict) -> str | None:
 def _optimizer_problem(saved: dict, optimizer: torch.optim.Optimizer) -> str | None:
     """How a saved optimiser state_dict does not fit an optimiser (groups, settings, shapes), or None."""
     groups = saved.get("param_groups")
-    if not (isinstance(saved.get("state"), dict) and isinstance(groups, list) and all(_is_group(g) for g in groups)):
+    if not (isinstance(saved.get("state"), dict) and isinstance(groups, list) and all(map(_is_group, groups))):
         return "'optimizer' is not an optimiser's state_dict (a dict of 'state' and 'param_groups')"
     sizes, expected_sizes = [len(g["params"]) for g in groups], [len(g["params"]) for g in optimizer.param_groups]
     if sizes != expected_sizes:
@@ -198,10 +186,10 @@ def _optimizer_problem(saved: dict, optimizer: torch.optim.Optimizer) -> str | N
     for group, current in zip(groups, optimizer.param_groups):
         for name, value in current.items():
             # A setting as torch.load gives it back: both numbers, or of the same type.
-            if name != "params" and name in group and not (
-                _is_number(group[name]) and _is_number(value) or type(group[name]) is type(value)
-            ):
-                return f"the optimiser setting {name!r} is {group[name]!r}, not like this optimiser's {value!r}"
+            saved_value = group.get(name, value)
+            alike = _is_number(saved_value) and _is_number(value) or type(saved_value) is type(value)
+            if name != "params" and not alike:
+                return f"the optimiser setting {name!r} is {saved_value!r}, not like this optimiser's {value!r}"
         shapes.update((key, parameter.shape) for key, parameter in zip(group["params"], current["params"]))
     for key, values in saved["state"].items():
         if key not in shapes:
@@ -209,13 +197,6 @@ def _optimizer_problem(saved: dict, optimizer: torch.optim.Optimizer) -> str | N
         if not isinstance(values, dict):
             return f"the optimiser's state of parameter {key} is of type {type(values).__name__}, not dict"
         for name, value in values.items():
-            is_tensor = isinstance(value, torch.Tensor)
-            if not (_is_number(value) or is_tensor and value.shape in (torch.Size([]), shapes[key])):
+            if not (_is_number(value) or torch.is_tensor(value) and value.shape in (torch.Size([]), shapes[key])):
                 return f"the optimiser's {name!r} of parameter {key} is neither a number nor shaped like the parameter"
     return None
-
-
-def _is_group(group) -> bool:
-    """A saved parameter group: a dict whose 'params' is a list of parameter numbers."""
-    params = group.get("params") if isinstance(group, dict) else None
-    return isinstance(params, list) and all(isinstance(key, int) for key in params)

@@ -1,11 +1,7 @@
 """Embedding networks: a picture in, an encoding f(x) on the unit sphere out.
 
-``EmbeddingNet`` is a small convolutional network sized for the course's pictures
-(8x8 digits, 32x32 and 64x64 generated faces). Its last layer is followed by L2
-normalisation, FaceNet's choice: every encoding has length 1, so the squared distance
+After L2 normalisation (FaceNet's choice) every encoding has length 1, so the squared distance
 d(A,B) = ||f(A) - f(B)||^2 lies in [0, 4] and the margin alpha has a fixed scale.
-A torchvision ResNet-18 can replace the small network (random weights, nothing is
-downloaded).
 """
 from __future__ import annotations
 
@@ -18,28 +14,23 @@ from course_utils.core._validate import check_whole_number
 BACKBONES = ("small", "resnet18")
 
 
-def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """A 3x3 convolution with batch norm and ReLU, then halve the picture size."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-        # ceil_mode keeps odd sizes (and 1x1 maps) valid instead of shrinking them to 0.
-        nn.MaxPool2d(kernel_size=2, ceil_mode=True),
-    )
-
-
 def _small_backbone(in_channels: int, width: int) -> tuple[nn.Sequential, int]:
-    """Four conv blocks (width, 2, 4 and 8 times width channels) and global average pooling."""
+    """Four 3x3 conv + batch norm + ReLU + 2x2 max-pool blocks (width, 2, 4, 8 x width channels), then pooling."""
     channels = [in_channels, width, 2 * width, 4 * width, 8 * width]
-    blocks = [_conv_block(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:])]
+    blocks = [
+        nn.Sequential(
+            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+            # ceil_mode keeps odd sizes (and 1x1 maps) valid instead of shrinking them to 0.
+            nn.MaxPool2d(kernel_size=2, ceil_mode=True),
+        )
+        for c_in, c_out in zip(channels[:-1], channels[1:])
+    ]
     # Adaptive pooling makes the network accept any picture size, 8x8 digits included.
-    features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    return features, channels[-1]
+    return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels[-1]
 
 
 def _resnet18_backbone(in_channels: int) -> tuple[nn.Module, int]:
-    """torchvision's ResNet-18 with random weights, its first layers adapted to small pictures."""
+    """torchvision's ResNet-18 with random weights (nothing is downloaded), its stem adapted to small pictures."""
     from torchvision.models import resnet18
 
     network = resnet18(weights=None)
@@ -53,38 +44,25 @@ def _resnet18_backbone(in_channels: int) -> tuple[nn.Module, int]:
 
 
 class EmbeddingNet(nn.Module):
-    """Map pictures (B, C, H, W) to encodings (B, embedding_dim).
+    """Map pictures (B, C, H, W) to float32 encodings (B, embedding_dim).
 
     Args:
         in_channels: colour channels of the input (3 for faces, 1 for digits).
         embedding_dim: length of each encoding (FaceNet used 128).
         normalize: divide each encoding by its length so it lies on the unit sphere.
-        backbone: "small" (four conv blocks, fast on a CPU) or "resnet18" (torchvision,
-            random weights).
-        width: channels of the first block of the small backbone (then 2x, 4x and 8x);
-            16 trains quickly on a CPU, 32 or 64 suits a GPU. Not used by "resnet18".
-
-    The output is float32 even under mixed precision: the normalisation runs in float32
-    so that the distances computed from it are not rounded to half precision.
+        backbone: "small" (four conv blocks, fast on a CPU) or "resnet18" (torchvision, random weights).
+        width: channels of the small backbone's first block (16 trains quickly on a CPU, 32 or 64 suits a GPU).
     """
 
-    def __init__(
-        self,
-        in_channels: int = 3,
-        embedding_dim: int = 128,
-        normalize: bool = True,
-        backbone: str = "small",
-        width: int = 32,
-    ):
+    def __init__(self, in_channels: int = 3, embedding_dim: int = 128, normalize: bool = True,
+                 backbone: str = "small", width: int = 32):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("embedding_dim", embedding_dim), ("width", width)):
             check_whole_number(value, name)
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(map(repr, BACKBONES))}.")
-        self.in_channels = in_channels
-        self.embedding_dim = embedding_dim
-        self.normalize = bool(normalize)
-        self.backbone_name = backbone
+        self.in_channels, self.embedding_dim, self.normalize = in_channels, embedding_dim, bool(normalize)
+        self.backbone_name, self.width = backbone, width
         if backbone == "small":
             self.backbone, feature_dim = _small_backbone(in_channels, width)
         else:
@@ -92,13 +70,7 @@ class EmbeddingNet(nn.Module):
         self.head = nn.Linear(feature_dim, embedding_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Encode a batch.
-
-        Args:
-            images: (B, in_channels, H, W) float pictures.
-        Returns:
-            (B, embedding_dim) float32 encodings, of length 1 when normalize=True.
-        """
+        """(B, in_channels, H, W) pictures -> (B, embedding_dim) float32 encodings (length 1 when normalize)."""
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
         if images.dim() != 4 or images.shape[1] != self.in_channels:
@@ -107,6 +79,7 @@ class EmbeddingNet(nn.Module):
                 "Add a batch dimension with images.unsqueeze(0) for a single picture, or build "
                 f"the network with in_channels={images.shape[1] if images.dim() == 4 else '...'}."
             )
+        # float32 even under mixed precision: distances computed from it are not rounded to half precision.
         encodings = self.head(self.backbone(images)).float()
         if self.normalize:
             # eps keeps an all-zero output finite (it stays zero) instead of dividing by 0.
@@ -118,7 +91,3 @@ class EmbeddingNet(nn.Module):
             f"in_channels={self.in_channels}, embedding_dim={self.embedding_dim}, "
             f"normalize={self.normalize}, backbone={self.backbone_name!r}"
         )
-
-    def num_parameters(self) -> int:
-        """How many trainable numbers the network has."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,9 +1,6 @@
 """One training step and the loss with its statistics: what every training loop of the course runs.
 
-``training_step`` is the step the ``Trainer`` takes, the reference notebook 06's exercise is
-compared with, and the step ``course_utils.lessons.diagnosis.record_steps`` takes. ``LossWithStats``
-calls a loss and keeps what it averaged over; ``batch_diagnostics`` measures a batch. Neither reads
-a value back to Python, so a GPU never waits for the host inside a step.
+Nothing here reads a value back to Python, so a GPU never waits for the host inside a step.
 """
 from __future__ import annotations
 
@@ -30,17 +27,13 @@ def training_step(
     """One step of gradient descent on one batch: embed, loss, backward, update.
 
     Args:
-        model: the embedding network, in training mode.
-        optimizer: optimiser over the model's parameters.
         loss_fn: callable (embeddings (B, D), labels (B,)) -> scalar loss.
-        images: (B, C, H, W) pictures on the model's device.
-        labels: (B,) identities on the same device.
+        images: (B, C, H, W) pictures on the model's device; labels: (B,) identities.
         scaler: gradient scaler for float16 mixed precision, else None.
         amp_dtype: autocast dtype (torch.bfloat16 / torch.float16) or None for float32.
     Returns:
-        (loss, embeddings (B, D)), both detached: the loss for the record, the embeddings for
-        the diagnostics without a second forward pass. Notebook 06's exercise asks for the same
-        contract, so ``Trainer(step=...)`` can run a learner's own step.
+        (loss, embeddings (B, D)), both detached: the embeddings serve the diagnostics without a second
+        forward pass. Notebook 06's exercise asks for the same contract, so ``Trainer(step=...)`` can run it.
     """
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -50,7 +43,7 @@ def training_step(
     if scaler is not None and scaler.is_enabled():
         # float16 gradients of small losses underflow to 0; scaling the loss up keeps them.
         scaler.scale(loss).backward()
-        scaler.step(optimizer)  # reads once whether a gradient overflowed (float16 GPUs only)
+        scaler.step(optimizer)
         scaler.update()
     else:
         loss.backward()
@@ -59,10 +52,7 @@ def training_step(
 
 
 def unpack_step(answer) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, embeddings) detached, from what a step of one's own returned; a clear error otherwise.
-
-    The loss may also be a Python number (``loss.item()``); the embeddings must be a tensor.
-    """
+    """Detached (loss, embeddings) from what a step of one's own returned (the loss may be a Python number)."""
     pair = isinstance(answer, (tuple, list)) and len(answer) == 2
     if not pair or not isinstance(answer[1], torch.Tensor) or not isinstance(answer[0], (torch.Tensor, int, float)):
         shown = f"a {type(answer).__name__}" + (f" of {len(answer)}" if isinstance(answer, (tuple, list)) else "")
@@ -76,17 +66,15 @@ def unpack_step(answer) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class LossWithStats:
-    """Calls a loss and keeps its TripletStats or ContrastiveStats (None when it reports none).
+    """Calls a loss and keeps its TripletStats or ContrastiveStats in ``last_stats`` (None when it reports none).
 
-    A loss reports them in one of two ways: a module keeping ``last_stats`` (TripletLoss,
-    ContrastiveLoss), or a function with a ``return_stats`` parameter returning (loss, stats)
-    when it is True (the course's batch_* losses, or a loss written in a notebook).
+    A loss reports them as a module's ``last_stats`` (TripletLoss, ContrastiveLoss), or returns
+    (loss, stats) when it has a ``return_stats`` parameter (the batch_* losses, a notebook's own loss).
 
     Args:
         loss_fn: callable (embeddings (B, D), labels (B,)) -> scalar loss.
-        check_values: for the losses that take it (the course's). False: no NaN check and no
-            warning for a batch without triplets, so the loss never waits for the GPU (the
-            caller checks the numbers it reads back).
+        check_values: passed to the losses that take it. False: no NaN check and no warning for a batch
+            without triplets, so the loss never waits for the GPU (the caller checks what it reads back).
     """
 
     def __init__(self, loss_fn, check_values: bool = True):
@@ -94,11 +82,10 @@ class LossWithStats:
             raise TypeError(f"loss_fn must be callable as loss_fn(embeddings, labels), got {type(loss_fn).__name__}.")
         self.name = _describe(loss_fn)
         if hasattr(loss_fn, "check_values") and loss_fn.check_values != check_values:
-            # A course loss module: a copy with this setting, so the caller's module stays as it was.
-            loss_fn = copy.copy(loss_fn)
+            loss_fn = copy.copy(loss_fn)  # the caller's module keeps its setting
             loss_fn.check_values = check_values
         self.loss_fn = loss_fn
-        try:  # for a module: the parameters of its forward
+        try:
             parameters = dict(inspect.signature(loss_fn).parameters)
         except (TypeError, ValueError):  # a builtin without a signature
             parameters = {}
@@ -127,18 +114,14 @@ class LossWithStats:
         return torch.stack([torch.as_tensor(n, dtype=torch.float32, device=device) for n in self.last_stats[:2]])
 
     def at_collapse(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The 0-dim loss of a batch whose encodings all coincide (each replaced by the batch's first).
-
-        alpha for the hinge, ln 2 for the soft margin, margin^2 / 2 for the contrastive loss.
-        """
+        """The 0-dim loss when all encodings coincide: alpha (hinge), ln 2 (soft margin), margin^2 / 2 (contrastive)."""
         with torch.no_grad():
             collapsed = embeddings[:1].repeat(len(embeddings), 1)  # (B, D), every row the first
             return self.loss_fn(collapsed, labels, **self.keywords).detach().float()
 
 
-
 def _describe(loss_fn) -> str:
-    """A loss's name without memory addresses, stable across processes (stored in checkpoints)."""
+    """A loss's name without memory addresses, the same in every process (stored in checkpoints)."""
     if isinstance(loss_fn, nn.Module):
         return repr(loss_fn)
     func = getattr(loss_fn, "func", loss_fn)  # functools.partial keeps the function here
@@ -150,14 +133,9 @@ def _describe(loss_fn) -> str:
 def batch_diagnostics(loss: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor, metric: str) -> torch.Tensor:
     """What a healthy step looks like, measured on one batch without leaving its device.
 
-    Args:
-        loss: the step's 0-dim loss.
-        embeddings: (B, D) encodings of the batch (NaN allowed: NaN means come out NaN).
-        labels: (B,) identities.
-        metric: the distance to measure with.
     Returns:
-        (6,) float [loss, mean d(A,P), mean d(A,N), mean encoding length, anchor-positive
-        pairs, anchor-negative pairs]; a mean over no pair is 0.
+        (6,) float [loss, mean d(A,P), mean d(A,N), mean encoding length, anchor-positive pairs,
+        anchor-negative pairs]; a mean over no pair is 0, NaN encodings give NaN means.
     """
     dist = matrix_distances(embeddings, None, metric)  # (B, B), no value check: NaN stays NaN
     positive, negative = anchor_positive_mask(labels), anchor_negative_mask(labels)  # (B, B) each

@@ -1,20 +1,11 @@
-"""Training an embedding network with the triplet loss, on a GPU or the CPU.
+"""Training an embedding network with the triplet loss, on a GPU or the CPU: ``Trainer``.
 
-``Trainer`` runs the loop a learner would write by hand, with what a real run needs:
-
-* the device is picked for you (cuda, then mps, then cpu) and named at the start;
-* batches are P identities x K pictures (``course_utils.data.PKBatchSampler``), the shape
-  online mining needs;
-* pictures that fit in device memory are moved there once and each batch is an index into
-  them; otherwise a DataLoader streams them from pinned host memory;
-* on CUDA: mixed precision (bfloat16, or float16 with a gradient scaler) and channels_last;
-* a step never waits for the GPU: loss and diagnostics are summed on the device and read
-  back only when the progress bar refreshes and at the end of an epoch, where a NaN loss
-  stops the run and a collapsed embedding is warned about;
-* a per-epoch history, held-out retrieval metrics, and a checkpoint that resumes exactly;
-* ``step=`` runs a step function of one's own instead of ``training_step`` (notebook 06);
-* under torchrun (``course_utils.training.distributed``): DistributedDataParallel, each process
-  its own P x K batches; only rank 0 shows progress, evaluates and writes the checkpoint.
+It runs the loop a learner would write by hand (P x K batches, Adam), with what a real run needs: the
+device picked and named, the pictures moved to the device once when they fit, mixed precision and
+channels_last on CUDA, a per-epoch history with held-out retrieval metrics, a checkpoint that resumes
+exactly, and DistributedDataParallel under torchrun. A step never waits for the GPU: the loss and
+diagnostics are summed on the device and read back only when the progress bar refreshes and at the
+end of an epoch, where a NaN loss stops the run and a collapsed embedding is warned about.
 """
 from __future__ import annotations
 
@@ -37,7 +28,7 @@ from course_utils.lessons.notebook import pick_device
 from course_utils.training import distributed
 from course_utils.training.checkpoints import (CHECKPOINT_FORMAT, CheckpointError, fingerprint, read_checked, restore,
                                                save_atomically)
-from course_utils.training.device import cpu_threads, describe_device, fits_on_device, mixed_precision_dtype
+from course_utils.training.device import cpu_threads, describe_device, mixed_precision_dtype
 from course_utils.training.step import LossWithStats, batch_diagnostics, training_step, unpack_step
 
 __all__ = ["CheckpointError", "CollapseWarning", "Trainer", "cpu_threads", "describe_device", "looks_collapsed",
@@ -53,14 +44,11 @@ class CollapseWarning(UserWarning):
 def looks_collapsed(mean_d_an: float, loss: float, collapsed_loss: float | None) -> bool:
     """True when different identities sit on top of each other and the loss is stuck at its collapsed value.
 
-    If every encoding is the same point, every distance is 0 and the loss takes one value: the
-    hinge alpha, the soft margin ln 2, the contrastive loss margin^2 / 2. The network found the
-    trivial solution the loss was meant to forbid, usually from too high a learning rate or the
-    hardest negatives early in training.
+    If every encoding is the same point, the loss takes one value (the hinge alpha, the soft margin ln 2,
+    the contrastive margin^2 / 2): usually from too high a learning rate or the hardest negatives early on.
 
     Args:
-        mean_d_an: mean anchor-negative distance in the epoch.
-        loss: mean training loss in the epoch.
+        mean_d_an, loss: the epoch's mean anchor-negative distance and mean loss.
         collapsed_loss: the loss when all encodings coincide; None (unknown) or <= 0 never reports a collapse.
     Returns:
         True when mean_d_an is below a tenth of collapsed_loss and the loss within a tenth of it.
@@ -81,7 +69,6 @@ def _check_images_and_labels(images, labels, name: str) -> torch.Tensor:
 
 
 def _check_settings(model, p, k, seed, lr, weight_decay, data_on_device, step, mixed_precision) -> None:
-    """Refuse Trainer arguments that cannot work, saying what to give instead."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     check_whole_number(p, "p", 2)
@@ -121,48 +108,29 @@ class Trainer:
     Args:
         model: network mapping (B, C, H, W) pictures to (B, D) encodings.
         train_images, train_labels: (N, C, H, W) float pictures and their (N,) identities.
-        loss_fn: ``TripletLoss``, ``ContrastiveLoss`` or a function such as ``batch_hard_triplet_loss``
-            (or a functools.partial of one); any (embeddings, labels) -> scalar works, without
-            the active fraction.
+        loss_fn: ``TripletLoss``, ``ContrastiveLoss``, a function such as ``batch_hard_triplet_loss`` (or a
+            functools.partial of one); any (embeddings, labels) -> scalar works, without the active fraction.
         test_images, test_labels: held-out identities evaluated after every epoch; None skips it.
         p, k: identities per batch, pictures per identity (k >= 2: every anchor has a positive).
         lr, weight_decay: Adam's learning rate and L2 penalty.
         seed: seed of the batch order (epoch e uses the order fixed by (seed, e)).
         device: "auto" (cuda, then mps, then cpu) or a device name.
         mixed_precision: "auto" (on for CUDA only), True or False.
-        data_on_device: "auto" (when it fits in half the free memory), True or False.
+        data_on_device: "auto" (when the pictures take under half the free GPU memory), True or False.
         checkpoint_path: file written after every epoch; None writes nothing.
-        step: ``step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings)`` like
-            ``training_step`` (notebook 06's exercise), run in float32; None uses ``training_step``.
-        progress: show a progress bar.
+        step: ``step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings)`` like ``training_step``
+            (notebook 06's exercise), run in float32; None uses ``training_step``.
         verbose: say what was chosen at the start (and, without a progress bar, one line per epoch).
 
-    Under torchrun the model is wrapped in DistributedDataParallel (``self.model`` stays the
-    plain network), each rank draws its own share of the batches, the history holds the
-    averages over all ranks, and only rank 0 shows progress, evaluates and writes the checkpoint.
+    Under torchrun ``self.model`` stays the plain network, each rank draws its own share of the batches,
+    the history holds the averages over all ranks, and only rank 0 shows progress, evaluates and writes.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        train_images: torch.Tensor,
-        train_labels: torch.Tensor,
-        loss_fn,
-        test_images: torch.Tensor | None = None,
-        test_labels: torch.Tensor | None = None,
-        p: int = 16,
-        k: int = 4,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        seed: int = 0,
-        device: str = "auto",
-        mixed_precision="auto",
-        data_on_device="auto",
-        checkpoint_path: str | Path | None = None,
-        step=None,
-        progress: bool = True,
-        verbose: bool = True,
-    ):
+    def __init__(self, model: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor, loss_fn,
+                 test_images: torch.Tensor | None = None, test_labels: torch.Tensor | None = None,
+                 p: int = 16, k: int = 4, lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
+                 device: str = "auto", mixed_precision="auto", data_on_device="auto",
+                 checkpoint_path: str | Path | None = None, step=None, progress: bool = True, verbose: bool = True):
         _check_settings(model, p, k, seed, lr, weight_decay, data_on_device, step, mixed_precision)
         train_labels = _check_images_and_labels(train_images, train_labels, "train")
         if (test_images is None) != (test_labels is None):
@@ -171,23 +139,21 @@ class Trainer:
             test_labels = _check_images_and_labels(test_images, test_labels, "test")
         self.device, self.step, self.seed = _training_device(device), step, seed
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
-        self.amp_dtype = mixed_precision_dtype(self.device, mixed_precision)
-        if step is not None:  # a step of one's own gets no autocast dtype nor scaler: it runs in float32
-            self.amp_dtype = None
+        # A step of one's own gets no autocast dtype nor scaler: it runs in float32.
+        self.amp_dtype = mixed_precision_dtype(self.device, mixed_precision) if step is None else None
         self.channels_last = self.device.type == "cuda"
         # The loss reads nothing back to the host; the epoch checks the sums it reads (_read_sums).
         self.loss = LossWithStats(loss_fn, check_values=False)
-        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
-        # What the step calls: under torchrun DDP averages the gradients of all ranks in backward().
-        self.network = self.model
-        if distributed.is_distributed():
+        memory_format = torch.channels_last if self.channels_last else torch.preserve_format
+        self.model = self.network = model.to(self.device, memory_format=memory_format)
+        if distributed.is_distributed():  # DDP averages the gradients of all ranks in backward()
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay)
-        self.scaler = torch.amp.GradScaler(
-            "cuda" if self.device.type == "cuda" else "cpu", enabled=self.amp_dtype == torch.float16
-        )
-        self.sampler = PKBatchSampler(train_labels.cpu(), p=p, k=k, seed=seed, rank=self.rank, world_size=self.world_size)
+        self.scaler = torch.amp.GradScaler("cuda" if self.device.type == "cuda" else "cpu",
+                                           enabled=self.amp_dtype == torch.float16)
+        self.sampler = PKBatchSampler(train_labels.cpu(), p=p, k=k, seed=seed, rank=self.rank,
+                                      world_size=self.world_size)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.progress, self.verbose = progress and self.rank == 0, verbose and self.rank == 0
         self.config = {
@@ -209,22 +175,23 @@ class Trainer:
             )
 
     def _place_data(self, train_images, train_labels, test_images, test_labels, data_on_device) -> None:
-        """Training pictures on the device when they fit (or when asked), else a streaming DataLoader."""
-        nbytes = train_images.numel() * train_images.element_size()
-        self.data_on_device = fits_on_device(nbytes, self.device) if data_on_device == "auto" else data_on_device
-        self.loader = None
+        if data_on_device == "auto":  # only CUDA is measured: CPU and Apple GPUs share the host's memory
+            nbytes = train_images.numel() * train_images.element_size()
+            data_on_device = self.device.type != "cuda" or nbytes < 0.5 * torch.cuda.mem_get_info(self.device)[0]
+        self.data_on_device, self.loader = data_on_device, None
         if self.data_on_device:
             self.train_images, self.train_labels = train_images.to(self.device), train_labels.to(self.device)
         else:
             dataset = TensorDataset(train_images.cpu(), train_labels.cpu())
             # batch_size=None: each sampled item is already a whole batch of indices, gathered by one indexing.
-            self.loader = DataLoader(dataset, sampler=self.sampler, batch_size=None, pin_memory=self.device.type == "cuda")
+            self.loader = DataLoader(dataset, sampler=self.sampler, batch_size=None,
+                                     pin_memory=self.device.type == "cuda")
         test_device = self.device if self.data_on_device else torch.device("cpu")
         self.test_images = None if test_images is None else test_images.to(test_device)
         self.test_labels = None if test_labels is None else test_labels.to(self.device)
 
     def _batches(self):
-        """Yield (images, labels) batches of one epoch on the training device."""
+        """(images, labels) batches of one epoch on the training device."""
         if self.loader is not None:
             for images, labels in self.loader:
                 yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
@@ -234,11 +201,12 @@ class Trainer:
             yield self.train_images[batch], self.train_labels[batch]
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training step, measured without a read back from the device: (row (7,) of _SUMS, embeddings (B, D))."""
+        """One training step, measured without a read from the device: (row (7,) of _SUMS, embeddings (B, D))."""
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if self.step is None:
-            loss, embeddings = training_step(self.network, self.optimizer, self.loss, images, labels, self.scaler, self.amp_dtype)
+            loss, embeddings = training_step(self.network, self.optimizer, self.loss, images, labels, self.scaler,
+                                             self.amp_dtype)
         else:
             loss, embeddings = unpack_step(self.step(self.network, self.optimizer, self.loss, images, labels))
         counts = self.loss.counts(self.device)  # (2,) terms, active
@@ -261,7 +229,8 @@ class Trainer:
             bar.update(1)
             if self.progress and batches % refresh == 0:
                 loss, *_, terms, active, _ = _read_sums(self.epoch + 1, sums)
-                postfix = {"loss": f"{loss / batches:.4f}", "pictures/s": f"{pictures / (time.perf_counter() - start):.0f}"}
+                speed = pictures / (time.perf_counter() - start)
+                postfix = {"loss": f"{loss / batches:.4f}", "pictures/s": f"{speed:.0f}"}
                 bar.set_postfix(postfix | ({"active": f"{active / terms:.2f}"} if terms else {}))
         # Every rank computes it: a loss that mines across ranks gathers from all of them.
         collapsed_loss = self.loss.at_collapse(embeddings, labels).reshape(1)
@@ -281,10 +250,8 @@ class Trainer:
         return record
 
     def evaluate(self) -> dict:
-        """{"test_precision_at_1", "test_r_precision", "test_map_at_r"} of the held-out identities, in [0, 1].
-
-        {} without held-out pictures, and on ranks other than 0.
-        """
+        """{"test_precision_at_1", "test_r_precision", "test_map_at_r"} of the held-out identities, in [0, 1];
+        {} without held-out pictures, and on ranks other than 0."""
         if self.test_images is None or self.rank != 0:
             return {}
         embeddings = embed(self.model, self.test_images, batch_size=512, device=self.device)
@@ -297,8 +264,6 @@ class Trainer:
         A KeyboardInterrupt (Jupyter's stop button) ends training cleanly: the history of completed
         epochs is returned and the model put back to the last checkpoint, so fit() continues exactly.
 
-        Args:
-            epochs: total number of epochs the run should have.
         Returns:
             the history, a dict per completed epoch: epoch, loss, active_fraction (of triplets or pairs;
             None if the loss does not report it), mean_d_ap, mean_d_an, embedding_norm, train_seconds,
@@ -320,36 +285,30 @@ class Trainer:
                 if self.verbose and not self.progress:
                     print(_epoch_line(record, epochs), flush=True)
         except KeyboardInterrupt:
-            self._recover_from_interrupt()
+            self.interrupted = True
+            if self.checkpoint_path is None or not self.checkpoint_path.exists():
+                print(f"Interrupted. The history holds {len(self.history)} completed epoch(s); the model holds "
+                      "part of the unfinished epoch (give checkpoint_path to be able to go back).")
+            else:
+                self.load_checkpoint(self.checkpoint_path)
+                print(f"Interrupted. Kept {self.checkpoint_path} (epoch {self.epoch}) and the history of "
+                      f"{len(self.history)} completed epoch(s); the model is back at epoch {self.epoch}.")
         finally:
             bar.close()
         return self.history
 
-    def _recover_from_interrupt(self) -> None:
-        self.interrupted = True
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
-            print(f"Interrupted. The history holds {len(self.history)} completed epoch(s); the model holds part "
-                  "of the unfinished epoch (give checkpoint_path to be able to go back).")  # fmt: skip
-            return
-        self.load_checkpoint(self.checkpoint_path)
-        print(f"Interrupted. Kept {self.checkpoint_path} (epoch {self.epoch}) and the history of "
-              f"{len(self.history)} completed epoch(s); the model is back at epoch {self.epoch}.")  # fmt: skip
-
     def state_dict(self) -> dict:
         """Everything needed to continue this run exactly (see save_checkpoint)."""
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
         return {
-            "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "config": self.config,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "config": self.config, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "sampler": {"seed": self.seed, "next_epoch": self.epoch},  # the loop draws random numbers only from torch
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "history": self.history,
+            "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng}, "history": self.history,
         }  # fmt: skip
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write model, optimiser, scaler, sampler and RNG state, epoch and history to ``path``; returns it.
-
-        Written under a temporary name, then renamed: never a half file in place of the last good one.
-        """
+        """Write state_dict() to ``path`` (under a temporary name, then renamed: never a half file); returns it."""
         return save_atomically(self.state_dict(), path)
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -357,8 +316,7 @@ class Trainer:
 
         Raises:
             FileNotFoundError: there is no file at ``path``.
-            CheckpointError: the file is corrupt, not a training checkpoint, holds a value that cannot
-                be restored, or comes from a run with other settings; then nothing was changed.
+            CheckpointError: the file is corrupt or comes from another run; then nothing was changed.
         """
         state = read_checked(Path(path), self.config, self.model, self.optimizer)
         restore(state, self.model, self.optimizer, self.scaler)

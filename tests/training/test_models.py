@@ -54,14 +54,6 @@ def test_repr_names_the_settings():
     assert "Conv2d(1, 4" in text
 
 
-def test_num_parameters_counts_by_hand():
-    model = EmbeddingNet(in_channels=1, embedding_dim=2, width=1)
-    # Four blocks (conv without bias + batch norm weight and bias), then the linear head.
-    channels = [1, 1, 2, 4, 8]
-    expected = sum(c_in * c_out * 9 + 2 * c_out for c_in, c_out in zip(channels[:-1], channels[1:])) + 8 * 2 + 2
-    assert model.num_parameters() == expected
-
-
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
