@@ -1,15 +1,18 @@
-"""Figures of how good an embedding is (notebooks 06 and 07): the numbers come from
-``course_utils.evaluation``, these functions only draw them.
+"""Figures of how good an embedding is (notebooks 06 and 07); the numbers come from ``course_utils.evaluation``.
 
-Every figure is a ``matplotlib.figure.Figure`` made without pyplot, so a notebook shows it
-once, as the cell's value. Functions with an ``ax`` argument draw on the Axes given.
+Every figure is a ``matplotlib.figure.Figure`` made without pyplot, so a notebook shows it once,
+as the cell's value. Functions with an ``ax`` argument draw on the Axes given (None: a new figure)
+and return its figure.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-from course_utils.core._validate import check_choice, check_embeddings, check_labels, check_tensor, check_whole_number
+from course_utils.core._validate import check_choice, check_embeddings, check_labels, check_tensor
 from course_utils.evaluation.recognition import (
     GallerySizeResult,
     equal_error_rate,
@@ -20,30 +23,21 @@ from course_utils.evaluation.recognition import (
 from course_utils.evaluation.retrieval import same_and_different_distances
 
 PROJECTIONS = ("pca", "tsne")
-_METRIC_LABELS = {
-    "squared_euclidean": "squared Euclidean distance",
-    "euclidean": "Euclidean distance",
-    "cosine": "cosine distance",
-}
+MAX_IDENTITIES = 10
+BINS = 50
 
 
 def _new_axes():
-    """Axes on a new Figure made without pyplot, so a notebook shows it once, as the cell's value."""
-    from matplotlib.figure import Figure
-
     return Figure(figsize=(5.5, 4.2), layout="constrained").add_subplot()
 
 
 def project_2d(embeddings: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """Project encodings to 2-D for a scatter plot.
+    """Project (N, D) encodings, N >= 3, to a (N, 2) array for a scatter plot.
 
     Args:
-        embeddings: (N, D) encodings, N >= 3.
         method: "pca" (linear, keeps large distances) or "tsne" (non-linear, keeps
             neighbourhoods; distances between far clusters mean little).
         seed: random state of t-SNE.
-    Returns:
-        (N, 2) NumPy array.
     """
     check_embeddings(embeddings)
     check_choice(method, "method", PROJECTIONS)
@@ -62,54 +56,42 @@ def project_2d(embeddings: torch.Tensor, method: str = "pca", seed: int = 0) -> 
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
 
 
-def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, method: str = "pca", max_identities: int = 10,
-                    seed: int = 0, ax=None, title: str | None = None):
-    """Scatter the encodings of a few identities in 2-D, one colour per identity.
+def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, method: str = "pca", seed: int = 0, ax=None,
+                    title: str | None = None):
+    """Scatter (N, D) encodings of the (at most 10) smallest identity ids in 2-D, one colour per identity.
 
     Args:
-        embeddings: (N, D) encodings.
-        labels: (N,) integer identities.
         method: "pca" or "tsne" (see project_2d).
-        max_identities: plot the identities with the smallest ids, at most this many.
-        seed: random state of t-SNE.
-        ax: matplotlib Axes to draw on; None makes a new figure.
-        title: axes title; None gives one naming the method.
-    Returns:
-        the matplotlib Figure.
+        title: None gives one naming the method.
     """
-    from matplotlib import colormaps
-
     check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0]).cpu()
-    check_whole_number(max_identities, "max_identities")
-    shown = labels.unique()[:max_identities]
+    shown = labels.unique()[:MAX_IDENTITIES]
     keep = torch.isin(labels, shown)
     points = project_2d(embeddings.detach().cpu()[keep], method=method, seed=seed)
     ax = _new_axes() if ax is None else ax
-    colours = colormaps["tab10" if len(shown) <= 10 else "tab20"]
     for i, identity in enumerate(shown.tolist()):
         rows = (labels[keep] == identity).numpy()
-        ax.scatter(points[rows, 0], points[rows, 1], s=14, color=colours(i % colours.N), label=str(identity))
+        ax.scatter(points[rows, 0], points[rows, 1], s=14, color=colormaps["tab10"](i), label=str(identity))
     name = "PCA" if method == "pca" else "t-SNE"
     ax.set_xlabel(f"{name} axis 1 (arbitrary units)")
     ax.set_ylabel(f"{name} axis 2 (arbitrary units)")
     ax.set_title(title if title is not None else f"Encodings of {len(shown)} identities ({name})")
-    if len(shown) <= 10:
-        ax.legend(title="identity", fontsize="small", loc="best")
+    ax.legend(title="identity", fontsize="small", loc="best")
     return ax.figure
 
 
-def _histograms(ax, groups, upper: float, bins: int) -> None:
+def _histograms(ax, groups, upper: float) -> None:
     """One density histogram per (label, distances) on shared bins from 0 to upper."""
-    edges = np.linspace(0.0, max(upper, torch.finfo(torch.float32).eps), bins + 1)
+    edges = np.linspace(0.0, max(upper, torch.finfo(torch.float32).eps), BINS + 1)
     for label, distances in groups:
         ax.hist(distances.detach().cpu().double().numpy(), bins=edges, density=True, alpha=0.6, label=label)
     ax.set_ylabel("density (fraction of pairs per unit distance)")
 
 
-def plot_distance_histograms(embeddings: torch.Tensor, labels: torch.Tensor, metric: str = "squared_euclidean",
-                             alpha: float | None = None, bins: int = 50, ax=None, title: str | None = None):
-    """Histograms of same-identity and different-identity distances on one axis.
+def plot_distance_histograms(embeddings: torch.Tensor, labels: torch.Tensor, alpha: float | None = None, ax=None,
+                             title: str | None = None):
+    """Histograms of the squared distances between same-identity and different-identity encodings.
 
     A good embedding separates the two humps; the overlap is where verification by a
     distance threshold makes mistakes.
@@ -117,43 +99,26 @@ def plot_distance_histograms(embeddings: torch.Tensor, labels: torch.Tensor, met
     Args:
         embeddings: (N, D) encodings (a few thousand at most).
         labels: (N,) integer identities.
-        metric: distance name.
-        alpha: if given, mark the margin as a vertical line at x = alpha for scale.
-        bins: histogram bins.
-        ax: matplotlib Axes; None makes a new figure.
-        title: axes title.
-    Returns:
-        the matplotlib Figure.
+        alpha: if given, the margin is marked by a vertical line, for scale.
     """
-    check_whole_number(bins, "bins")
-    same, different = same_and_different_distances(embeddings, labels, metric=metric)
+    same, different = same_and_different_distances(embeddings, labels)
     ax = _new_axes() if ax is None else ax
     upper = float(torch.cat([same, different]).max()) if same.numel() + different.numel() else 1.0
-    _histograms(ax, [(f"{name} identity ({d.numel()} pairs)", d) for name, d in (("same", same), ("different", different))],
-                upper, bins)
+    _histograms(ax, [(f"same identity ({same.numel()} pairs)", same),
+                     (f"different identity ({different.numel()} pairs)", different)], upper)
     if alpha is not None:
         ax.axvline(alpha, color="black", linestyle="--", linewidth=1, label=f"margin alpha = {alpha}")
-    ax.set_xlabel(f"{_METRIC_LABELS[metric]} between encodings")
+    ax.set_xlabel("squared Euclidean distance between encodings")
     ax.set_title(title if title is not None else "Distances between pairs of pictures")
     ax.legend(fontsize="small")
     return ax.figure
 
 
-def plot_history(history: list[dict], axes=None):
-    """Three panels per epoch: loss and active fraction, mean distances, held-out metrics.
-
-    Args:
-        history: the list of per-epoch records returned by ``Trainer.fit``.
-        axes: three matplotlib Axes side by side; None makes a new figure.
-    Returns:
-        the matplotlib Figure.
-    """
-    from matplotlib.figure import Figure
-
+def plot_history(history: list[dict]) -> Figure:
+    """Per epoch of ``Trainer.fit``'s records: loss and active fraction, mean distances, held-out metrics."""
     if not isinstance(history, list) or not history or not all(isinstance(row, dict) for row in history):
         raise ValueError("history must be a non-empty list of per-epoch dicts, as returned by Trainer.fit.")
-    if axes is None:
-        axes = Figure(figsize=(12, 3.4), layout="constrained").subplots(1, 3)
+    figure = Figure(figsize=(12, 3.4), layout="constrained")
     epochs = [row["epoch"] for row in history]
     panels = (
         ("loss / fraction (no unit)", "Loss and active triplets",
@@ -163,7 +128,7 @@ def plot_history(history: list[dict], axes=None):
         ("score (0 to 1)", "Held-out identities",
          (("test_map_at_r", "held-out MAP@R", "o"), ("test_precision_at_1", "held-out Precision@1", "o"))),
     )  # fmt: skip
-    for ax, (ylabel, title, lines) in zip(axes, panels):
+    for ax, (ylabel, title, lines) in zip(figure.subplots(1, 3), panels):
         for key, label, marker in lines:
             ax.plot(epochs, [np.nan if row.get(key) is None else row[key] for row in history], marker=marker,
                     label=label)
@@ -171,44 +136,35 @@ def plot_history(history: list[dict], axes=None):
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.legend(fontsize="small")
-    return axes[0].figure
+    return figure
 
 
-def plot_roc(same_distances: torch.Tensor, different_distances: torch.Tensor, far: float | None = None, ax=None,
-             log_far: bool = True):
-    """The ROC curve (true-accept rate against false-accept rate), optionally marking TAR at FAR.
+def plot_roc(same_distances: torch.Tensor, different_distances: torch.Tensor, far: float | None = None, ax=None):
+    """The ROC curve of (S,) same-person and (N,) different-person distances, optionally marking TAR at FAR.
+
+    The false-accept axis is logarithmic, from one pair in N to 100 %, so the low rates applications
+    choose (1 %, 0.1 %) are not squeezed against the left edge; rate-0 thresholds sit on that edge.
 
     Args:
-        same_distances: (S,) distances of same-person pairs.
-        different_distances: (N,) distances of different-person pairs.
         far: if given, mark the operating point of ``threshold_at_far`` at this rate.
-        ax: matplotlib Axes; None makes a new figure.
-        log_far: a logarithmic false-accept axis from one pair in N to 100 %, so the low rates
-            applications choose (1 %, 0.1 %) are not squeezed against the left edge; rate-0
-            thresholds cannot be drawn on it and sit on the left edge.
-    Returns:
-        the matplotlib Figure.
     """
-    from matplotlib.ticker import FuncFormatter
-
     curve = roc_curve(same_distances, different_distances)
     eer = equal_error_rate(same_distances, different_distances)
     smallest = 1 / len(different_distances)
     ax = _new_axes() if ax is None else ax
-    rates = curve.false_accept_rate.clamp_min(smallest) if log_far else curve.false_accept_rate
-    ax.plot(rates.numpy(), curve.true_accept_rate.numpy(), label="verification by distance")
-    chance = np.logspace(np.log10(smallest), 0, 200) if log_far else np.array([0.0, 1.0])
+    ax.plot(curve.false_accept_rate.clamp_min(smallest).numpy(), curve.true_accept_rate.numpy(),
+            label="verification by distance")
+    chance = np.logspace(np.log10(smallest), 0, 200)
     ax.plot(chance, chance, color="grey", linestyle=":", label="chance (accept at random)")
     ax.plot([eer.rate], [1 - eer.rate], "o", label=f"equal error rate {100 * eer.rate:.1f} %")
     if far is not None:
         point = threshold_at_far(same_distances, different_distances, far)
-        ax.plot([max(point.false_accept_rate, smallest) if log_far else point.false_accept_rate],
-                [point.true_accept_rate], "s",
-                label=f"TAR {100 * point.true_accept_rate:.1f} % at FAR <= {100 * far:g} %")  # fmt: skip
+        ax.plot([max(point.false_accept_rate, smallest)], [point.true_accept_rate], "s",
+                label=f"TAR {100 * point.true_accept_rate:.1f} % at FAR <= {100 * far:g} %")
     percent = FuncFormatter(lambda value, _: f"{100 * value:g} %")
-    ax.set_xscale("log" if log_far else "linear")
-    ax.set_xlim(smallest if log_far else 0, 1)
-    ax.set_xlabel("false-accept rate (different-person pairs accepted" + (", log scale)" if log_far else ")"))
+    ax.set_xscale("log")
+    ax.set_xlim(smallest, 1)
+    ax.set_xlabel("false-accept rate (different-person pairs accepted, log scale)")
     ax.xaxis.set_major_formatter(percent)
     ax.yaxis.set_major_formatter(percent)
     ax.set_ylim(0, 1.02)
@@ -216,30 +172,19 @@ def plot_roc(same_distances: torch.Tensor, different_distances: torch.Tensor, fa
     ax.set_title("ROC of verification on held-out pairs")
     ax.grid(True, which="major", alpha=0.3)
     # On the log axis the curve hugs the top and the chance line the bottom: the middle right is free.
-    ax.legend(fontsize="small", loc="center right" if log_far else "lower right")
+    ax.legend(fontsize="small", loc="center right")
     return ax.figure
 
 
-def plot_threshold(same_distances: torch.Tensor, different_distances: torch.Tensor, threshold: float, bins: int = 50,
-                   ax=None):
-    """The two distance histograms with the threshold as a vertical line and its errors in the title.
-
-    Args:
-        same_distances: (S,) distances of same-person pairs.
-        different_distances: (N,) distances of different-person pairs.
-        threshold: squared distance at or below which a pair is accepted.
-        bins: histogram bins.
-        ax: matplotlib Axes; None makes a new figure.
-    Returns:
-        the matplotlib Figure.
-    """
-    check_whole_number(bins, "bins")
+def plot_threshold(same_distances: torch.Tensor, different_distances: torch.Tensor, threshold: float, ax=None):
+    """The (S,) same-person and (N,) different-person distance histograms, the threshold (accepted
+    at or below) as a vertical line and its errors in the title."""
     summary = threshold_summary(same_distances, different_distances, threshold)
     groups = [(f"same person ({len(same_distances)} pairs)", same_distances),
               (f"different people ({len(different_distances)} pairs)", different_distances)]  # fmt: skip
     upper = max(float(torch.cat([same_distances.double(), different_distances.double()]).max()), summary.threshold)
     ax = _new_axes() if ax is None else ax
-    _histograms(ax, groups, upper, bins)
+    _histograms(ax, groups, upper)
     ax.axvline(summary.threshold, color="black", linestyle="--", label=f"threshold {summary.threshold:.2f}")
     ax.set_xlabel("squared Euclidean distance d between encodings")
     ax.set_title(summary.text, fontsize="small")
@@ -248,15 +193,7 @@ def plot_threshold(same_distances: torch.Tensor, different_distances: torch.Tens
 
 
 def plot_accuracy_vs_gallery_size(results: dict, ax=None):
-    """Accuracy against the number of enrolled people, one line per kind of features.
-
-    Args:
-        results: {name: list of GallerySizeResult}, for example {"trained network": ...,
-            "raw pixels": ...}, each from ``accuracy_vs_gallery_size``.
-        ax: matplotlib Axes; None makes a new figure.
-    Returns:
-        the matplotlib Figure.
-    """
+    """Accuracy against the number of enrolled people, one line per {name: accuracy_vs_gallery_size(...)}."""
     if not isinstance(results, dict) or not results:
         raise TypeError("results must be a non-empty dict {name: accuracy_vs_gallery_size(...)}.")
     ax = _new_axes() if ax is None else ax
@@ -309,19 +246,14 @@ def _mark(ax, distance, good: bool, yes: str, no: str) -> None:
 
 
 def plot_hits_and_misses(query_pictures: torch.Tensor, matched_pictures: torch.Tensor, distances: torch.Tensor,
-                         hits: torch.Tensor):
-    """Each query picture above the enrolled picture it was matched to, with the distance and a tick or cross.
+                         hits: torch.Tensor) -> Figure:
+    """One column per query: the picture above the enrolled picture it matched, with the distance and a tick or cross.
 
     Args:
-        query_pictures: (Q, C, H, W) pictures identified, in [0, 1].
-        matched_pictures: (Q, C, H, W) the nearest enrolled picture of each.
+        query_pictures, matched_pictures: (Q, C, H, W) in [0, 1].
         distances: (Q,) squared distance between each query and its match.
         hits: (Q,) bool, True when the match is the query's own person.
-    Returns:
-        the matplotlib Figure: one column per query.
     """
-    from matplotlib.figure import Figure
-
     count = _check_pictures(query_pictures, "query_pictures")
     _check_pictures(matched_pictures, "matched_pictures", count)
     _check_marks(distances, hits, "hits", count)
@@ -338,19 +270,15 @@ def plot_hits_and_misses(query_pictures: torch.Tensor, matched_pictures: torch.T
 
 
 def plot_retrieval(query_picture: torch.Tensor, retrieved_pictures: torch.Tensor, distances: torch.Tensor,
-                   relevant: torch.Tensor):
-    """A query picture, then the pictures a search returned for it, nearest first.
+                   relevant: torch.Tensor) -> Figure:
+    """In one row, a query picture, then the pictures a search returned for it, nearest first.
 
     Args:
-        query_picture: (C, H, W) the query, in [0, 1].
-        retrieved_pictures: (k, C, H, W) the returned pictures, nearest first.
+        query_picture: (C, H, W) in [0, 1].
+        retrieved_pictures: (k, C, H, W), nearest first.
         distances: (k,) their squared distances to the query.
         relevant: (k,) bool, True for pictures of the query's own person.
-    Returns:
-        the matplotlib Figure: the query and k results in one row.
     """
-    from matplotlib.figure import Figure
-
     check_tensor(query_picture, "query_picture")
     _check_pictures(query_picture.unsqueeze(0), "query_picture")
     count = _check_pictures(retrieved_pictures, "retrieved_pictures")
