@@ -1,11 +1,9 @@
 """Classroom grading with nbgrader, offline: `release` the exercises with hidden tests; `grade` a folder
 of per-student folders into nbgrader's gradebook, grades.csv and one feedback page per student.
 
-The course directory (default classroom/, git-ignored) has nbgrader's layout (source/, release/,
-submitted/, autograded/, feedback/, gradebook.db, nbgrader_config.py) plus grades.csv,
-hidden_seed.txt and grading_state.json (which file each grade came from, so that a re-run grades
-only what changed). Student code runs with the instructor's rights: this is no sandbox (README,
-"Grading a class").
+The course directory (default classroom/) has nbgrader's layout plus grades.csv, hidden_seed.txt and
+grading_state.json (which file each grade came from, so that a re-run grades only what changed).
+Student code runs with the instructor's rights: this is no sandbox (README, "Grading a class").
 
     python -m course_instructor.grading release [--course classroom] [--assignment triplet-loss]
         [--notebooks 01 02 03] [--seed N] [--points name=N ...]
@@ -29,6 +27,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,15 +65,14 @@ c.GenerateFeedback.preprocessors = [
 
 
 class GradingError(RuntimeError):
-    """Something the instructor has to fix (no release yet, nbgrader failed, ...); the message says what."""
+    """Something the instructor has to fix; the message says what."""
 
 
-# ---------------------------------------------------------------------------
 # Release: the instructor's source version of each notebook, then nbgrader's student version.
 
 
 class ExerciseCells(NamedTuple):
-    """One exercise of a course notebook: the function it asks for and the indices of its cells."""
+    """The function an exercise asks for and the indices of its solution and check cells."""
 
     name: str
     solution: int
@@ -82,8 +80,7 @@ class ExerciseCells(NamedTuple):
 
 
 def find_exercises(notebook) -> list[ExerciseCells]:
-    """Each solution cell (holding ``### BEGIN SOLUTION``), the function its ``def`` names, and the next
-    code cell calling ``check_...(name)``."""
+    """Each solution cell, the function its ``def`` names, and the next code cell calling ``check_...(name)``."""
     cells, found = notebook.cells, []
     for i, cell in enumerate(cells):
         if cell.cell_type != "code" or SOLUTION_BEGIN not in cell.source:
@@ -101,8 +98,7 @@ def find_exercises(notebook) -> list[ExerciseCells]:
 
 
 def select_notebooks(src: Path, wanted: list[str] | None) -> list[Path]:
-    """The notebooks named in `wanted` (numbers such as "01" or names such as "01_distances"), or every
-    notebook with an exercise."""
+    """The notebooks named in `wanted` (such as "01" or "01_distances"), or every notebook with an exercise."""
     notebooks = course_notebooks(Path(src))
     if not wanted:
         return [p for p in notebooks if SOLUTION_BEGIN in p.read_text(encoding="utf-8")]
@@ -125,12 +121,8 @@ def _mark(cell, grade_id: str, solution=False, grade=False, locked=True, points:
 
 
 def make_source_notebook(master, seed: int, points: dict[str, float] | None = None):
-    """The nbgrader source version of a course notebook (`master` is left unchanged): outputs cleared, each
-    solution cell marked, its check cell locked and followed by a locked, autograded hidden test cell.
-
-    Returns:
-        (notebook, [(exercise name, points), ...]).
-    """
+    """nbgrader's source version of a notebook: outputs cleared, solution cells marked, check cells locked
+    and followed by a hidden test cell. Returns (notebook, [(exercise name, points), ...])."""
     points = {**DEFAULT_POINTS, **(points or {})}
     notebook = copy.deepcopy(master)
     for cell in notebook.cells:
@@ -158,8 +150,8 @@ def make_source_notebook(master, seed: int, points: dict[str, float] | None = No
 
 
 def release_differences(release, student) -> list[str]:
-    """How a released notebook differs from the student copy, apart from its hidden test cells (whose
-    visible part must be a comment). Empty when they agree."""
+    """How a released notebook differs from the student copy, besides its hidden test cells (which must
+    show only a comment). Empty when they agree."""
     problems, kept = [], []
     for cell in release.cells:
         if not cell.get("id", "").startswith(TEST_CELL_PREFIX):
@@ -176,13 +168,8 @@ def release_differences(release, student) -> list[str]:
 
 
 def run_nbgrader(args: list[str], course: Path, limit: float | None = None) -> tuple[int | None, str]:
-    """Run one nbgrader command in the course directory, in quick CPU mode with this Python's bin folder
-    first on PATH (nbgrader calls `alembic` by name). A run past `limit` seconds is killed with every
-    process it started (kernels run in sessions of their own).
-
-    Returns:
-        (exit status, or None when stopped at the limit; the output).
-    """
+    """Run one nbgrader command in the course directory in quick mode; returns (exit status, or None when
+    killed after `limit` seconds with every process it started; the output)."""
     import psutil  # nbgrader's IPython needs it
 
     env = {"COURSE_MODE": "quick", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
@@ -206,7 +193,6 @@ def run_nbgrader(args: list[str], course: Path, limit: float | None = None) -> t
 
 @dataclass
 class Release:
-    """What `release` wrote: the released notebooks, their exercises and points, and warnings."""
 
     notebooks: list[Path]
     exercises: dict[str, list[tuple[str, float]]]
@@ -229,10 +215,7 @@ def release(course: Path = DEFAULT_COURSE, assignment: str = DEFAULT_ASSIGNMENT,
     """Write the source version of the chosen notebooks and let nbgrader generate the student release.
 
     Args:
-        course: the course directory (created when missing).
-        assignment: the assignment's name in nbgrader.
-        notebooks: numbers or names of the notebooks to release; None for every notebook with an exercise.
-        src: the course notebooks (read only).
+        notebooks: numbers or names of the notebooks; None for every notebook with an exercise.
         seed: seed of the hidden random cases; None keeps the course directory's (or draws one).
         points: points per exercise, overriding `hidden_tests.DEFAULT_POINTS`.
         student_copies: the committed student copies; a warning when they differ from the release.
@@ -271,7 +254,6 @@ def release(course: Path = DEFAULT_COURSE, assignment: str = DEFAULT_ASSIGNMENT,
     return result
 
 
-# ---------------------------------------------------------------------------
 # Collecting: a folder of per-student folders -> submitted/<student>/<assignment>/.
 
 
@@ -281,10 +263,8 @@ def student_id(folder_name: str) -> str:
 
 
 def match_files(folder: Path, stems: list[str]) -> tuple[dict[str, Path | None], list[str]]:
-    """Which file of a student's folder is which notebook of the assignment, and notes on the rest.
-
-    A file named exactly like the notebook wins; else one whose name contains the notebook's name (an
-    LMS often adds a name or a number); else one starting with its number. Of several, the newest."""
+    """Which file of a student's folder is which notebook, and notes: the exact name wins, else a name
+    containing the notebook's (as an LMS renames them), else one starting with its number; the newest of several."""
     files = sorted(p for p in folder.rglob("*.ipynb") if p.is_file() and not any(
         part == "__MACOSX" or part.startswith(".") for part in p.relative_to(folder).parts))
     chosen, notes, used = {}, [], set()
@@ -308,8 +288,7 @@ def match_files(folder: Path, stems: list[str]) -> tuple[dict[str, Path | None],
 
 
 def read_submission(raw: bytes):
-    """The notebook in a submitted file, or (None, why it cannot be read). An older format gets cell ids,
-    and cells with the same id (pasted by some editors) new ones, so that nbgrader accepts it."""
+    """(notebook, "") or (None, why it cannot be read); missing or repeated cell ids get new ones for nbgrader."""
     try:
         text = raw.decode("utf-8-sig")
         data = json.loads(text)
@@ -335,7 +314,6 @@ def read_submission(raw: bytes):
 
 
 def _first_line(cell) -> str:
-    """The cell's first line that says something (not blank, not an NBVAL marker), shortened."""
     line = next((line.strip() for line in cell.source.splitlines()
                  if line.strip() and not line.strip().startswith("# NBVAL")), "")
     return (line[:57] + "...") if len(line) > 60 else line
@@ -346,8 +324,7 @@ def _grade_id(cell) -> str:
 
 
 def _match_cells(submitted, released) -> list[int | None]:
-    """For each submitted cell, the index of the released cell it is (the same grade id, else the same
-    cell id, else the same source), or None for a cell the student added."""
+    """For each submitted cell, the released cell it is (by grade id, cell id, then source), or None."""
     cells = released.cells
     by_grade_id = {_grade_id(c): i for i, c in enumerate(cells) if _grade_id(c)}
     by_id = {c.get("id"): i for i, c in enumerate(cells) if c.get("id") and not _grade_id(c)}
@@ -366,9 +343,8 @@ def _match_cells(submitted, released) -> list[int | None]:
 
 
 def _put_in_order(submitted, owner: list[int | None], released) -> list[str]:
-    """Rebuild `submitted.cells` in the released order: the student's own cells stay after the released
-    cell they followed, a missing released cell comes back from the release (a solution cell as the
-    blank stub, unless a cell of the student's own defines the function). Returns notes."""
+    """Rebuild `submitted.cells` in the released order, the student's own cells after the cell they followed;
+    a missing cell comes back from the release (a solution as the stub, unless the student defines it elsewhere)."""
     followers: dict[int | None, list] = {}  # released index (None: the top) -> the student's cells after it
     anchor = None
     for cell, match in zip(submitted.cells, owner):
@@ -402,13 +378,8 @@ def _put_in_order(submitted, owner: list[int | None], released) -> list[str]:
 
 
 def reassemble(submitted, released) -> tuple[object, list[str]]:
-    """Put a submission's cells back into the released order and restore released cells it lacks (see
-    `_put_in_order`); matched cells get the release's nbgrader metadata back if a tool dropped it. A
-    submission already in order keeps its cells as they are.
-
-    Returns:
-        (notebook, notes saying what was moved or restored).
-    """
+    """A copy of the submission in the released order with the release's nbgrader metadata, and notes on
+    what was moved or restored (a submission in order keeps its cells)."""
     owner = _match_cells(submitted, released)
     submitted = copy.deepcopy(submitted)
     relabelled = 0
@@ -425,7 +396,6 @@ def reassemble(submitted, released) -> tuple[object, list[str]]:
     return submitted, notes
 
 
-# ---------------------------------------------------------------------------
 # Grading: nbgrader autograde per student, its results, the gradebook.
 
 
@@ -434,7 +404,7 @@ def _db_url(course: Path) -> str:
 
 
 def _set_zero(course: Path, assignment: str, student: str, notebooks: list[str]) -> None:
-    """Score 0 for every grade cell of these notebooks of a student (creating the submission if needed)."""
+    """Score 0 for every grade cell of these notebooks of a student."""
     import warnings
 
     from nbgrader.api import Gradebook, MissingEntry
@@ -453,7 +423,7 @@ def _set_zero(course: Path, assignment: str, student: str, notebooks: list[str])
 
 
 def gradebook_scores(course: Path) -> list[dict]:
-    """Every grade cell of every submission: assignment, student, notebook, grade_id, score, max_score."""
+    """Every grade cell of every submission, as dicts."""
     from nbgrader.api import Gradebook
 
     with Gradebook(_db_url(course)) as gradebook:
@@ -477,11 +447,7 @@ def _assignment_notebooks(course: Path, assignment: str) -> list[str]:
 
 
 def read_graded(path: Path, timeout: int) -> tuple[dict[str, dict], list[str]]:
-    """The hidden tests' reports and the notes (errors, time-outs) of an autograded notebook.
-
-    Returns:
-        ({exercise: report as JSON, or {"error": ...} when its test cell did not report}, notes).
-    """
+    """({exercise: report JSON, or {"error": ...}}, notes on failed cells) of an autograded notebook."""
     reports, errors = {}, []
     for number, cell in enumerate(nbformat.read(path, as_version=4).cells):
         outputs = cell.get("outputs", [])
@@ -510,12 +476,12 @@ def read_graded(path: Path, timeout: int) -> tuple[dict[str, dict], list[str]]:
 
 
 def _result(status: str, note: list[str], key: str, file: str | None) -> dict:
-    """How one notebook of one student was graded: status is graded, missing, unreadable or failed."""
+    """One notebook's result; status is graded, missing, unreadable or failed."""
     return {"status": status, "notes": note, "reports": {}, "key": key, "file": file}
 
 
 def _copy_hand_ins(course: Path, assignment: str, sid: str, todo: dict, released: dict, folder: Path) -> dict:
-    """Write each readable, reassembled hand-in into submitted/; the result of each notebook so far."""
+    """Write each readable hand-in, reassembled, into submitted/; the result of each notebook so far."""
     target = course / "submitted" / sid / assignment
     target.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -559,8 +525,7 @@ def _why_failed(status: int | None, output: str, limit: float) -> str:
 
 
 def _autograde(course: Path, assignment: str, sid: str, results: dict, timeout: int) -> None:
-    """Run nbgrader autograde on the copied notebooks (all at once when they are all of them) and read
-    the results; a notebook that could not be graded scores 0."""
+    """Autograde the copied notebooks and read the results; one that could not be graded scores 0."""
     to_run = [stem for stem, result in results.items() if result["status"] == "graded"]
     every = len(to_run) == len(results) > 1
     limit = (3 * timeout + 120) * (len(to_run) if every else 1)
@@ -586,8 +551,7 @@ def _autograde(course: Path, assignment: str, sid: str, results: dict, timeout: 
 
 def _grade_student(course: Path, assignment: str, sid: str, todo: dict, released: dict, timeout: int,
                    folder: Path) -> dict[str, dict]:
-    """Copy one student's changed notebooks into submitted/, autograde them, read the results. An
-    unexpected error scores that student's notebooks 0 with a note instead of stopping the class."""
+    """Grade one student's changed notebooks; an unexpected error scores them 0 instead of stopping the class."""
     try:
         results = _copy_hand_ins(course, assignment, sid, todo, released, folder)
         _autograde(course, assignment, sid, results, timeout)
@@ -603,7 +567,6 @@ def _grade_student(course: Path, assignment: str, sid: str, todo: dict, released
 
 @dataclass
 class Grading:
-    """What `grade` did: who was graded (student -> notebooks), who was unchanged, the outputs."""
 
     graded: dict[str, list[str]]
     unchanged: list[str]
@@ -629,11 +592,8 @@ def _save_state(course: Path, state: dict) -> None:
 
 def _changed_hand_ins(submissions: Path, stems: list[str], source_digests: dict[str, str], records: dict,
                       force: bool, warnings: list[str]) -> tuple[dict[str, tuple], list[str]]:
-    """Each student folder's notebooks whose file (or release) changed since they were last graded.
-
-    Returns:
-        ({student: (folder, {stem: (path or None, bytes, key)})}, the students with nothing changed).
-    """
+    """({student: (folder, {stem: (path or None, bytes, key)})} of what changed since the last grading,
+    the students with nothing changed)."""
     warnings += [f"ignored {p.name}: put each student's files in a folder named after the student"
                  for p in sorted(submissions.iterdir()) if p.is_file()]
     work, unchanged, seen = {}, [], set()
@@ -661,8 +621,7 @@ def _changed_hand_ins(submissions: Path, stems: list[str], source_digests: dict[
 
 
 def _generate_feedback(course: Path, assignment: str, graded: list[str], records: dict, warnings: list[str]) -> None:
-    """nbgrader's feedback page of each graded notebook: one run for the whole class when everybody with
-    a gradable notebook was graded now, else one run per student graded now."""
+    """nbgrader's feedback pages: one run for the class when everybody was graded now, else one per student."""
     with_graded = [sid for sid in graded if any((course / "autograded" / sid / assignment).glob("*.ipynb"))]
     for sid in set(graded) - set(with_graded):
         shutil.rmtree(course / "feedback" / sid / assignment, ignore_errors=True)
@@ -680,14 +639,10 @@ def grade(submissions: Path, course: Path = DEFAULT_COURSE, assignment: str = DE
     """Grade every student folder in `submissions`; re-grade only what changed since the last run.
 
     Args:
-        submissions: a folder with one sub-folder per student holding their notebooks (any depth).
-        course: the course directory `release` wrote.
-        assignment: the assignment to grade.
-        timeout: seconds each cell of a student's notebook may run before it is interrupted (the
-            environment variable HIDDEN_CASE_SECONDS sets each hidden case's limit).
+        submissions: one sub-folder per student holding their notebooks (any depth).
+        timeout: seconds each cell may run (HIDDEN_CASE_SECONDS sets each hidden case's limit).
         force: grade everybody again, changed or not.
-        jobs: how many students are graded at the same time (each in its own kernel).
-        log: where progress lines go.
+        jobs: how many students are graded at the same time.
     """
     course, submissions = Path(course).resolve(), Path(submissions).resolve()
     if not submissions.is_dir():
@@ -720,14 +675,12 @@ def grade(submissions: Path, course: Path = DEFAULT_COURSE, assignment: str = DE
     return Grading(graded, unchanged, course / "grades.csv", feedback, warnings)
 
 
-# ---------------------------------------------------------------------------
 # Outputs: grades.csv and the feedback pages.
 
 COLUMNS = ["assignment", "student", "notebook", "exercise", "points", "max_points", "total", "max_total", "note"]
 
 
 def _exercise_note(record: dict, name: str) -> str:
-    """The CSV's short note on one exercise of one notebook's result."""
     status_notes = {"missing": "not handed in", "unreadable": "file cannot be read (not a valid notebook)",
                     "failed": "notebook could not be graded"}
     report = record.get("reports", {}).get(name)
@@ -746,24 +699,21 @@ def _exercise_note(record: dict, name: str) -> str:
 
 
 def write_grades_csv(course: Path, state: dict) -> list[dict]:
-    """Write grades.csv, one row per student and exercise from the gradebook (COLUMNS); returns the rows."""
-    scores = gradebook_scores(course)
-    totals: dict[tuple[str, str], list[float]] = {}
+    """Write grades.csv (COLUMNS) from the gradebook, one row per student and exercise; returns the rows."""
+    scores, totals, rows = gradebook_scores(course), Counter(), []
     for row in scores:
-        total = totals.setdefault((row["assignment"], row["student"]), [0.0, 0.0])
-        total[0], total[1] = total[0] + row["score"], total[1] + row["max_score"]
-    order = {(assignment, stem, name): position for assignment, students in state.items()
-             for record in students.values() for stem, result in record["notebooks"].items()
-             for position, name in enumerate(result.get("reports", {}))}
-    rows = []
+        totals[row["assignment"], row["student"]] += row["score"]
+        totals[row["assignment"], row["student"], "max"] += row["max_score"]
     for row in (r for r in scores if r["grade_id"].startswith("hidden_tests_")):
-        name, (total, max_total) = row["grade_id"][len("hidden_tests_"):], totals[(row["assignment"], row["student"])]
-        record = state.get(row["assignment"], {}).get(row["student"], {}).get("notebooks", {}).get(row["notebook"], {})
-        rows.append({"assignment": row["assignment"], "student": row["student"], "notebook": row["notebook"],
-                     "exercise": name, "points": round(row["score"], 2), "max_points": round(row["max_score"], 2),
-                     "total": round(total, 2), "max_total": round(max_total, 2), "note": _exercise_note(record, name)})
-    rows.sort(key=lambda r: (r["assignment"], r["student"], r["notebook"],
-                             order.get((r["assignment"], r["notebook"], r["exercise"]), 99), r["exercise"]))
+        name, who = row["grade_id"][len("hidden_tests_"):], (row["assignment"], row["student"])
+        record = state.get(who[0], {}).get(who[1], {}).get("notebooks", {}).get(row["notebook"], {})
+        rows.append({"assignment": who[0], "student": who[1], "notebook": row["notebook"], "exercise": name,
+                     "points": round(row["score"], 2), "max_points": round(row["max_score"], 2),
+                     "total": round(totals[who], 2), "max_total": round(totals[(*who, "max")], 2),
+                     "note": _exercise_note(record, name)})
+    course_order = list(EXERCISES)
+    rows.sort(key=lambda r: (r["assignment"], r["student"], r["notebook"], course_order.index(r["exercise"])
+                             if r["exercise"] in course_order else len(course_order), r["exercise"]))
     with (Path(course) / "grades.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
@@ -787,8 +737,7 @@ pre {{ background: #f6f6f6; padding: .6rem; white-space: pre-wrap; }} .note {{ b
 
 
 def write_feedback_page(page: Path, assignment: str, sid: str, record: dict, stems: list[str], rows: list[dict]) -> Path:
-    """A student's index.html: the total, the notes on the hand-in, and for each notebook a link to
-    nbgrader's page and each exercise's hidden cases (the checker's message for each failure)."""
+    """A student's index.html: the total, notes, and each exercise's hidden cases with the checker's messages."""
     e = html.escape
     rows = [row for row in rows if row["assignment"] == assignment and row["student"] == sid]
     total, max_total = (rows[0]["total"], rows[0]["max_total"]) if rows else (0, 0)
@@ -812,7 +761,6 @@ def write_feedback_page(page: Path, assignment: str, sid: str, record: dict, ste
     return page
 
 
-# ---------------------------------------------------------------------------
 # Command line.
 
 
