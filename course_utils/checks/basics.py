@@ -1,5 +1,4 @@
-"""Checks of notebooks 01-03: the distance matrix, the triplet loss and the mean over the active
-triplets. Each is an `Exercise` run by `course_utils.checks.runner.run_check`."""
+"""Checks of notebooks 01-03: the distance matrix, the triplet loss and the mean over the active triplets."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,42 +9,29 @@ from torch.overrides import TorchFunctionMode
 
 from course_utils.checks.runner import (ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE, Case, CheckResult, ErrorHint,
                                         Exercise, Mistake, collect_answers, explain_exception, fail, fresh_copies,
-                                        run_check, show_pair)
+                                        grid, row_distances, run_check, show_pair)
 from course_utils.core import reference
-
-# Pieces of the reference answers and mistakes (all in float64).
-
-
-def _rows(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean") -> torch.Tensor:
-    """d(a_i, b_i) for every row, from the reference's one-pair definition."""
-    return torch.stack([reference.distance(x, y, metric) for x, y in zip(a, b)])
 
 
 def _violations(anchor, positive, negative, alpha, metric="squared_euclidean") -> torch.Tensor:
-    """d(A,P) - d(A,N) + alpha for every triplet, before the max with 0."""
-    return _rows(anchor, positive, metric) - _rows(anchor, negative, metric) + alpha
+    """float64 d(A,P) - d(A,N) + alpha for every triplet, before the max with 0."""
+    return row_distances(anchor, positive, metric) - row_distances(anchor, negative, metric) + alpha
 
 
-def _diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return a.double() - b.double()
-
-
-def _grid(*rows) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.float32)
+def _squared_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.double() - b.double()) ** 2
 
 
 def _random(seed: int, *shape: int) -> torch.Tensor:
     """Fixed pseudo-random float32 values with one decimal, easy to recompute by hand."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(-20, 21, shape, generator=generator).float() / 10
+    return torch.randint(-20, 21, shape, generator=torch.Generator().manual_seed(seed)).float() / 10
 
 
 # Notebook 01: the vectorised matrix of all squared distances.
 
 
 def _expansion(x: torch.Tensor, row_norms: float = 1.0, cross: float = -2.0, column_norms: float = 1.0) -> torch.Tensor:
-    """row_norms * ||x_i||^2 + cross * x_i.x_j + column_norms * ||x_j||^2: the vectorised distance
-    matrix with the coefficients of its three terms adjustable, to reproduce slips in any of them."""
+    """row_norms * ||x_i||^2 + cross * x_i.x_j + column_norms * ||x_j||^2, to reproduce slips in any term."""
     x = x.double()
     squared_norms = (x * x).sum(dim=1)
     return row_norms * squared_norms[:, None] + cross * (x @ x.T) + column_norms * squared_norms[None, :]
@@ -60,8 +46,8 @@ def _table(value: torch.Tensor, differs: torch.Tensor | None) -> list[str]:
 
 
 def show_side_by_side(answer, expected: torch.Tensor, args: tuple = (), largest: int = 6) -> str:
-    """A wrong answer and the expected one as small tables side by side, differing entries marked with *;
-    the short flat lists when either is not 1-D or 2-D with at most `largest` rows and columns."""
+    """A wrong answer and the expected one as tables side by side, differing entries marked with *
+    (flat lists when either is not 1-D or 2-D with at most `largest` rows and columns)."""
     def fits(value) -> bool:
         return isinstance(value, torch.Tensor) and 1 <= value.dim() <= 2 and max(value.shape) <= largest
 
@@ -88,10 +74,9 @@ ONE_NORM_MISSING_HINT = "one squared-norm term is missing: ||x_i - x_j||² = ||x
 
 
 def _near_duplicates(seed: int, n: int, d: int) -> torch.Tensor:
-    """3n points in d-D with coordinates between 1000 and 2000: n points, an exact copy of each, and
-    a copy nudged by 0.001 in some coordinates. Their squared distances are 0 or about 1e-5, far
-    below the float32 round-off of ||x_i||² - 2 x_i·x_j + ||x_j||² (about 1 at this size), so
-    the expansion without a clamp gives some negative entries there."""
+    """n points with coordinates of about 1000, an exact copy of each and a copy nudged by 0.001: their
+    squared distances (0 or about 1e-5) are far below the float32 round-off of the expansion (about 1),
+    so the expansion without a clamp gives negative entries."""
     generator = torch.Generator().manual_seed(seed)
     base = 1000 * (1 + torch.rand(n, d, generator=generator))
     nudge = torch.randint(-1, 2, (n, d), generator=generator).float() * 1e-3
@@ -104,14 +89,11 @@ LOOP_CASE = Case("100 points in 3-D", (_random(15, 100, 3),))
 
 
 class _TooManyTorchCalls(BaseException):
-    """Raised inside a learner's function once it has made more torch calls than a vectorised answer could.
-
-    A BaseException, so that an `except Exception` in the learner's code cannot swallow it."""
+    """Stops a learner's function past its torch-call limit (a BaseException: `except Exception` can't swallow it)."""
 
 
 class _CountTorchCalls(TorchFunctionMode):
-    """Counts the torch functions and tensor methods a piece of code calls (nested calls inside one
-    torch function are not counted); past `limit` it stops the code by raising _TooManyTorchCalls."""
+    """Counts the (outermost) torch calls a piece of code makes; past `limit` it raises _TooManyTorchCalls."""
 
     def __init__(self, limit: int):
         super().__init__()
@@ -125,7 +107,6 @@ class _CountTorchCalls(TorchFunctionMode):
 
 
 def _no_negative_distance(function, exercise: Exercise) -> CheckResult | None:
-    """Fail when the answer on near-duplicate points with large coordinates has a negative entry."""
     answers = collect_answers(function, replace(exercise, cases=(ROUND_OFF_CASE,)), exercise.needs_gradient)
     if isinstance(answers, CheckResult):
         return answers
@@ -150,10 +131,8 @@ def _no_negative_distance(function, exercise: Exercise) -> CheckResult | None:
 
 
 def _no_python_loop(function, exercise: Exercise) -> CheckResult | None:
-    """Fail when the function makes more torch calls than there are points: a loop over points or pairs.
-
-    A vectorised answer makes the same few calls (about 2 to 15) for any number of points; a loop
-    makes at least one per point, so on 100 points the two cannot be confused."""
+    """Fail when the function makes more torch calls than there are points: a vectorised answer makes the
+    same few (about 2 to 15) for any number of points, a loop over points or pairs at least one per point."""
     inputs = fresh_copies(LOOP_CASE.args, exercise.needs_gradient)
     counter = _CountTorchCalls(limit=len(inputs[0]))
     try:
@@ -177,7 +156,7 @@ DISTANCE_MATRIX = Exercise(
     returns="the (n, n) matrix of squared distances between all rows",
     expected=lambda x: reference.pairwise_distances(x),
     cases=(
-        Case("three points in 2-D", (_grid([0.0, 0.0], [3.0, 4.0], [1.0, 0.0]),)),
+        Case("three points in 2-D", (grid([0.0, 0.0], [3.0, 4.0], [1.0, 0.0]),)),
         Case("five points in 3-D", (_random(6, 5, 3),)),
         Case("four points in 6-D, two of them equal", (torch.cat([_random(7, 3, 6), _random(7, 1, 6)]),)),
     ),
@@ -210,22 +189,17 @@ DISTANCE_MATRIX = Exercise(
 
 
 def check_distance_matrix(function) -> CheckResult:
-    """Check a learner's distance_matrix(x): (n, d) -> (n, n) of ||x_i - x_j||^2.
-
-    Beyond the numbers on small cases it holds the answer to what the exercise asks: no negative
-    entry where round-off strikes (near-duplicate points with large coordinates), and no Python
-    loop (counted in torch calls on 100 points, never timed).
-    """
+    """Check a learner's distance_matrix(x): (n, d) -> (n, n) of ||x_i - x_j||^2, also for round-off
+    (no negative entry) and for a Python loop (counted in torch calls, never timed)."""
     return run_check(function, DISTANCE_MATRIX)
 
 
 # Notebook 02: the triplet loss of each triplet.
 
-# Triplets chosen so every mistake gives different numbers: some meet the margin
-# (loss 0), some violate it, and n != d everywhere.
-_ANCHORS = _grid([0.0, 0.0], [1.0, 1.0], [0.0, 1.0])
-_POSITIVES = _grid([0.5, 0.5], [1.0, 1.5], [0.0, 0.5])
-_NEGATIVES = _grid([0.7, 0.1], [2.0, 2.0], [0.3, 1.0])
+# Triplets chosen so every mistake gives different numbers: some meet the margin, some violate it, n != d.
+_ANCHORS = grid([0.0, 0.0], [1.0, 1.0], [0.0, 1.0])
+_POSITIVES = grid([0.5, 0.5], [1.0, 1.5], [0.0, 0.5])
+_NEGATIVES = grid([0.7, 0.1], [2.0, 2.0], [0.3, 1.0])
 
 TRIPLET_LOSS = Exercise(
     name="triplet_loss",
@@ -237,7 +211,7 @@ TRIPLET_LOSS = Exercise(
         Case("two triplets of all-equal encodings, alpha = 0.3",
              (torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3), 0.3)),
         Case("one triplet that meets the margin, alpha = 0.2",
-             (_grid([0.0, 0.0]), _grid([0.5, 0.0]), _grid([0.0, 1.0]), 0.2)),
+             (grid([0.0, 0.0]), grid([0.5, 0.0]), grid([0.0, 1.0]), 0.2)),
     ),
     mistakes=(
         Mistake("forgot_max", lambda a, p, n, alpha: _violations(a, p, n, alpha),
@@ -262,9 +236,9 @@ TRIPLET_LOSS = Exercise(
         Mistake("reduced_mean", lambda a, p, n, alpha: reference.triplet_loss(a, p, n, alpha, reduction="mean"),
                 "you averaged the losses into one number. This exercise wants one loss per triplet, shape (m,)."),
         Mistake("sum_wrong_axis",
-                lambda a, p, n, alpha: ((_diff(a, p) ** 2).sum(0) - (_diff(a, n) ** 2).sum(0) + alpha).clamp(min=0),
+                lambda a, p, n, alpha: (_squared_diff(a, p).sum(0) - _squared_diff(a, n).sum(0) + alpha).clamp(min=0),
                 "your distances add up over dim=0, across the triplets. Add up each row's coordinates: .sum(dim=1)."),
-        Mistake("no_sum", lambda a, p, n, alpha: ((_diff(a, p) ** 2) - (_diff(a, n) ** 2) + alpha).clamp(min=0),
+        Mistake("no_sum", lambda a, p, n, alpha: (_squared_diff(a, p) - _squared_diff(a, n) + alpha).clamp(min=0),
                 "the squared differences were never added up over the coordinates; use .sum(dim=1) for each distance."),
     ),
     error_hints=(
@@ -286,7 +260,6 @@ NONE_ACTIVE_CASE = Case("five losses, all 0: no triplet is active", (torch.zeros
 
 
 def _nan_free_gradient(function, exercise: Exercise) -> CheckResult | None:
-    """Fail when the answer is right where no triplet is active but its gradient there is nan."""
     (losses,) = fresh_copies(NONE_ACTIVE_CASE.args, requires_grad=True)  # a case the function passed already
     (gradient,) = torch.autograd.grad(function(losses), losses, allow_unused=True)
     if gradient is None or bool(torch.isfinite(gradient).all()):
@@ -299,24 +272,18 @@ def _nan_free_gradient(function, exercise: Exercise) -> CheckResult | None:
         "total / count.clamp(min=1).", "nan_gradient")
 
 
-def _active_mean(losses: torch.Tensor) -> torch.Tensor:
-    """The mean of the positive losses, nan when there are none (what losses[losses > 0].mean() gives)."""
-    losses = losses.double()
-    return losses[losses > 0].mean()
-
-
 MEAN_OVER_ACTIVE = Exercise(
     name="mean_over_active",
     returns="the mean of the positive losses as one number, a 0-d tensor (0 when no loss is positive)",
     expected=reference.mean_over_active,
     cases=(
-        Case("four losses, three of them positive", (_grid(0.2, 0.12, 0.0, 0.95),)),
-        Case("six losses, two of them positive", (_grid(0.0, 0.5, 0.0, 0.0, 0.1, 0.0),)),
+        Case("four losses, three of them positive", (grid(0.2, 0.12, 0.0, 0.95),)),
+        Case("six losses, two of them positive", (grid(0.0, 0.5, 0.0, 0.0, 0.1, 0.0),)),
         NONE_ACTIVE_CASE,
-        Case("three losses, all positive", (_grid(0.3, 0.1, 0.2),)),
+        Case("three losses, all positive", (grid(0.3, 0.1, 0.2),)),
     ),
     mistakes=(
-        Mistake("nan_when_none_active", _active_mean,
+        Mistake("nan_when_none_active", lambda losses: losses.double()[losses > 0].mean(),
                 "when no triplet is active your answer is nan: the mean of an empty selection is 0 / 0. Late in "
                 "training most batches look like this, and a nan loss turns every weight into nan. Return 0 then: "
                 "divide the sum by the number of active triplets clamped at 1, count.clamp(min=1)."),
@@ -343,8 +310,6 @@ MEAN_OVER_ACTIVE = Exercise(
 
 
 def check_mean_over_active(function) -> CheckResult:
-    """Check a learner's mean_over_active(losses): (m,) -> 0-d tensor, the mean of the positive losses.
-
-    Beyond the numbers it asks for 0 (not nan) when no loss is positive, and a gradient without nan there.
-    """
+    """Check a learner's mean_over_active(losses): (m,) -> 0-d mean of the positive losses, 0 with a
+    nan-free gradient when none is positive."""
     return run_check(function, MEAN_OVER_ACTIVE)

@@ -1,5 +1,4 @@
-"""Checks of notebooks 04 and 05, whose answers are boolean masks: the valid-triplet mask and the
-semi-hard mask. An answer matches when it is a boolean tensor with exactly the expected entries."""
+"""Checks of notebooks 04 and 05, whose answers are (B, B, B) boolean masks: valid triplets, semi-hard triplets."""
 from __future__ import annotations
 
 from itertools import permutations
@@ -11,17 +10,15 @@ from course_utils.checks.runner import (Case, CheckResult, ErrorHint, Exercise, 
 from course_utils.core import reference
 
 
-def _show_mask(mask: torch.Tensor) -> str:
-    """How many entries are True, and the shape: a B^3 mask is too big to print."""
-    return f"{int(mask.sum())} True entries (shape {tuple(mask.shape)}, dtype {mask.dtype})"
-
-
 def _show_masks(answer: torch.Tensor, expected: torch.Tensor, args: tuple = ()) -> str:
-    return f"    your answer: {_show_mask(answer)}\n    expected:    {_show_mask(expected)}"
+    """How many entries are True, and the shapes: a B^3 mask is too big to print."""
+    def shown(mask):
+        return f"{int(mask.sum())} True entries (shape {tuple(mask.shape)}, dtype {mask.dtype})"
+    return f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
 
 
 def _mask_form(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -> CheckResult | None:
-    """The message when the answer is not a boolean tensor; None when it is."""
+    """Why the answer is not a boolean tensor; None when it is."""
     where = f"on the test case \"{case.description}\""
     if answer is None:
         return returned_none(exercise, case, answer)
@@ -39,7 +36,6 @@ def _mask_form(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -
     return None
 
 
-# What every mask exercise shares: how answers are compared, shown and refused, and the hints.
 MASK_ANSWERS = dict(
     needs_gradient=False, matches=masks_match, show=_show_masks, wrong_form=_mask_form,
     shape_hint="Give the (B, B) pair masks the missing axis with .unsqueeze before combining them.",
@@ -56,12 +52,12 @@ def _same(labels: torch.Tensor) -> torch.Tensor:
     return labels.unsqueeze(1) == labels.unsqueeze(0)
 
 
-def _not_self(labels: torch.Tensor) -> torch.Tensor:
-    return ~torch.eye(len(labels), dtype=torch.bool)
+def _positive(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: another picture of the same person."""
+    return _same(labels) & ~torch.eye(len(labels), dtype=torch.bool)
 
 
 def _explain_triplet(labels: torch.Tensor, a: int, p: int, n: int) -> str:
-    """Whether (a, p, n) is a valid triplet of these labels, and why, in words."""
     person = labels.tolist()
     if a == p:
         return f"(a={a}, p={p}, n={n}) is no valid triplet: the positive is the anchor itself (a == p)."
@@ -90,7 +86,7 @@ def _show_entries(answer: torch.Tensor, expected: torch.Tensor, args: tuple, sho
 
 
 def _axes_swapped(exercise: Exercise, number: int, answers: list, expected: torch.Tensor) -> CheckResult | None:
-    """The message when the answer is the expected mask with its axes in another order; None otherwise."""
+    """Why the answer is the expected mask with its axes in another order; None when it is not."""
     case, answer, names = exercise.cases[number], answers[number], ("a", "p", "n")
     if answer.dim() != 3 or sorted(answer.shape) != sorted(expected.shape):
         return None
@@ -123,13 +119,13 @@ VALID_TRIPLET_MASK = Exercise(
                 "a picture is counted as its own positive (a == p). The positive must be a different "
                 "picture of the same person: add `& ~torch.eye(B, dtype=torch.bool)` to the positive mask."),
         Mistake("no_negative_condition",
-                lambda labels: (_same(labels) & _not_self(labels)).unsqueeze(2).expand(-1, -1, len(labels)).clone(),
+                lambda labels: _positive(labels).unsqueeze(2).expand(-1, -1, len(labels)).clone(),
                 "the negative is not checked: n must show another person, labels[a] != labels[n]."),
         Mistake("no_positive_condition",
                 lambda labels: (~_same(labels)).unsqueeze(1).expand(-1, len(labels), -1).clone(),
                 "the positive is not checked: p must be another picture of the anchor's person."),
         Mistake("positive_and_negative_swapped",
-                lambda labels: (~_same(labels)).unsqueeze(2) & (_same(labels) & _not_self(labels)).unsqueeze(1),
+                lambda labels: (~_same(labels)).unsqueeze(2) & _positive(labels).unsqueeze(1),
                 "the conditions are swapped: mask[a, p, n] needs labels[a] == labels[p] (and a != p) and "
                 "labels[a] != labels[n]."),
     ),
@@ -144,12 +140,7 @@ VALID_TRIPLET_MASK = Exercise(
 
 
 def check_valid_triplet_mask(function) -> CheckResult:
-    """Check a learner's valid_triplet_mask(labels): (B,) -> (B, B, B) bool.
-
-    A wrong mask is compared entry by entry with `course_utils.core.reference.valid_triplet_mask`
-    (the loops over a, p and n); the right mask with its axes in another order is named
-    "axes_swapped" with the order the learner used.
-    """
+    """Check a learner's valid_triplet_mask(labels): (B,) -> (B, B, B) bool."""
     return run_check(function, VALID_TRIPLET_MASK)
 
 
@@ -169,7 +160,7 @@ def _grid_distances(seed: int, n: int) -> torch.Tensor:
 
 
 def _window(dist, labels, alpha, low="<", high="<", valid=True, swap=False, lower=True, upper=True):
-    """A semi-hard mask with one thing changed: the mistakes' answers, vectorised."""
+    """A semi-hard mask with one thing changed: what the mistakes return."""
     d_ap, d_an = dist.unsqueeze(2), dist.unsqueeze(1)  # (B, B, 1) and (B, 1, B)
     if swap:
         d_ap, d_an = d_an, d_ap
@@ -193,7 +184,8 @@ SEMIHARD_MASK = Exercise(
              (_line_distances(0, 2, 1, -3), torch.tensor([0, 0, 1, 2]), 0.5)),
         Case("9 pictures of 3 persons at integer points, squared distances with ties, alpha = 2",
              (_grid_distances(5, 9), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2]), 2.0)),
-        Case("3 pictures of one person: no negative, so no triplet", (_grid_distances(6, 3), torch.tensor([4, 4, 4]), 1.0)),
+        Case("3 pictures of one person: no negative, so no triplet",
+             (_grid_distances(6, 3), torch.tensor([4, 4, 4]), 1.0)),
     ),
     mistakes=(
         Mistake("axes_swapped", lambda dist, labels, alpha: _window(dist, labels, alpha, swap=True),

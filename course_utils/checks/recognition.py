@@ -1,5 +1,5 @@
 """Checks of notebook 07's exercises, whose answers are tuples: verify -> (distance, accepted) and
-error_rates -> (far, frr, eer). Numbers are compared with float32 tolerance, decisions exactly."""
+error_rates -> (far, frr, eer). Numbers are compared up to float32 round-off, decisions exactly."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,81 +7,57 @@ from functools import partial
 
 import torch
 
-from course_utils.checks.runner import (Case, CheckResult, ErrorHint, Exercise, Mistake, fail, judge, masks_match,
-                                        returned_none, run_check, show_value, tensors_match)
+from course_utils.checks.runner import (Case, CheckResult, ErrorHint, Exercise, Mistake, fail, grid, judge,
+                                        masks_match, returned_none, row_distances, run_check, show_value,
+                                        tensors_match)
 from course_utils.core import reference
 
 
-def _distances(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean") -> torch.Tensor:
-    """d(a, b) for one pair (0-d answer) or row by row for n pairs ((n,) answer), in float64."""
-    if a.dim() == 1:
-        return reference.distance(a, b, metric)
-    return torch.stack([reference.distance(x, y, metric) for x, y in zip(a, b)])
-
-
 def _verify_by_definition(a, b, threshold, metric="squared_euclidean", accept=lambda d, t: d <= t, unit=False):
-    """(distance, accepted) from the definition: the encodings as given, a pair at the threshold accepted;
-    the keyword arguments reproduce the mistakes."""
+    """(distance, accepted) by the definition; the keyword arguments reproduce the mistakes."""
     if unit:
         a, b = (torch.nn.functional.normalize(x.double(), dim=-1) for x in (a, b))
-    distance = _distances(a, b, metric)
+    distance = row_distances(a, b, metric)
     return distance, accept(distance, torch.tensor(threshold, dtype=torch.float64))
 
 
 def _as_tensor(value):
-    """A Python bool or number as a 0-d tensor (numbers in float64); anything else as it is."""
+    """A Python bool or number as a 0-d tensor (numbers in float64)."""
     if isinstance(value, bool):
         return torch.tensor(value)
     return torch.tensor(float(value), dtype=torch.float64) if isinstance(value, (int, float)) else value
 
 
 def _tuple_matches(answer, target: tuple) -> bool:
-    """Tuples of the same length, part by part: numbers up to float32 round-off, decisions exactly."""
     return (isinstance(answer, tuple) and len(answer) == len(target)
             and all((masks_match if expected.dtype == torch.bool else tensors_match)(_as_tensor(part), expected)
                     for part, expected in zip(answer, target)))
 
 
-def _show_parts(*names: str):
-    """A show hook for tuple answers: each part after its name."""
+def _tuple_answers(parts: tuple[str, ...], kind: str, rules: tuple) -> dict:
+    """The Exercise fields for an answer that is a tuple of `parts` (a "pair", a "triple"); each rule is
+    (test of the parts, what the answer returned when the test fails, hint, mistake name)."""
     def shown(value) -> str:
-        if not (isinstance(value, tuple) and len(value) == len(names)):
+        if not (isinstance(value, tuple) and len(value) == len(parts)):
             return show_value(value)
-        return ", ".join(f"{name} {show_value(_as_tensor(part))}" for name, part in zip(names, value))
-    return lambda answer, expected, args=(): f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
+        return ", ".join(f"{name} {show_value(_as_tensor(part))}" for name, part in zip(parts, value))
 
+    def wrong_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
+        returned, where = f"`return {', '.join(parts)}`", f"on the test case \"{case.description}\""
+        if answer is None:
+            return returned_none(exercise, case, answer, returned)
+        if not isinstance(answer, tuple) or len(answer) != len(parts):
+            return fail(exercise, f"returned a {type(answer).__name__} {where}, not a {kind}.",
+                        f"  Expected {exercise.returns}.\n  Hint: end with {returned}.", f"not_a_{kind}")
+        for test, what, hint, name in rules:
+            if not test(*answer):
+                return fail(exercise, f"returned {what} {where}.", f"  Hint: {hint}", name)
+        return None
 
-def _grid(*rows) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.float32)
+    def show(answer, expected, args=()) -> str:
+        return f"    your answer: {shown(answer)}\n    expected:    {shown(expected)}"
 
-
-def _not_a_tuple(exercise: Exercise, case: Case, answer, parts: tuple[str, ...], kind: str) -> CheckResult | None:
-    """The message when the answer is None or not a tuple of len(parts) (a "pair", a "triple"); None otherwise."""
-    returned = f"`return {', '.join(parts)}`"
-    if answer is None:
-        return returned_none(exercise, case, answer, returned)
-    if not isinstance(answer, tuple) or len(answer) != len(parts):
-        return fail(exercise, f"returned a {type(answer).__name__} on the test case \"{case.description}\", not a "
-                    f"{kind}.", f"  Expected {exercise.returns}.\n  Hint: end with {returned}.", f"not_a_{kind}")
-    return None
-
-
-def _verify_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
-    """The message when the answer is not a (distance, accepted) pair of tensors; None when it is."""
-    where = f"on the test case \"{case.description}\""
-    not_a_pair = _not_a_tuple(exercise, case, answer, ("distance", "accepted"), "pair")
-    if not_a_pair is not None:
-        return not_a_pair
-    distance, accepted = answer
-    if not isinstance(distance, torch.Tensor) or not distance.is_floating_point():
-        return fail(exercise, f"returned a distance that is not a floating-point tensor {where}.",
-                    "  Hint: keep the distance a tensor (no .item() or float()), so n pairs give n distances.",
-                    "distance_not_a_tensor")
-    if not isinstance(accepted, bool) and not (isinstance(accepted, torch.Tensor) and accepted.dtype == torch.bool):
-        return fail(exercise, f"returned a decision that is not True/False {where}.",
-                    "  Hint: a comparison such as distance <= threshold gives a bool tensor; don't convert it "
-                    "to numbers.", "decision_not_boolean")
-    return None
+    return dict(needs_gradient=False, matches=_tuple_matches, wrong_form=wrong_form, show=show)
 
 
 VERIFY = Exercise(
@@ -90,15 +66,15 @@ VERIFY = Exercise(
     expected=_verify_by_definition,
     cases=(
         Case("one pair of unit-length encodings in 3-D, threshold 0.5",
-             (_grid(0.6, 0.8, 0.0), _grid(0.8, 0.6, 0.0), 0.5)),
+             (grid(0.6, 0.8, 0.0), grid(0.8, 0.6, 0.0), 0.5)),
         Case("one pair exactly at the threshold: d = 1.25, threshold 1.25",
-             (_grid(0.5, 1.5), _grid(1.0, 0.5), 1.25)),
+             (grid(0.5, 1.5), grid(1.0, 0.5), 1.25)),
         Case("four pairs at once in 2-D, unnormalised encodings, threshold 2.0",
-             (_grid([0.0, 0.0], [2.0, 1.0], [1.0, 1.0], [-1.0, 3.0]),
-              _grid([1.0, 0.0], [0.5, 1.0], [3.0, 3.0], [-1.0, 3.5]), 2.0)),
+             (grid([0.0, 0.0], [2.0, 1.0], [1.0, 1.0], [-1.0, 3.0]),
+              grid([1.0, 0.0], [0.5, 1.0], [3.0, 3.0], [-1.0, 3.5]), 2.0)),
         Case("three pairs, one at the threshold, threshold 0.5",
-             (_grid([0.5, 0.0, 0.5], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]),
-              _grid([0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 2.0, 0.25]), 0.5)),
+             (grid([0.5, 0.0, 0.5], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]),
+              grid([0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 2.0, 0.25]), 0.5)),
     ),
     mistakes=(
         Mistake("strict_comparison",
@@ -129,23 +105,26 @@ VERIFY = Exercise(
                   "one pair is 1-D, so there is no dim=1. Sum over the last axis, dim=-1, which works for one "
                   "pair and for n pairs."),
     ),
-    needs_gradient=False,
-    matches=_tuple_matches,
-    show=_show_parts("distance", "accepted"),
-    wrong_form=_verify_form,
+    **_tuple_answers(("distance", "accepted"), "pair", (
+        (lambda distance, accepted: isinstance(distance, torch.Tensor) and distance.is_floating_point(),
+         "a distance that is not a floating-point tensor",
+         "keep the distance a tensor (no .item() or float()), so n pairs give n distances.", "distance_not_a_tensor"),
+        (lambda distance, accepted: isinstance(accepted, bool) or getattr(accepted, "dtype", None) == torch.bool,
+         "a decision that is not True/False",
+         "a comparison such as distance <= threshold gives a bool tensor; don't convert it to numbers.",
+         "decision_not_boolean"))),
     fallback_hint="compute d = sum of (a - b) ** 2 over the last axis by hand for this case, then accept when "
                   "d <= threshold.",
 )
 
 
 def check_verify(function) -> CheckResult:
-    """Check a learner's verify(embedding_a, embedding_b, threshold) -> (distance, accepted); print the verdict."""
+    """Check a learner's verify(embedding_a, embedding_b, threshold) -> (distance, accepted)."""
     return run_check(function, VERIFY)
 
 
-# Second exercise: the false-accept and false-reject rates at each of T thresholds, and the equal error rate
-# (their mean where they differ least). The cases have S != N != T, so a slip in a denominator or a broadcast
-# shows, distances exactly at thresholds, and a unique closest threshold where the two rates differ.
+# error_rates: the cases have S != N != T (so a slip in a denominator shows), distances exactly at
+# thresholds, and a unique closest threshold where the two rates differ.
 
 
 def _error_rates(same, different, thresholds, accept=torch.le, rejected_same=True, over="own", pick="closest",
@@ -167,29 +146,10 @@ def _swapped(same, different, thresholds):
     return frr, far, eer
 
 
-def _rates_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
-    """A message when the answer is not a (far, frr, eer) triple of the right kinds; None when it is."""
-    where = f"on the test case \"{case.description}\""
-    not_a_triple = _not_a_tuple(exercise, case, answer, ("far", "frr", "eer"), "triple")
-    if not_a_triple is not None:
-        return not_a_triple
-    far, frr, eer = answer
-    if not isinstance(far, torch.Tensor) or not isinstance(frr, torch.Tensor):
-        return fail(exercise, f"returned rates that are not tensors {where}.",
-                    "  Hint: keep far and frr tensors with one value per threshold (no lists, no .item()).",
-                    "rates_not_tensors")
-    if not isinstance(_as_tensor(eer), torch.Tensor) or _as_tensor(eer).numel() != 1:
-        return fail(exercise, f"returned an equal error rate that is not one number {where}.",
-                    "  Hint: the equal error rate is one value: the mean of far and frr at one threshold.",
-                    "eer_not_one_number")
-    return None
-
-
 LIBRARY_CASE_SIZES = (40, 300)
 
 
 def _library_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Seeded random same/different distances and the library's ROC thresholds for them."""
     from course_utils.evaluation.recognition import roc_curve
 
     generator = torch.Generator().manual_seed(9)  # a seed whose closest threshold is clear (no near-tie)
@@ -199,7 +159,6 @@ def _library_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def _library_answer(same, different, thresholds) -> tuple:
-    """(far, frr, eer) from the library's roc_curve and equal_error_rate, at the curve's own thresholds."""
     from course_utils.evaluation.recognition import equal_error_rate, roc_curve
 
     curve = roc_curve(same, different)
@@ -208,7 +167,7 @@ def _library_answer(same, different, thresholds) -> tuple:
 
 
 def _agrees_with_library(function, exercise: Exercise) -> CheckResult | None:
-    """None when the learner's answer on random distances equals the library's roc_curve and equal_error_rate."""
+    """None when the answer on random distances agrees with the library's roc_curve and equal_error_rate."""
     case = Case(f"{sum(LIBRARY_CASE_SIZES)} random distances at the library's ROC thresholds", _library_case())
     verdict = judge(function, replace(
         exercise, cases=(case,), expected=_library_answer, mistakes=(), after_cases=(),
@@ -229,14 +188,14 @@ ERROR_RATES = Exercise(
     expected=reference.error_rates,
     cases=(
         Case("3 same-person and 5 different-person distances, 4 thresholds, two distances exactly at a threshold",
-             (_grid(0.25, 0.5, 1.5), _grid(0.5, 1.0, 1.75, 2.0, 3.0), _grid(0.0, 0.5, 1.0, 2.0))),
+             (grid(0.25, 0.5, 1.5), grid(0.5, 1.0, 1.75, 2.0, 3.0), grid(0.0, 0.5, 1.0, 2.0))),
         Case("4 same-person and 2 different-person distances, 3 thresholds",
-             (_grid(0.25, 0.75, 1.0, 2.5), _grid(0.75, 3.0), _grid(0.5, 1.0, 2.75))),
+             (grid(0.25, 0.75, 1.0, 2.5), grid(0.75, 3.0), grid(0.5, 1.0, 2.75))),
         Case("6 same-person and 9 different-person distances, 5 thresholds",
-             (_grid(0.125, 0.25, 0.25, 0.5, 0.875, 1.25),
-              _grid(0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.25, 3.0, 3.5), _grid(0.25, 0.5, 0.75, 1.0, 1.5))),
+             (grid(0.125, 0.25, 0.25, 0.5, 0.875, 1.25),
+              grid(0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.25, 3.0, 3.5), grid(0.25, 0.5, 0.75, 1.0, 1.5))),
         Case("one threshold only, 2 same-person and 3 different-person distances",
-             (_grid(0.5, 1.25), _grid(1.0, 2.0, 4.0), _grid(1.0))),
+             (grid(0.5, 1.25), grid(1.0, 2.0, 4.0), grid(1.0))),
     ),
     mistakes=(
         Mistake("strict_comparison", partial(_error_rates, accept=torch.lt),
@@ -281,10 +240,13 @@ ERROR_RATES = Exercise(
                   "the mean of True/False values needs numbers first: (different[None, :] <= thresholds[:, None])"
                   ".float().mean(dim=1)."),
     ),
-    needs_gradient=False,
-    matches=_tuple_matches,
-    show=_show_parts("far", "frr", "eer"),
-    wrong_form=_rates_form,
+    **_tuple_answers(("far", "frr", "eer"), "triple", (
+        (lambda far, frr, eer: isinstance(far, torch.Tensor) and isinstance(frr, torch.Tensor),
+         "rates that are not tensors",
+         "keep far and frr tensors with one value per threshold (no lists, no .item()).", "rates_not_tensors"),
+        (lambda far, frr, eer: isinstance(_as_tensor(eer), torch.Tensor) and _as_tensor(eer).numel() == 1,
+         "an equal error rate that is not one number",
+         "the equal error rate is one value: the mean of far and frr at one threshold.", "eer_not_one_number"))),
     fallback_hint="for one threshold, count by hand the different-person distances <= threshold and the "
                   "same-person distances > threshold, and divide each by its number of pairs.",
     after_cases=(_agrees_with_library,),
@@ -294,9 +256,5 @@ ERROR_RATES = Exercise(
 
 
 def check_error_rates(function) -> CheckResult:
-    """Check a learner's error_rates(same, different, thresholds) -> (far (T,), frr (T,), eer); print the verdict.
-
-    The small cases are compared with `reference.error_rates`, then the answer on random distances at the
-    library's ROC thresholds with `recognition.roc_curve` and `recognition.equal_error_rate`.
-    """
+    """Check a learner's error_rates(same, different, thresholds) -> (far (T,), frr (T,), eer)."""
     return run_check(function, ERROR_RATES)

@@ -1,18 +1,14 @@
-"""The one runner behind every exercise check.
-
-`run_check` calls the learner's function on an exercise's cases and compares each answer with
-`course_utils.core.reference`. A wrong answer is explained by the typical mistake that reproduces
-it (each `Mistake` computes what the mistaken code returns); a stub that still raises
-NotImplementedError gets a kind word instead of a traceback. What differs between exercises
-(how answers are compared and shown, what counts as the wrong kind of answer, further checks
-once the numbers are right) are fields of the `Exercise`.
-"""
+"""The one runner behind every exercise check: `run_check` calls the learner's function on an
+`Exercise`'s cases, compares each answer with `course_utils.core.reference` and explains a wrong one
+by the typical `Mistake` that reproduces it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from course_utils.core import reference
 
 # Learners compute in float32; answers are compared in float64 with float32-sized tolerances.
 RELATIVE_TOLERANCE = 1e-4
@@ -21,8 +17,7 @@ ABSOLUTE_TOLERANCE = 1e-5
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one check: true when passed; `mistake` names what went wrong ("forgot_max",
-    "not_implemented", ...), None when passed or when no known mistake explains the answer."""
+    """The outcome of one check, true when passed; `mistake` names what went wrong ("forgot_max", ...), if known."""
 
     exercise: str
     passed: bool
@@ -38,7 +33,7 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class Case:
-    """One test case: a few words a learner recognises, and the arguments (tensors are copied for each call)."""
+    """A few words a learner recognises, and the arguments (tensors are copied for each call)."""
 
     description: str
     args: tuple
@@ -46,7 +41,7 @@ class Case:
 
 @dataclass(frozen=True)
 class Mistake:
-    """A typical mistake: its short name, what the mistaken code returns for a case's arguments, and the hint."""
+    """A typical mistake: its name, what the mistaken code returns for a case's arguments, and the hint."""
 
     name: str
     compute: Callable
@@ -60,6 +55,17 @@ class ErrorHint:
     name: str
     phrase: str
     hint: str
+
+
+def grid(*rows) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def row_distances(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean") -> torch.Tensor:
+    """float64 d(a, b) of one pair of vectors (0-d), or of each pair of rows ((n,)), by the reference's definition."""
+    if a.dim() == 1:
+        return reference.distance(a, b, metric)
+    return torch.stack([reference.distance(x, y, metric) for x, y in zip(a, b)])
 
 
 def show_value(value) -> str:
@@ -76,31 +82,26 @@ def show_value(value) -> str:
 
 
 def show_pair(answer, expected, args=()) -> str:
-    """The lines showing a wrong answer above the expected one."""
     return f"    your answer: {show_value(answer)}\n    expected:    {show_value(expected)}"
 
 
 def tensors_match(answer, target: torch.Tensor) -> bool:
-    """Same shape and numbers up to float32 round-off (nan only where the target has nan, so a mistake
-    that produces nan can be recognised; no reference answer contains nan)."""
+    """Same shape and numbers up to float32 round-off (nan matches nan, so a mistake giving nan is recognised)."""
     return (isinstance(answer, torch.Tensor) and answer.shape == target.shape
             and bool(torch.allclose(answer.detach().double(), target.double(), rtol=RELATIVE_TOLERANCE,
                                     atol=ABSOLUTE_TOLERANCE, equal_nan=True)))
 
 
 def masks_match(answer, target: torch.Tensor) -> bool:
-    """A boolean tensor with exactly the target's entries."""
     return (isinstance(answer, torch.Tensor) and answer.dtype == torch.bool and answer.shape == target.shape
             and bool(torch.equal(answer.cpu(), target)))
 
 
 def fail(exercise: Exercise, headline: str, details: str, mistake: str | None) -> CheckResult:
-    """A failed CheckResult whose message reads "Not yet: <name> <headline>" and then the details."""
     return CheckResult(exercise.name, False, f"Not yet: {exercise.name} {headline}\n{details}", mistake)
 
 
 def returned_none(exercise: Exercise, case: Case, answer, statement: str = "`return` statement") -> CheckResult | None:
-    """The message for an answer that is None (a forgotten return), else None."""
     if answer is not None:
         return None
     return fail(exercise, f"returned None on the test case \"{case.description}\".",
@@ -108,7 +109,7 @@ def returned_none(exercise: Exercise, case: Case, answer, statement: str = "`ret
 
 
 def float_tensor_form(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -> CheckResult | None:
-    """The message when the answer is not a floating-point tensor; None when it is."""
+    """Why the answer is not a floating-point tensor; None when it is."""
     where = f"on the test case \"{case.description}\""
     if answer is None:
         return returned_none(exercise, case, answer)
@@ -140,23 +141,16 @@ class Exercise:
     """Everything a check knows about one exercise.
 
     Attributes:
-        name: the function name the notebook asks for.
         returns: the answer in words ("one distance per row, shape (n,)").
         expected: the reference answer for a case's arguments.
-        cases: the test cases; mistakes: typical mistakes, most specific first; error_hints: advice
-            for typical exceptions.
+        mistakes: most specific first.
         needs_gradient: float inputs require a gradient, and a tensor answer must keep its grad_fn.
-        matches: (answer, expected) -> whether the answer is right.
         show: (answer, expected, case arguments) -> the lines showing a wrong answer.
-        wrong_form: (exercise, case, answer, expected) -> the CheckResult for an answer of the wrong
-            kind (None, a list, a float mask, ...), or None when its kind is right.
-        explain: (exercise, case number, answers, expected) -> a CheckResult explaining a wrong
-            answer before the known mistakes are tried, or None.
-        shape_hint, fallback_hint: the advice for a wrong shape, and for a wrong answer nothing explains.
-        after_cases: further checks once every case is right, each check(function, exercise) -> a
-            CheckResult that stops the check, or None.
-        passed: what follows "Well done: <name> "; {count} counts the cases and after_cases, {cases} the cases.
-        call: runs the learner's function on a case's (copied) arguments; None calls it with them.
+        wrong_form: (exercise, case, answer, expected) -> a CheckResult for an answer of the wrong kind, or None.
+        explain: (exercise, case number, answers, expected) -> a CheckResult tried before the mistakes, or None.
+        after_cases: further checks once every case is right, (function, exercise) -> CheckResult or None.
+        passed: what follows "Well done: <name> "; {count} counts cases and after_cases, {cases} the cases.
+        call: runs the learner's function on a case's copied arguments; None calls it with them.
     """
 
     name: str
@@ -179,13 +173,12 @@ class Exercise:
 
 
 def describe_args(args: tuple) -> str:
-    """"shape (3, 4), shape (3, 4), 0.2": tensors by their shape, other values as they are."""
+    """"shape (3, 4), 0.2": tensors by their shape, other values as they are."""
     return ", ".join(f"shape {tuple(a.shape)}" if isinstance(a, torch.Tensor) else repr(a) for a in args)
 
 
 def fresh_copies(args: tuple, requires_grad: bool) -> tuple:
-    """Copies of the tensor arguments, so an in-place change cannot leak into the next case; only floating
-    tensors can require a gradient (integer labels are copied as they are)."""
+    """Copies of the tensor arguments (only floating ones require a gradient), so no case changes another."""
     return tuple(a.detach().clone().requires_grad_(requires_grad and a.is_floating_point())
                  if isinstance(a, torch.Tensor) else a for a in args)
 
@@ -197,7 +190,6 @@ IN_PLACE_ON_INPUT = ErrorHint("in_place_on_input", "a leaf Variable that require
 
 
 def explain_exception(exercise: Exercise, case: Case, error: Exception) -> CheckResult:
-    """The message for an exception: a known one's advice, else the arguments and the error."""
     text = f"{type(error).__name__}: {error}"
     headline = f"raised an error on the test case \"{case.description}\"."
     for known in exercise.error_hints + (IN_PLACE_ON_INPUT,):
@@ -211,18 +203,17 @@ def explain_exception(exercise: Exercise, case: Case, error: Exception) -> Check
 
 
 def collect_answers(function, exercise: Exercise, requires_grad: bool) -> list | CheckResult:
-    """The learner's answer to every case, or the CheckResult that stops the check: a stub that still
-    raises NotImplementedError, any other error, or a function that changed its inputs in place."""
+    """The learner's answer to every case, or the CheckResult that stops the check (a stub, an error, an
+    in-place change of an input)."""
     answers = []
     for case in exercise.cases:
         inputs = fresh_copies(case.args, requires_grad)
         try:
             answers.append(function(*inputs) if exercise.call is None else exercise.call(function, *inputs))
         except NotImplementedError:
-            return CheckResult(exercise.name, False,
-                               f"{exercise.name} is not implemented yet. Replace the line `raise NotImplementedError()` "
-                               "with your code, run that cell, then run this check again. No hurry: everything you "
-                               "need is in the text above.", "not_implemented")
+            return CheckResult(exercise.name, False, f"{exercise.name} is not implemented yet. Replace the line "
+                               "`raise NotImplementedError()` with your code, run that cell, then run this check "
+                               "again. No hurry: everything you need is in the text above.", "not_implemented")
         except Exception as error:  # noqa: BLE001 - any error in learner code is reported, not raised
             return explain_exception(exercise, case, error)
         if any(isinstance(a, torch.Tensor) and not torch.equal(a, b) for a, b in zip(inputs, case.args)):
@@ -233,8 +224,7 @@ def collect_answers(function, exercise: Exercise, requires_grad: bool) -> list |
 
 
 def find_mistake(exercise: Exercise, failing: int, answers: list) -> Mistake | None:
-    """The known mistake that reproduces the wrong answer to case `failing`, or None; one that also
-    reproduces every other tensor answer is preferred."""
+    """The mistake that reproduces the answer to case `failing` (preferably every tensor answer), or None."""
     case, answer = exercise.cases[failing], answers[failing]
     explaining = [m for m in exercise.mistakes if exercise.matches(answer, m.compute(*case.args))]
     everywhere = [m for m in explaining
@@ -244,14 +234,12 @@ def find_mistake(exercise: Exercise, failing: int, answers: list) -> Mistake | N
 
 
 def shown_case(exercise: Exercise, case: Case, answer, expected) -> str:
-    """The test case, its arguments and the wrong answer beside the expected one."""
     return (f"  Test case \"{case.description}\" (arguments: {describe_args(case.args)}):\n"
             f"{exercise.show(answer, expected, case.args)}")
 
 
 def _explain_wrong_answer(exercise: Exercise, number: int, answers: list, expected) -> CheckResult:
-    """Explain the wrong answer to case `number`: by the exercise's own test, a known mistake, its shape,
-    else by the numbers."""
+    """Explain the wrong answer to case `number`: by the exercise's own test, a mistake, its shape, or the numbers."""
     if exercise.explain is not None:
         verdict = exercise.explain(exercise, number, answers, expected)
         if verdict is not None:
@@ -268,7 +256,7 @@ def _explain_wrong_answer(exercise: Exercise, number: int, answers: list, expect
 
 
 def judge(function, exercise: Exercise) -> CheckResult:
-    """The verdict on a learner's function, without printing it (`run_check` prints it)."""
+    """The verdict on a learner's function, not printed."""
     answers = collect_answers(function, exercise, exercise.needs_gradient)
     if isinstance(answers, CheckResult):
         return answers
@@ -289,18 +277,12 @@ def judge(function, exercise: Exercise) -> CheckResult:
         if verdict is not None:
             return verdict
     count = len(exercise.cases) + len(exercise.after_cases)
-    return CheckResult(exercise.name, True, f"Well done: {exercise.name} {exercise.passed.format(count=count, cases=len(exercise.cases))}")
+    passed = exercise.passed.format(count=count, cases=len(exercise.cases))
+    return CheckResult(exercise.name, True, f"Well done: {exercise.name} {passed}")
 
 
 def run_check(function, exercise: Exercise) -> CheckResult:
-    """Run a learner's function on every case of an exercise; print and return the verdict.
-
-    Args:
-        function: the learner's function.
-        exercise: what to check it against.
-    Returns:
-        CheckResult; true when every case matched the reference.
-    """
+    """Run a learner's function on every case of an exercise; print and return the verdict."""
     if not callable(function):
         raise TypeError(f"pass the function itself, for example check_{exercise.name}({exercise.name}) without "
                         f"parentheses after {exercise.name}; got a {type(function).__name__}.")
