@@ -1,18 +1,8 @@
 """Name the likely failure of a triplet-loss run from its history (notebook 08, the failure lab).
 
-A run that fails rarely crashes: it prints numbers that look plausible. Each failure
-leaves its own fingerprint in the per-step (or per-epoch) diagnostics:
-
-* "nan"               a loss or distance is NaN or infinite;
-* "no_valid_triplets" most batches hold no anchor-positive pair, so no triplet exists;
-* "margin_too_large"  alpha is at least the largest distance two unit vectors can have,
-                      so no triplet can ever reach loss 0;
-* "collapsed"         d(A,N) is near 0 and the loss sits at alpha (every encoding is one point);
-* "healthy"           none of the above.
-
-`record_steps` trains a network on given batches and records those diagnostics per step.
-The broken code of each failure (a plain sqrt, a hand-built label mask) is written out in the
-notebook itself, where the learner reads it; this module keeps the instruments.
+A failing run rarely crashes; each failure leaves its fingerprint in the per-step (or per-epoch)
+diagnostics (see EXPLANATIONS). The broken code of each failure is written out in the notebook,
+where the learner reads it; this module keeps the instruments.
 """
 from __future__ import annotations
 
@@ -27,10 +17,10 @@ from course_utils.core._validate import check_alpha, check_labels, check_metric,
 from course_utils.data import PKBatchSampler
 from course_utils.training.models import EmbeddingNet
 from course_utils.lessons.notebook import seed_everything
+from course_utils.lessons.toy_training import check_positive
 from course_utils.training.step import LossWithStats, batch_diagnostics, training_step
 from course_utils.training.trainer import looks_collapsed
 
-FAILURES = ("nan", "no_valid_triplets", "margin_too_large", "collapsed", "healthy")
 EXPLANATIONS = {
     "nan": "NaN: a loss or distance became NaN or infinite (often the gradient of sqrt at distance 0).",
     "no_valid_triplets": "no valid triplets in the batches: most batches have no anchor-positive pair, "
@@ -40,15 +30,20 @@ EXPLANATIONS = {
     "collapsed": "collapsed: every embedding close together and the loss stuck at alpha.",
     "healthy": "healthy: finite numbers, valid triplets, d(A,N) growing away from d(A,P).",
 }
+FAILURES = tuple(EXPLANATIONS)  # in the order diagnose checks them
 # The largest distance between two unit vectors (opposite points of the sphere) per metric.
 LARGEST_UNIT_DISTANCE = {"squared_euclidean": 4.0, "euclidean": 2.0, "cosine": 2.0}
-REQUIRED_KEYS = ("loss", "active_fraction", "mean_d_ap", "mean_d_an", "embedding_norm")
+# Each record's diagnostics, with the title of their panel in `plot_broken_and_fixed`.
+_TITLES = {"loss": "training loss (per step)", "active_fraction": "active fraction of triplets",
+           "mean_d_ap": "mean d(A,P), squared distance", "mean_d_an": "mean d(A,N), squared distance",
+           "embedding_norm": "mean encoding length"}
+REQUIRED_KEYS = tuple(_TITLES)
 # Encodings count as unit vectors when their mean length is within this of 1.
 UNIT_NORM_TOLERANCE = 1e-3
 
 
 class Diagnosis(NamedTuple):
-    """The likely failure of a run: a name from FAILURES and a sentence in words."""
+    """A name from FAILURES and a sentence in words."""
 
     name: str
     explanation: str
@@ -81,20 +76,14 @@ def _not_finite(value) -> bool:
 
 
 def diagnose(history, alpha, metric: str = "squared_euclidean") -> Diagnosis:
-    """The likely failure of a run, from its records.
+    """The likely failure of a run from its records (dicts with REQUIRED_KEYS, as `record_steps` writes).
 
-    Checked in this order, first match wins: NaN anywhere; more than half of the records
-    without a valid triplet (active_fraction None); alpha at least the largest distance
-    between unit vectors (when the encodings have length 1); the last record collapsed
-    (`course_utils.training.trainer.looks_collapsed`); otherwise healthy.
+    First match wins: NaN anywhere; more than half of the records without a valid triplet
+    (active_fraction None); alpha at least the largest distance between unit vectors (when the
+    encodings have length 1); the last record collapsed (`trainer.looks_collapsed`); else healthy.
 
     Args:
-        history: list of dicts with loss, active_fraction (None when the batch held no
-            valid triplet), mean_d_ap, mean_d_an (None when undefined) and embedding_norm.
-        alpha: the margin the run used.
-        metric: the distance the loss used.
-    Returns:
-        Diagnosis(name, explanation).
+        alpha, metric: the margin and the distance the loss used.
     """
     records = _check_history(history)
     alpha = check_alpha(alpha)
@@ -114,14 +103,7 @@ def diagnose(history, alpha, metric: str = "squared_euclidean") -> Diagnosis:
 
 
 def summary_line(name: str, history) -> str:
-    """The last record of a run in one line, numbers rounded to 4 decimals (stable across machines).
-
-    Args:
-        name: what the run was ("batch-hard, lr 0.05").
-        history: the run's records.
-    Returns:
-        "<name> after <n> steps: loss ..., active_fraction ..., ...".
-    """
+    """ "<name> after <n> steps: loss ..., active_fraction ..., ...": the last record, rounded to 4 decimals."""
     last = _check_history(history)[-1]
     numbers = ", ".join(f"{key} {'None' if last[key] is None else format(last[key], '.4f')}" for key in REQUIRED_KEYS)
     return f"{name} after {len(history)} steps: {numbers}"
@@ -129,26 +111,18 @@ def summary_line(name: str, history) -> str:
 
 def record_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, images: torch.Tensor,
                  labels: torch.Tensor, batches) -> list[dict]:
-    """Train on the given batches, one `training_step` each, and record every step's diagnostics.
+    """Train on the given batches, one `training_step` each (the Trainer's), and record every step's diagnostics.
 
-    The step, the loss with its statistics and the measurements are the `Trainer`'s
-    (`course_utils.training.step`); unlike the Trainer this takes any batches (the failure lab
-    also trains on purely random ones) and reads every step back. The loss runs with
-    check_values=False: a NaN is recorded (it is what the lab looks for), not refused.
+    Unlike the Trainer this takes any batches (the lab also trains on random ones) and reads every
+    step back. The loss runs with check_values=False: a NaN is recorded (the lab looks for it), not refused.
 
     Args:
-        model: the embedding network.
-        optimizer: its optimiser.
-        loss_fn: a loss reporting what it averaged over: a module with ``last_stats``
-            (TripletLoss), or a function with a ``return_stats`` parameter returning
-            (loss, TripletStats) when it is True.
-        images: (N, C, H, W) pictures.
-        labels: (N,) identities.
-        batches: iterable of (B,) index tensors into images.
+        loss_fn: a loss reporting what it averaged over: a module with ``last_stats`` (TripletLoss),
+            or a function with a ``return_stats`` parameter.
+        images: (N, C, H, W) pictures; labels: (N,) identities; batches: (B,) index tensors into them.
     Returns:
-        one dict per step: step, loss, active_fraction (None when the batch has no valid
-        triplet), mean_d_ap and mean_d_an (squared Euclidean; None without such a pair) and
-        embedding_norm.
+        one dict per step: step and REQUIRED_KEYS; active_fraction is None when the batch has no
+        valid triplet, mean_d_ap and mean_d_an (squared Euclidean) are None without such a pair.
     """
     labels = check_labels(labels, check_tensor(images, "images").shape[0])
     reporting = LossWithStats(loss_fn, check_values=False)
@@ -175,16 +149,7 @@ def record_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, im
 
 
 def random_batches(num_pictures: int, batch_size: int, steps: int, seed: int = 0) -> list[torch.Tensor]:
-    """Batches of pictures drawn uniformly at random, ignoring identities (failure 3).
-
-    Args:
-        num_pictures: N, the size of the picture set.
-        batch_size: pictures per batch, <= N.
-        steps: number of batches.
-        seed: seed of the draws.
-    Returns:
-        list of `steps` (batch_size,) long index tensors.
-    """
+    """`steps` (batch_size,) index tensors into num_pictures pictures, drawn at random, ignoring identities."""
     for name, value in (("num_pictures", num_pictures), ("batch_size", batch_size), ("steps", steps)):
         check_whole_number(value, name)
     if batch_size > num_pictures:
@@ -194,17 +159,7 @@ def random_batches(num_pictures: int, batch_size: int, steps: int, seed: int = 0
 
 
 def pk_batches(labels: torch.Tensor, p: int, k: int, steps: int, seed: int = 0) -> list[torch.Tensor]:
-    """The first ``steps`` P x K batches of `PKBatchSampler`, continuing into later epochs as needed.
-
-    Args:
-        labels: (N,) identities.
-        p: identities per batch.
-        k: pictures per identity.
-        steps: number of batches.
-        seed: the sampler's seed.
-    Returns:
-        list of `steps` (p * k,) long index tensors.
-    """
+    """The first `steps` (p * k,) index batches of `PKBatchSampler`, continuing into later epochs as needed."""
     check_whole_number(steps, "steps")
     sampler = PKBatchSampler(labels, p=p, k=k, seed=seed)
     batches, epoch = [], 0
@@ -215,54 +170,27 @@ def pk_batches(labels: torch.Tensor, p: int, k: int, steps: int, seed: int = 0) 
 
 
 def train_fresh(loss_fn, images: torch.Tensor, labels: torch.Tensor, batches, lr: float, seed: int = 0,
-                embedding_dim: int = 16, width: int = 8, return_model: bool = False):
-    """Train a new small `EmbeddingNet` with Adam on the given batches; its per-step history.
+                return_model: bool = False):
+    """`record_steps` of a new small `EmbeddingNet` trained with Adam; (history, model) when return_model.
 
-    Every run of the failure lab starts from the same weights for the same seed, so a broken
-    run and its fix differ only in what was changed.
-
-    Args:
-        loss_fn: a loss that reports its stats (see `record_steps`).
-        images: (N, C, H, W) pictures.
-        labels: (N,) identities.
-        batches: iterable of (B,) index tensors.
-        lr: Adam's learning rate, > 0.
-        seed: seed of the initial weights.
-        embedding_dim: length of the unit-length encodings.
-        width: channels of the network's first block.
-        return_model: also return the trained network (to measure retrieval with it).
-    Returns:
-        the history from `record_steps`; (history, model) when return_model is True.
+    For the same seed every run starts from the same weights, so a broken run and its fix differ
+    only in what was changed.
     """
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a number > 0, got {lr!r}.")
+    lr = check_positive(lr, "lr")
     seed_everything(seed)
-    model = EmbeddingNet(in_channels=images.shape[1], embedding_dim=embedding_dim, width=width)
+    model = EmbeddingNet(in_channels=images.shape[1], embedding_dim=16, width=8)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = record_steps(model, optimizer, loss_fn, images, labels, batches)
     return (history, model) if return_model else history
 
 
-_TITLES = {"loss": "training loss (per step)", "active_fraction": "active fraction of triplets",
-           "mean_d_ap": "mean d(A,P), squared distance", "mean_d_an": "mean d(A,N), squared distance",
-           "embedding_norm": "mean encoding length"}
-
-
 def plot_broken_and_fixed(broken: list[dict], fixed: list[dict], keys: tuple[str, ...] = ("loss", "mean_d_an"),
                           title: str = "") -> Figure:
-    """One panel per diagnostic, the broken run and the fixed run on the same axes.
+    """One panel per diagnostic (from REQUIRED_KEYS), the broken and the fixed run of `record_steps` on shared axes.
 
-    The broken run is drawn last, as a dashed line with large open circles, so it stays
-    visible where it lies on the fixed one (both runs start from the same weights, so their
-    first steps often coincide). Its NaN or infinite values are marked by red crosses along
-    the bottom of the panel ("broken: NaN"); steps with no value (None) are gaps.
-
-    Args:
-        broken, fixed: per-step histories from `record_steps`.
-        keys: diagnostics to plot, from REQUIRED_KEYS.
-        title: the figure's title (the failure's name).
-    Returns:
-        the Figure.
+    The broken run is drawn last, dashed with large open circles, so it stays visible where it lies
+    on the fixed one (both start from the same weights). Its NaN or infinite values are red crosses
+    along the bottom of the panel ("broken: NaN"); steps with no value (None) are gaps.
     """
     unknown = [key for key in keys if key not in _TITLES]
     if unknown:

@@ -1,13 +1,10 @@
 """Choosing triplets, measured: the bookkeeping of notebook 05's comparison, and timings.
 
-Notebook 05 writes its training loop on the page; this module keeps what is not the lesson:
-`make_probe` and `measure` (held-out Precision@1 and MAP@R, and how many of a fixed set of
-random training triplets already have zero loss), `summarise` and `plot_comparison` (mean
-and range over seeds), `time_batch_all` and `plot_timings` (the batch-all loss three ways).
+Notebook 05 writes its training loop on the page; this module keeps what is not the lesson.
 """
 from __future__ import annotations
 
-import time
+import timeit
 from typing import NamedTuple
 
 import torch
@@ -34,17 +31,7 @@ class Probe(NamedTuple):
 
 def make_probe(images: torch.Tensor, labels: torch.Tensor, n_persons: int = 100, n_triplets: int = 2000,
                seed: int = 0) -> Probe:
-    """Random valid triplets among the pictures of the first n_persons identities of a set.
-
-    Args:
-        images: (N, C, H, W) training pictures.
-        labels: (N,) their identities; each of the first n_persons needs 2 pictures.
-        n_persons: how many persons the probe uses.
-        n_triplets: how many random triplets.
-        seed: draws the triplets.
-    Returns:
-        Probe.
-    """
+    """n_triplets random valid triplets among the (N, C, H, W) pictures of the first n_persons of the (N,) labels."""
     check_whole_number(n_persons, "n_persons", minimum=2)
     persons = labels.unique()[:n_persons]
     rows = torch.isin(labels, persons).nonzero().flatten()
@@ -53,16 +40,11 @@ def make_probe(images: torch.Tensor, labels: torch.Tensor, n_persons: int = 100,
 
 
 def calibrate_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> None:
-    """Set every BatchNorm layer's running statistics from these pictures; no weight changes.
+    """Set every BatchNorm layer's running statistics from (N, C, H, W) pictures; no weight changes.
 
     A fresh network's BatchNorm layers hold mean 0 and variance 1, not the statistics of real
-    activations, so in evaluation mode it squeezes every picture onto nearly one point; set
-    before the first step, a measurement at step 0 shows the network as it really is.
-
-    Args:
-        model: the network (its train/eval mode is restored).
-        images: (N, C, H, W) pictures, for example training pictures.
-        batch_size: pictures per forward pass.
+    activations, so in evaluation mode it squeezes every picture onto nearly one point; calibrated,
+    a measurement at step 0 shows the network as it really is. The model's train/eval mode is restored.
     """
     layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [layer.momentum for layer in layers]
@@ -83,13 +65,8 @@ def calibrate_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch_size
 
 def measure(model: torch.nn.Module, test_images: torch.Tensor, test_labels: torch.Tensor, probe: Probe,
             alpha: float = 0.2) -> dict:
-    """Held-out retrieval quality and the zero-loss share of the probe's random triplets.
+    """Held-out retrieval quality (in evaluation mode) and the zero-loss share of the probe's random triplets.
 
-    Args:
-        model: the network, measured in evaluation mode (see `calibrate_batchnorm` at step 0).
-        test_images, test_labels: held-out persons.
-        probe: from `make_probe`.
-        alpha: the margin.
     Returns:
         {"test_precision_at_1", "test_map_at_r", "random_zero_loss_fraction", "random_mean_d_an"}.
     """
@@ -103,14 +80,9 @@ def measure(model: torch.nn.Module, test_images: torch.Tensor, test_labels: torc
 
 
 def summarise(records: list[dict], key: str, step: int) -> dict[str, tuple[float, float, float]]:
-    """Mean, smallest and largest value of ``key`` over the seeds, per strategy, at one step.
+    """{strategy: (mean, min, max) of ``key`` over the seeds at one step}, in the order the strategies were run.
 
-    Args:
-        records: dicts with strategy, seed, step and the recorded numbers.
-        key: a recorded number, for example "test_precision_at_1".
-        step: a measured step.
-    Returns:
-        {strategy: (mean, min, max)} in the order the strategies were run.
+    records: dicts with strategy, seed, step and the recorded numbers.
     """
     found: dict[str, list[float]] = {}
     for record in records:
@@ -121,26 +93,17 @@ def summarise(records: list[dict], key: str, step: int) -> dict[str, tuple[float
     return {name: (sum(v) / len(v), min(v), max(v)) for name, v in found.items()}
 
 
-_PANELS = (("loss", "training loss (mean over steps)"), ("test_precision_at_1", "held-out Precision@1"),
-           ("test_map_at_r", "held-out MAP@R"), ("random_zero_loss_fraction", "random triplets with loss 0"),
-           ("random_mean_d_an", "mean d(A,N) of random triplets"))
+_TITLES = {"loss": "training loss (mean over steps)", "test_precision_at_1": "held-out Precision@1",
+           "test_map_at_r": "held-out MAP@R", "random_zero_loss_fraction": "random triplets with loss 0",
+           "random_mean_d_an": "mean d(A,N) of random triplets"}
 
 
 def plot_comparison(records: list[dict], keys: tuple[str, ...] = ("loss", "test_precision_at_1",
                                                                    "test_map_at_r")) -> Figure:
-    """One panel per recorded number: the mean over seeds as a line, the range over seeds shaded.
-
-    Args:
-        records: dicts with strategy, seed, step and the numbers to plot.
-        keys: which numbers to plot (loss, test_precision_at_1, test_map_at_r,
-            random_zero_loss_fraction, random_mean_d_an).
-    Returns:
-        the Figure.
-    """
-    titles = dict(_PANELS)
-    unknown = [key for key in keys if key not in titles]
+    """One panel per recorded number (keys from _TITLES): the mean over seeds as a line, their range shaded."""
+    unknown = [key for key in keys if key not in _TITLES]
     if unknown:
-        raise ValueError(f"cannot plot {unknown}; choose from {list(titles)}.")
+        raise ValueError(f"cannot plot {unknown}; choose from {list(_TITLES)}.")
     strategies = list(dict.fromkeys(r["strategy"] for r in records))
     seeds = sorted({r["seed"] for r in records})
     figure = Figure(figsize=(4.0 * len(keys), 3.4))
@@ -148,12 +111,11 @@ def plot_comparison(records: list[dict], keys: tuple[str, ...] = ("loss", "test_
     for ax, key in zip(axes, keys):
         for number, strategy in enumerate(strategies):
             steps = sorted({r["step"] for r in records if r["strategy"] == strategy and r[key] is not None})
-            spread = [summarise([r for r in records if r["strategy"] == strategy], key, s) for s in steps]
-            mean, low, high = (torch.tensor([s[strategy][i] for s in spread]) for i in range(3))
+            mean, low, high = torch.tensor([summarise(records, key, s)[strategy] for s in steps]).T  # (steps,) each
             ax.plot(steps, mean, marker=".", color=f"C{number}", label=strategy)
             ax.fill_between(steps, low, high, color=f"C{number}", alpha=0.2)
         ax.set_xlabel("gradient step")
-        ax.set_title(titles[key], fontsize=10)
+        ax.set_title(_TITLES[key], fontsize=10)
     axes[0].set_ylabel("value (line: mean, band: range over seeds)")
     axes[-1].legend(fontsize=8, title=f"{len(seeds)} seeds", title_fontsize=8)
     figure.tight_layout()
@@ -161,12 +123,8 @@ def plot_comparison(records: list[dict], keys: tuple[str, ...] = ("loss", "test_
 
 
 def masked_batch_all_loss(embeddings: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2) -> torch.Tensor:
-    """Batch-all loss from the (B, B, B) valid-triplet mask: the textbook vectorised version.
+    """Batch-all loss of (B, D) encodings from the (B, B, B) valid-triplet mask: the textbook vectorised version.
 
-    Args:
-        embeddings: (B, D) encodings.
-        labels: (B,) integer identities.
-        alpha: the margin.
     Returns:
         0-d tensor: mean over the valid triplets with a positive loss (0 when there is none).
     """
@@ -178,37 +136,29 @@ def masked_batch_all_loss(embeddings: torch.Tensor, labels: torch.Tensor, alpha:
 
 
 def _seconds(function, repeats: int) -> float:
-    """Best of ``repeats`` wall-clock times of function(): the least disturbed by other work."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
+    """The best of ``repeats`` wall-clock times of function(): the least disturbed by other work."""
+    return min(timeit.repeat(function, number=1, repeat=repeats))
 
 
-def time_batch_all(batch_sizes: tuple[int, ...], masked=masked_batch_all_loss, k: int = 4, naive_up_to: int = 64,
-                   repeats: int = 3, seed: int = 0) -> list[dict]:
-    """Time the batch-all loss three ways for P x K batches of growing size B: the naive loop of
+def time_batch_all(batch_sizes: tuple[int, ...], masked=masked_batch_all_loss, naive_up_to: int = 64,
+                   repeats: int = 3) -> list[dict]:
+    """Time the batch-all loss three ways for P x 4 batches of growing size B: the naive loop of
     `core.reference` (one Python step per triplet), a masked version (B^3 numbers at once), and
     the course's `losses.batch_all_triplet_loss` (sorted negatives, no B^3 tensor).
 
     Args:
-        batch_sizes: B values, each a multiple of k with B / k >= 2.
         masked: masked(embeddings, labels, alpha) -> 0-d loss, the version to time.
-        k: pictures per identity.
         naive_up_to: the naive loop is timed only for B up to this (it grows like B^3).
         repeats: timings per method; the best is kept.
-        seed: seed of the random encodings.
     Returns:
         one dict per B: batch_size, triplets, naive_seconds (None above naive_up_to),
         masked_seconds, course_seconds, and max_difference between the three losses.
     """
-    rows = []
+    k, rows = 4, []
     for b in batch_sizes:
         if b % k or b // k < 2:
             raise ValueError(f"batch size {b} must be a multiple of k={k} with at least 2 identities.")
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(0)
         embeddings = torch.nn.functional.normalize(torch.randn(b, 32, generator=generator), dim=1)
         labels = torch.arange(b // k).repeat_interleave(k)
         course = batch_all_triplet_loss(embeddings, labels)
@@ -226,13 +176,7 @@ def time_batch_all(batch_sizes: tuple[int, ...], masked=masked_batch_all_loss, k
 
 
 def plot_timings(rows: list[dict]) -> Figure:
-    """Seconds per batch-all loss against B (log-log), with the triplet count on a second axis.
-
-    Args:
-        rows: from `time_batch_all`.
-    Returns:
-        the Figure.
-    """
+    """Seconds per batch-all loss against B (log-log) for the rows of `time_batch_all`, triplets on a second axis."""
     if not rows:
         raise ValueError("rows is empty; run time_batch_all first.")
     figure = Figure(figsize=(6.5, 3.8))

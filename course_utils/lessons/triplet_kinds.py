@@ -1,13 +1,5 @@
-"""Which triplets a batch holds: none at all, or easy, semi-hard and hard ones.
-
-* `random_batch_odds` (exact) and `simulate_random_batches` (by drawing) say how many
-  anchor-positive pairs, anchors and triplets a random batch holds: why online mining uses
-  P x K batches (notebook 04).
-* `classify_triplets` sorts triplets by their distances and the margin (notebook 05, FaceNet's
-  words): easy, d(A,P) + alpha <= d(A,N), loss 0; semi-hard, d(A,P) < d(A,N) < d(A,P) + alpha,
-  farther than the positive but inside the margin; hard, d(A,N) <= d(A,P) with a positive
-  loss. `batch_triplet_distances` and `triplet_kind_counts` feed the mining explorer.
-"""
+"""Which triplets a batch holds: none at all (random batches, notebook 04), or easy, semi-hard
+and hard ones (FaceNet's words, notebook 05)."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -16,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_metric, check_tensor, check_whole_number
+from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_tensor, check_whole_number
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.mining import all_triplets
 
@@ -40,22 +32,13 @@ class BatchOdds(NamedTuple):
 
 
 def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: int) -> BatchOdds:
-    """Exact odds for a batch drawn uniformly without replacement from a balanced set.
+    """Exact odds for a batch of 2 <= B <= N pictures drawn uniformly without replacement from a
+    set of n_identities >= 2 persons with m = images_per_identity pictures each (N in all).
 
-    The set has N = n_identities * images_per_identity pictures, m = images_per_identity
-    of each person. A batch without a positive pair takes B distinct persons and one of
-    their m pictures each: C(n_identities, B) m^B of the C(N, B) equally likely batches.
-    Any two pictures of the batch show the same person with probability (m - 1) / (N - 1).
-    A picture is an anchor when at least one of its B - 1 batch-mates, drawn from the N - 1
-    other pictures, is one of its m - 1 same-person pictures: all but C(N - m, B - 1) of the
-    C(N - 1, B - 1) equally likely sets of batch-mates.
-
-    Args:
-        n_identities: persons in the set (>= 2).
-        images_per_identity: pictures per person (>= 1).
-        batch_size: pictures per batch, 2 <= B <= N.
-    Returns:
-        BatchOdds.
+    A batch without a positive pair takes B distinct persons and one of their m pictures each:
+    C(n_identities, B) m^B of the C(N, B) equally likely batches. Any two pictures of the batch
+    show the same person with probability (m - 1) / (N - 1). A picture is an anchor unless all of
+    its B - 1 batch-mates, drawn from the N - 1 others, are among the N - m of other persons.
     """
     check_whole_number(n_identities, "n_identities", 2)
     m = check_whole_number(images_per_identity, "images_per_identity", 1)
@@ -74,16 +57,7 @@ def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: i
 
 
 def simulate_random_batches(labels: torch.Tensor, batch_size: int, trials: int, seed: int = 0) -> BatchOdds:
-    """The same four numbers as `random_batch_odds`, measured on batches drawn at random.
-
-    Args:
-        labels: (N,) integer identity ids.
-        batch_size: pictures per batch, 2 <= B <= N.
-        trials: number of batches drawn (>= 1).
-        seed: seed of the draws.
-    Returns:
-        BatchOdds with the observed share of batches without a pair and the observed means.
-    """
+    """`random_batch_odds`' four numbers measured on `trials` batches drawn at random from (N,) labels."""
     check_tensor(labels, "labels")
     labels = check_labels(labels, labels.shape[0] if labels.dim() else 0).cpu()
     b = check_whole_number(batch_size, "batch_size", 2)
@@ -133,19 +107,17 @@ def _check_distances(d_ap, d_an) -> tuple[torch.Tensor, torch.Tensor]:
         if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
             raise ValueError(f"{name} must hold finite distances >= 0.")
     if d_ap.shape != d_an.shape:
-        raise ValueError(f"d_ap and d_an need one entry per triplet each, got {tuple(d_ap.shape)} and {tuple(d_an.shape)}.")
+        raise ValueError(
+            f"d_ap and d_an need one entry per triplet each, got {tuple(d_ap.shape)} and {tuple(d_an.shape)}."
+        )
     return d_ap, d_an
 
 
 def classify_triplets(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Kind of each triplet: EASY (0), SEMIHARD (1) or HARD (2).
+    """The (T,) kinds of T triplets from their (T,) distances: KIND_NAMES[kind] names each.
 
-    Args:
-        d_ap: (T,) distances anchor-positive.
-        d_an: (T,) distances anchor-negative.
-        alpha: the margin, >= 0.
-    Returns:
-        (T,) long tensor of kinds; KIND_NAMES[kind] is its name.
+    Easy: d(A,P) + alpha <= d(A,N), loss 0. Semi-hard: d(A,P) < d(A,N) < d(A,P) + alpha, farther
+    than the positive but inside the margin. Hard: d(A,N) <= d(A,P), with a positive loss.
     """
     d_ap, d_an = _check_distances(d_ap, d_an)
     alpha = check_alpha(alpha)
@@ -157,49 +129,24 @@ def classify_triplets(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> t
 
 
 def triplet_kind_counts(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> KindCounts:
-    """Count easy, semi-hard and hard triplets at margin alpha.
-
-    Args:
-        d_ap: (T,) distances anchor-positive.
-        d_an: (T,) distances anchor-negative.
-        alpha: the margin, >= 0.
-    Returns:
-        KindCounts(alpha, easy, semihard, hard).
-    """
+    """Count easy, semi-hard and hard triplets of (T,) distances d_ap, d_an at margin alpha."""
     kinds = classify_triplets(d_ap, d_an, alpha)
     easy, semihard, hard = torch.bincount(kinds, minlength=3).tolist()
     return KindCounts(float(alpha), easy, semihard, hard)
 
 
 def zero_loss_fraction(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> float:
-    """Share of triplets whose loss max(d(A,P) - d(A,N) + alpha, 0) is already 0 (the easy ones).
-
-    Args:
-        d_ap: (T,) distances anchor-positive, T >= 1.
-        d_an: (T,) distances anchor-negative.
-        alpha: the margin, >= 0.
-    Returns:
-        float in [0, 1].
-    """
+    """Share of T >= 1 triplets whose loss is already 0 (the easy ones), from their (T,) distances."""
     counts = triplet_kind_counts(d_ap, d_an, alpha)
     if counts.total == 0:
         raise ValueError("no triplets given: d_ap and d_an are empty.")
     return counts.easy / counts.total
 
 
-def batch_triplet_distances(embeddings: torch.Tensor, labels: torch.Tensor,
-                            metric: str = "squared_euclidean") -> tuple[torch.Tensor, torch.Tensor]:
-    """d(A,P) and d(A,N) of every valid triplet of a batch, for `classify_triplets`.
-
-    Args:
-        embeddings: (B, D) encodings of the batch.
-        labels: (B,) integer identity ids.
-        metric: distance name.
-    Returns:
-        d_ap, d_an: two (T,) CPU tensors, T = number of valid triplets, detached.
-    """
+def batch_triplet_distances(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared distances d(A,P) and d(A,N) of every valid triplet of (B, D) encodings: two detached (T,) CPU tensors."""
     check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
-    dist = pairwise_distances(embeddings.detach(), metric=check_metric(metric))
+    dist = pairwise_distances(embeddings.detach())
     anchor_idx, positive_idx, negative_idx = all_triplets(labels)
     return dist[anchor_idx, positive_idx].cpu(), dist[anchor_idx, negative_idx].cpu()

@@ -102,13 +102,13 @@ def test_masked_batch_all_matches_the_reference_and_the_course_loss():
 
 
 def test_timing_rows_count_triplets_and_skip_the_slow_loop_above_the_limit():
-    rows = time_batch_all(batch_sizes=(8, 12), k=4, naive_up_to=8, repeats=1)
+    rows = time_batch_all(batch_sizes=(8, 12), naive_up_to=8, repeats=1)
     assert [r["triplets"] for r in rows] == [8 * 3 * 4, 12 * 3 * 8]
     assert rows[0]["naive_seconds"] is not None and rows[1]["naive_seconds"] is None
     assert all(r["max_difference"] < 1e-5 for r in rows)
     assert plot_timings(rows).axes[0].get_xlabel().startswith("batch size")
     with pytest.raises(ValueError, match="multiple of k"):
-        time_batch_all(batch_sizes=(10,), k=4)
+        time_batch_all(batch_sizes=(10,))
 
 
 def test_timing_uses_the_masked_version_it_is_given():
