@@ -2,14 +2,10 @@
 
     python -m course_utils.training.cli --dataset synthetic-faces --epochs 30 --mining semihard --out runs/faces
 
-writes into --out: checkpoint.pt (resumable with --resume), history.json (one record per epoch),
-metrics.json (held-out retrieval and one-shot identification against the pixel baseline) and
-config.json (the arguments); --help lists every flag. A wrong flag, an impossible combination or
-running out of GPU memory stops with one line on stderr and exit status 2.
-
-Under torchrun (``torchrun --nproc_per_node=2 -m course_utils.training.cli ... --global-mining``;
-write --identities-per-batch there, torchrun reads --p as its own flag) each process trains on its
-own P x K batches; with --global-mining it mines among all processes' encodings. Rank 0 alone writes.
+writes checkpoint.pt (resumable with --resume), history.json, metrics.json (held-out retrieval and
+one-shot identification against the pixel baseline) and config.json into --out. A wrong flag, an
+impossible combination or running out of GPU memory stops with one line on stderr and exit status 2.
+Under torchrun write --identities-per-batch (torchrun reads --p as its own flag); rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -22,11 +18,10 @@ from pathlib import Path
 import torch
 
 from course_utils import data
-
-from course_utils.training import distributed
-from course_utils.evaluation.retrieval import embed, one_shot_identification, retrieval_metrics
-from course_utils.training.distributed import GlobalMiningTripletLoss
 from course_utils.core.losses import MININGS, TripletLoss
+from course_utils.evaluation.retrieval import embed, one_shot_identification, retrieval_metrics
+from course_utils.training import distributed
+from course_utils.training.distributed import GlobalMiningTripletLoss
 from course_utils.training.models import BACKBONES, EmbeddingNet
 from course_utils.training.trainer import Trainer
 
@@ -54,34 +49,27 @@ class _OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
-def _dataset_loaders() -> dict:
-    """Dataset name -> function returning (images (N, C, H, W) in [0, 1], labels (N,))."""
-    return {
-        "synthetic-faces": lambda args: data.make_synthetic_faces(
-            n_identities=args.identities,
-            images_per_identity=args.pictures_per_identity,
-            image_size=args.image_size,
-            seed=args.seed,
-        ),
-        "digits": lambda args: data.load_digits_dataset(),
-        "olivetti": lambda args: data.load_olivetti_faces(),
-        "lfw": lambda args: data.load_lfw_people(),
-        "mnist": lambda args: data.load_mnist(),
-    }
-
-
-DATASETS = ("synthetic-faces", "digits", "olivetti", "lfw", "mnist")
+# Dataset name -> function of the arguments returning (images (N, C, H, W) in [0, 1], labels (N,)).
+_LOADERS = {
+    "synthetic-faces": lambda args: data.make_synthetic_faces(
+        n_identities=args.identities, images_per_identity=args.pictures_per_identity, image_size=args.image_size,
+        seed=args.seed,
+    ),
+    "digits": lambda args: data.load_digits_dataset(),
+    "olivetti": lambda args: data.load_olivetti_faces(),
+    "lfw": lambda args: data.load_lfw_people(),
+    "mnist": lambda args: data.load_mnist(),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; every flag has a help text and a default shown by --help."""
     parser = _OneLineParser(
         prog="python -m course_utils.training.cli",
         description="Train an embedding network with the triplet loss and evaluate it on held-out identities.",
         formatter_class=_HelpFormatter,
     )
     what = parser.add_argument_group("data")
-    what.add_argument("--dataset", choices=DATASETS, default="synthetic-faces",
+    what.add_argument("--dataset", choices=tuple(_LOADERS), default="synthetic-faces",
                       help="pictures to train on; olivetti, lfw and mnist must have been downloaded once "
                            "(see data/README.md)")
     what.add_argument("--identities", type=int, default=1000, help="synthetic-faces only: number of persons")
@@ -123,22 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_arguments(args) -> None:
-    smallest_values = {
-        "identities": 2, "pictures_per_identity": 2, "image_size": 16, "width": 1, "embedding_dim": 1,
-        "epochs": 1, "p": 2, "k": 2,
-    }  # fmt: skip
+    smallest_values = {"identities": 2, "pictures_per_identity": 2, "image_size": 16, "width": 1, "embedding_dim": 1,
+                       "epochs": 1, "p": 2, "k": 2}
     for name, smallest in smallest_values.items():
         value = getattr(args, name)
         if value is not None and value < smallest:  # only --p may be left out (None)
             raise UsageError(f"--{name.replace('_', '-')} must be at least {smallest}, got {value}")
     if not 0 < args.test_fraction < 1:
         raise UsageError(f"--test-fraction must be between 0 and 1 (exclusive), got {args.test_fraction}")
-    if args.alpha < 0:
-        raise UsageError(f"--alpha must be >= 0, got {args.alpha}")
-    if args.lr <= 0 or args.weight_decay < 0:
-        raise UsageError(f"--lr must be > 0 and --weight-decay >= 0, got {args.lr} and {args.weight_decay}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    for name, value in (("alpha", args.alpha), ("weight_decay", args.weight_decay), ("seed", args.seed)):
+        if value < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if args.lr <= 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr}")
     if args.dataset == "synthetic-faces" and args.k > args.pictures_per_identity:
         raise UsageError(
             f"--k {args.k} is larger than --pictures-per-identity {args.pictures_per_identity}: "
@@ -156,7 +141,7 @@ def _check_arguments(args) -> None:
 def _load_data(args):
     """Load the dataset and split it by identity; errors become one-line usage errors."""
     try:
-        images, labels = _dataset_loaders()[args.dataset](args)
+        images, labels = _LOADERS[args.dataset](args)
     except (OSError, RuntimeError, ValueError) as error:
         raise UsageError(f"cannot load dataset {args.dataset!r}: {error}") from error
     train_idx, test_idx = data.split_by_identity(labels, test_fraction=args.test_fraction, seed=args.seed)
@@ -248,15 +233,9 @@ def _train_and_evaluate(args) -> int:
     metrics = retrieval_metrics(embeddings, test_labels.to(trainer.device))
     trained = one_shot_identification(embeddings, test_labels.to(trainer.device), seed=args.seed)
     pixels = one_shot_identification(test_images.flatten(1), test_labels, seed=args.seed)
-    metrics.update(
-        {
-            "one_shot_accuracy": trained.accuracy,
-            "pixel_one_shot_accuracy": pixels.accuracy,
-            "held_out_identities": trained.num_identities,
-            "one_shot_queries": trained.num_queries,
-            "epochs": trainer.epoch,
-        }
-    )
+    metrics.update(one_shot_accuracy=trained.accuracy, pixel_one_shot_accuracy=pixels.accuracy,
+                   held_out_identities=trained.num_identities, one_shot_queries=trained.num_queries,
+                   epochs=trainer.epoch)
     _write_json(args.out / "metrics.json", metrics)
     print(
         f"Held-out MAP@R {metrics['map_at_r']:.4f}, Precision@1 {metrics['precision_at_1']:.4f}; one-shot "

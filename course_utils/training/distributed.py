@@ -1,14 +1,11 @@
 """Training on several processes (one per GPU) with PyTorch's DistributedDataParallel.
 
-R processes ("ranks") each hold a copy of the network and draw their own P x K batch
-(``PKBatchSampler(..., rank=, world_size=)``); DistributedDataParallel averages the gradients
-over the ranks before every optimiser step, so all copies stay identical. ``torchrun`` starts
-the processes and names each one in environment variables, read by ``init_from_environment``.
-
-Mining stays inside each rank's batch unless the loss gathers the encodings of all ranks
-first (``GlobalMiningTripletLoss``, the trainer's ``--global-mining``): then every anchor
-looks for its hardest and semi-hard negatives among R x P x K encodings instead of P x K,
-at the price of one all-gather per step (``gather_bytes_per_step``).
+R processes ("ranks") each hold a copy of the network and draw their own P x K batch; DDP averages the
+gradients over the ranks before every optimiser step, so all copies stay identical. ``torchrun`` starts
+the processes and names each one in environment variables, read by ``init_from_environment``. Mining
+stays inside each rank's batch unless the loss gathers the encodings of all ranks first
+(``GlobalMiningTripletLoss``): then every anchor mines among R x P x K encodings, at the price of one
+all-gather per step.
 """
 from __future__ import annotations
 
@@ -26,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.nn.functional import all_gather
 
-from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_metric, check_whole_number
+from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_whole_number
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.losses import TripletLoss
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs
@@ -56,25 +53,16 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def backend_for(device: torch.device) -> str:
-    """The collective-communication library for a device: NCCL between GPUs, gloo on CPUs."""
-    if not isinstance(device, torch.device):
-        raise TypeError(f"device must be a torch.device, got {type(device).__name__}.")
-    return "nccl" if device.type == "cuda" else "gloo"
-
-
 def init_from_environment(device: str = "auto", environ: Mapping[str, str] | None = None) -> torch.device:
     """Join the process group torchrun set up, or do nothing in a plain single-process run.
 
     Args:
-        device: "auto", "cpu", "cuda", ... as for ``pick_device``. Under torchrun on CUDA each
-            process takes the GPU numbered by its LOCAL_RANK.
+        device: as for ``pick_device``; under torchrun on CUDA each process takes the GPU numbered by LOCAL_RANK.
         environ: the environment variables to read (default: os.environ).
     Returns:
         the torch.device this process trains on.
     Raises:
-        ValueError: the variables are half set (some of RANK, WORLD_SIZE, MASTER_ADDR,
-            MASTER_PORT missing) or hold impossible values; the message says how to launch.
+        ValueError: the variables are half set or hold impossible values; the message says how to launch.
     """
     environ = os.environ if environ is None else environ
     chosen = pick_device(device)
@@ -108,9 +96,8 @@ def init_from_environment(device: str = "auto", environ: Mapping[str, str] | Non
             )
         chosen = torch.device("cuda", numbers["LOCAL_RANK"])
         torch.cuda.set_device(chosen)
-    dist.init_process_group(
-        backend_for(chosen), init_method="env://", rank=numbers["RANK"], world_size=numbers["WORLD_SIZE"]
-    )
+    backend = "nccl" if chosen.type == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method="env://", rank=numbers["RANK"], world_size=numbers["WORLD_SIZE"])
     return chosen
 
 
@@ -123,15 +110,11 @@ def shut_down() -> None:
 def gather_with_grad(
     embeddings: torch.Tensor, labels: torch.Tensor, check_values: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate the encodings and labels of every rank; gradients flow back to this rank's part.
+    """Concatenate the encodings (B, D) and labels (B,) of every rank; gradients flow back to this rank's part.
 
-    Every rank must call it at the same step with a batch of the same size (P x K batches
-    are). Without distributed training it returns its inputs.
+    Every rank must call it at the same step with a batch of the same size. Without distributed training it
+    returns its inputs. check_values: refuse NaN or inf encodings (a read on the host); False reads nothing.
 
-    Args:
-        embeddings: (B, D) this rank's encodings.
-        labels: (B,) this rank's identities.
-        check_values: refuse NaN or inf encodings (a read on the host); False reads nothing.
     Returns:
         (R * B, D) encodings and (R * B,) labels, rank 0's rows first, the same on every rank.
     """
@@ -139,8 +122,8 @@ def gather_with_grad(
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     if not is_distributed():
         return embeddings, labels
-    # torch.distributed.nn's all_gather is differentiable, torch.distributed.all_gather is not.
-    # PyTorch marks it deprecated in favour of a private module; it is still the public one.
+    # torch.distributed.nn's all_gather is differentiable, torch.distributed.all_gather is not. PyTorch marks
+    # it deprecated in favour of a private module; it is still the public one.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
         gathered = torch.cat(all_gather(embeddings), dim=0)
@@ -150,30 +133,26 @@ def gather_with_grad(
 
 
 class GlobalMiningTripletLoss(TripletLoss):
-    """``TripletLoss`` whose mining looks at the global batch: the encodings of all ranks.
+    """``TripletLoss`` (same arguments) whose mining looks at the encodings of all ranks.
 
-    Every rank computes the same loss, the mean over the triplets of the whole gathered
-    batch; with one process it is exactly ``TripletLoss``. Arguments as for TripletLoss,
-    check_values included (False: neither the gather nor the loss reads a value on the host).
+    Every rank computes the same loss, the mean over the triplets of the whole gathered batch; with one
+    process it is exactly ``TripletLoss``.
     """
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of the gathered (R * B, D) batch; embeddings (B, D), labels (B,) are this rank's."""
-        # Gradient scaling: every rank computes the same global loss L, so the backward of the
-        # all-gather SUMS R identical gradients into each rank's part (R * dL/d(own encodings)),
-        # and DistributedDataParallel then AVERAGES the parameter gradients over the R ranks
-        # (divides by R). The two cancel: the update equals one process training on the
-        # concatenated batch, so no extra factor is needed here (tests/test_distributed.py).
+        # Every rank computes the same global loss L, so the backward of the all-gather SUMS R identical
+        # gradients into each rank's part, and DDP then AVERAGES the parameter gradients over the R ranks.
+        # The two cancel: the update equals one process training on the concatenated batch.
         return super().forward(*gather_with_grad(embeddings, labels, self.check_values))
 
 
 class MiningComparison(NamedTuple):
     """Local mining (each rank's batch) against global mining (all ranks' batches), same encodings.
 
-    hardest_negative_local / _global: mean over anchors of the distance to the closest negative.
-    active_hard_local / _global: share of anchors whose batch-hard triplet violates the margin.
-    semihard_available_local / _global: share of anchor-positive pairs for which the batch
-        holds a semi-hard negative, d(A,P) < d(A,N) < d(A,P) + alpha.
+    hardest_negative: mean over anchors of the distance to the closest negative.
+    active_hard: share of anchors whose batch-hard triplet violates the margin.
+    semihard_available: share of anchor-positive pairs with a negative d(A,P) < d(A,N) < d(A,P) + alpha.
     """
 
     hardest_negative_local: float
@@ -185,26 +164,20 @@ class MiningComparison(NamedTuple):
 
 
 def compare_local_and_global_mining(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    world_size: int,
-    alpha: float = 0.2,
-    metric: str = "squared_euclidean",
+    embeddings: torch.Tensor, labels: torch.Tensor, world_size: int, alpha: float = 0.2
 ) -> MiningComparison:
-    """Simulate R ranks in one process: mine inside each chunk, then inside the whole batch.
+    """Simulate R ranks in one process: mine (squared Euclidean) inside each chunk, then in the whole batch.
 
     Args:
         embeddings: (R * B, D) encodings of the global batch; rank r holds rows r*B .. (r+1)*B - 1.
         labels: (R * B,) identities.
         world_size: R, which must divide the number of rows.
-        alpha: the margin.
-        metric: distance used for mining.
     Returns:
         MiningComparison of floats; the global hardest negative is never farther than the local one.
     """
     embeddings = check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
-    alpha, metric = check_alpha(alpha), check_metric(metric)
+    alpha = check_alpha(alpha)
     check_whole_number(world_size, "world_size")
     if embeddings.shape[0] % world_size:
         raise ValueError(
@@ -213,16 +186,17 @@ def compare_local_and_global_mining(
         )
     with torch.no_grad():
         chunks = zip(embeddings.chunk(world_size), labels.chunk(world_size))
-        local = torch.tensor([_mining_sums(e, lab, alpha, metric) for e, lab in chunks]).sum(dim=0)
-        whole = torch.tensor(_mining_sums(embeddings, labels, alpha, metric))
-    ratios = [(sums[0] / sums[1], sums[2] / sums[1], sums[3] / sums[4]) for sums in (local, whole)]
-    (hard_l, active_l, semi_l), (hard_g, active_g, semi_g) = [[float(x) for x in r] for r in ratios]
+        local = torch.stack([_mining_sums(e, lab, alpha) for e, lab in chunks]).sum(dim=0)  # (5,)
+        whole = _mining_sums(embeddings, labels, alpha)  # (5,)
+    sums = torch.stack([local, whole])  # (2, 5): local, then global
+    ratios = sums[:, [0, 2, 3]] / sums[:, [1, 1, 4]]  # (2, 3): mean hardest d(A,N), active share, semi-hard share
+    (hard_l, active_l, semi_l), (hard_g, active_g, semi_g) = ratios.tolist()
     return MiningComparison(hard_l, hard_g, active_l, active_g, semi_l, semi_g)
 
 
-def _mining_sums(embeddings, labels, alpha, metric) -> list[float]:
-    """[sum of hardest d(A,N), anchors, active batch-hard anchors, pairs with a semi-hard negative, pairs]."""
-    dist_matrix = pairwise_distances(embeddings, metric=metric).double()
+def _mining_sums(embeddings, labels, alpha) -> torch.Tensor:
+    """(5,) [sum of hardest d(A,N), anchors, active batch-hard anchors, pairs with a semi-hard negative, pairs]."""
+    dist_matrix = pairwise_distances(embeddings).double()
     positive_idx, negative_idx, has_both = hardest_pairs(dist_matrix, labels)
     rows = torch.arange(len(labels))
     hardest_ap, hardest_an = dist_matrix[rows, positive_idx][has_both], dist_matrix[rows, negative_idx][has_both]
@@ -230,34 +204,25 @@ def _mining_sums(embeddings, labels, alpha, metric) -> list[float]:
     d_an = dist_matrix.unsqueeze(1)  # (B, 1, B): anchor a, negative n
     semihard = (d_an > d_ap) & (d_an < d_ap + alpha) & anchor_negative_mask(labels).unsqueeze(1)
     pairs = anchor_positive_mask(labels) & has_both.unsqueeze(1)
-    return [
-        float(hardest_an.sum()),
-        float(has_both.sum()),
-        float((hardest_ap - hardest_an + alpha > 0).sum()),
-        float((semihard.any(dim=2) & pairs).sum()),
-        float(pairs.sum()),
-    ]
+    active = hardest_ap - hardest_an + alpha > 0
+    return torch.stack([hardest_an.sum(), has_both.sum(), active.sum(), (semihard.any(dim=2) & pairs).sum(),
+                        pairs.sum()]).float()
 
 
-def gather_bytes_per_step(world_size: int, batch_size: int, embedding_dim: int, bytes_per_value: int = 4) -> int:
-    """Bytes of the encodings gathered on every rank per step: world_size (R) x batch_size (P * K per rank)
-    x embedding_dim (D) x bytes_per_value (4 for float32).
+def gather_bytes_per_step(world_size: int, batch_size: int, embedding_dim: int) -> int:
+    """Bytes of float32 encodings gathered on every rank per step: R x (P * K per rank) x D x 4.
 
-    The backward pass sends as many gradient bytes back; DistributedDataParallel averages 4 bytes
-    per network parameter every step anyway.
+    The backward pass sends as many gradient bytes back; DDP averages 4 bytes per network parameter anyway.
     """
-    for value, name in ((world_size, "world_size"), (batch_size, "batch_size"),
-                        (embedding_dim, "embedding_dim"), (bytes_per_value, "bytes_per_value")):  # fmt: skip
+    for value, name in ((world_size, "world_size"), (batch_size, "batch_size"), (embedding_dim, "embedding_dim")):
         check_whole_number(value, name)
-    return world_size * batch_size * embedding_dim * bytes_per_value
+    return world_size * batch_size * embedding_dim * 4
 
 
 def torchrun_command(nproc_per_node: int, train_arguments: Sequence[str], python: str = "python") -> list[str]:
-    """The command (a list of strings) that starts ``course_utils.training.cli`` on nproc_per_node processes.
-
-    ``python -m torch.distributed.run`` is what ``torchrun`` runs; --standalone picks a free port,
-    so two runs never collide. train_arguments are the cli's flags; python names the interpreter.
-    """
+    """The command (a list of strings) that starts ``course_utils.training.cli`` with these flags on
+    nproc_per_node processes: ``python -m torch.distributed.run`` (what ``torchrun`` runs), --standalone
+    picking a free port so that two runs never collide."""
     check_whole_number(nproc_per_node, "nproc_per_node")
     if isinstance(train_arguments, str) or not all(isinstance(a, str) for a in train_arguments):
         raise TypeError("train_arguments must be a list of strings, e.g. ['--epochs', '2', '--out', 'runs/x'].")
@@ -280,31 +245,24 @@ class LaunchResult(NamedTuple):
 
 
 def launch_training(
-    nproc_per_node: int, train_arguments: Sequence[str], out: str | Path, timeout: float = 120.0, threads: int = 1
+    nproc_per_node: int, train_arguments: Sequence[str], out: str | Path, timeout: float = 120.0
 ) -> LaunchResult:
-    """Run ``course_utils.training.cli`` under torchrun as a child process and read what it wrote.
+    """Run ``course_utils.training.cli`` under torchrun as a child process, one CPU thread per process.
 
     Args:
-        nproc_per_node: processes to start.
         train_arguments: flags of the trainer, without --out.
         out: the run's folder (passed as --out).
         timeout: seconds before the run is stopped and an error raised.
-        threads: CPU threads per process (OMP_NUM_THREADS); processes x threads should not
-            exceed the CPU cores.
-    Returns:
-        LaunchResult(history (list of per-epoch dicts), metrics (dict), output (str, stdout),
-        stderr (str: warnings and the launcher's messages)).
     Raises:
         RuntimeError: the run failed or timed out; the message ends with its last output.
     """
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
-    check_whole_number(threads, "threads")
     out = Path(out)
     command = torchrun_command(nproc_per_node, [*train_arguments, "--out", str(out)], python=sys.executable)
-    # The children must not inherit a process group of ours, nor use more threads than asked.
+    # The children must not inherit a process group of ours, nor share the cores with more than one thread each.
     environment = {key: value for key, value in os.environ.items() if key not in LAUNCH_VARIABLES}
-    environment.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    environment.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     # A session of its own: on a timeout the launcher and all its workers are stopped together.
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True
@@ -318,6 +276,5 @@ def launch_training(
     if process.returncode != 0:
         tail = (stdout + stderr)[-2000:]
         raise RuntimeError(f"the run failed (exit status {process.returncode}); its last output:\n{tail}")
-    history = json.loads((out / "history.json").read_text())
-    metrics = json.loads((out / "metrics.json").read_text())
+    history, metrics = (json.loads((out / name).read_text()) for name in ("history.json", "metrics.json"))
     return LaunchResult(history, metrics, stdout, stderr)

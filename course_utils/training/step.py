@@ -93,8 +93,8 @@ class LossWithStats:
         self.asks_for_stats = not self.is_module and "return_stats" in parameters
         self.reports_stats = self.is_module or self.asks_for_stats
         self.keywords = {"check_values": check_values} if "check_values" in parameters else {}
-        metric = parameters.get("metric")
-        fallback = "squared_euclidean" if metric is None or metric.default is inspect.Parameter.empty else metric.default
+        default = getattr(parameters.get("metric"), "default", inspect.Parameter.empty)
+        fallback = "squared_euclidean" if default is inspect.Parameter.empty else default
         self.metric = check_metric(getattr(loss_fn, "metric", fallback))
         self.last_stats = None
 
