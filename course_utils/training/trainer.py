@@ -42,17 +42,8 @@ class CollapseWarning(UserWarning):
 
 
 def looks_collapsed(mean_d_an: float, loss: float, collapsed_loss: float | None) -> bool:
-    """True when different identities sit on top of each other and the loss is stuck at its collapsed value.
-
-    If every encoding is the same point, the loss takes one value (the hinge alpha, the soft margin ln 2,
-    the contrastive margin^2 / 2): usually from too high a learning rate or the hardest negatives early on.
-
-    Args:
-        mean_d_an, loss: the epoch's mean anchor-negative distance and mean loss.
-        collapsed_loss: the loss when all encodings coincide; None (unknown) or <= 0 never reports a collapse.
-    Returns:
-        True when mean_d_an is below a tenth of collapsed_loss and the loss within a tenth of it.
-    """
+    """True when the mean anchor-negative distance is below a tenth of collapsed_loss (the loss when all
+    encodings coincide: None or <= 0 never reports a collapse) and the loss within a tenth of it."""
     if collapsed_loss is None or not collapsed_loss > 0:
         return False
     return mean_d_an < 0.1 * collapsed_loss and abs(loss - collapsed_loss) < 0.1 * collapsed_loss
@@ -111,11 +102,9 @@ class Trainer:
         loss_fn: ``TripletLoss``, ``ContrastiveLoss``, a function such as ``batch_hard_triplet_loss`` (or a
             functools.partial of one); any (embeddings, labels) -> scalar works, without the active fraction.
         test_images, test_labels: held-out identities evaluated after every epoch; None skips it.
-        p, k: identities per batch, pictures per identity (k >= 2: every anchor has a positive).
-        lr, weight_decay: Adam's learning rate and L2 penalty.
+        p, k: identities per batch, pictures per identity; lr, weight_decay: Adam's settings.
         seed: seed of the batch order (epoch e uses the order fixed by (seed, e)).
-        device: "auto" (cuda, then mps, then cpu) or a device name.
-        mixed_precision: "auto" (on for CUDA only), True or False.
+        device: "auto" (cuda, then mps, then cpu) or a device name; mixed_precision: "auto" (CUDA only), True, False.
         data_on_device: "auto" (when the pictures take under half the free GPU memory), True or False.
         checkpoint_path: file written after every epoch; None writes nothing.
         step: ``step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings)`` like ``training_step``
