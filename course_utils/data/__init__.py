@@ -1,7 +1,4 @@
-"""Course data: the generated face set, real data sets, and P x K batches and triplets.
-
-One module per concept; this file only re-exports the public names.
-"""
+"""Course data: the generated face set, real data sets, and P x K batches and triplets (re-exported here)."""
 from course_utils.data.batches import (
     PKBatchSampler,
     TripletCount,

@@ -1,10 +1,8 @@
 """From a labelled picture set to what the triplet loss needs: splits, P x K batches, triplets.
 
-Everything here works on index tensors (which pictures), never on the pictures
-themselves, so it serves the generated faces, the digits and the downloaded sets alike.
-A triplet (anchor A, positive P, negative N) needs two different pictures of one person
-(A and P) and a picture of someone else (N): a set with one picture per person is refused
-with a message that says so (course fact F8).
+Everything works on index tensors (which pictures), so it serves every data set alike. A triplet
+(anchor A, positive P, negative N) needs two different pictures of one person and a picture of
+someone else: a set with one picture per person is refused with a message that says so (F8).
 """
 from __future__ import annotations
 
@@ -19,15 +17,22 @@ from course_utils.core._validate import check_choice, check_labels, check_tensor
 
 # Index triplets: (anchor_idx, positive_idx, negative_idx), three 1-D long tensors of equal length.
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-FEWER_THAN_K = ("repeat", "skip")
+
+_NEEDS_POSITIVE = (
+    "A triplet needs an anchor A and a positive P, two different pictures of the same person, "
+    "besides a negative N of someone else: the loss max(d(A,P) - d(A,N) + alpha, 0) learns by "
+    "pulling P towards A while pushing N away, and with one picture per person there is no "
+    "(A, P) pair, so there is nothing to pull together and no triplet at all. Collect several "
+    "pictures of each person (the course's running example has 10,000 pictures of 1,000 "
+    "persons, about 10 each)."
+)
 
 
 class TripletCount(NamedTuple):
-    """How many training examples a labelled set holds.
+    """How many training examples a labelled set holds (n_c pictures of identity c, N in all).
 
-    anchor_positive_pairs: ordered pairs (a, p), a != p, same identity: sum_c n_c (n_c - 1).
-    triplets: valid (a, p, n) with n of another identity: sum_c n_c (n_c - 1) (N - n_c),
-        where n_c is the number of pictures of identity c and N the number of pictures.
+    anchor_positive_pairs: ordered pairs (a, p), a != p, of one identity: sum_c n_c (n_c - 1).
+    triplets: those pairs with a negative n of another identity: sum_c n_c (n_c - 1) (N - n_c).
     """
 
     anchor_positive_pairs: int
@@ -35,16 +40,10 @@ class TripletCount(NamedTuple):
 
 
 def keyed_generator(seed: int, *keys: int) -> torch.Generator:
-    """A CPU torch.Generator whose numbers depend on (seed, *keys) and on nothing else.
+    """A fresh CPU torch.Generator whose numbers depend on the non-negative ints (seed, *keys) only.
 
     (seed, epoch) gives each epoch its own order, (seed, stream) independent streams; NumPy's
     SeedSequence mixes the numbers, so nearby keys give unrelated streams.
-
-    Args:
-        seed: non-negative int.
-        keys: further non-negative ints (an epoch, a stream number).
-    Returns:
-        A freshly seeded CPU torch.Generator.
     """
     for value, name in [(seed, "seed"), *((key, "key") for key in keys)]:
         check_whole_number(value, name, minimum=0)
@@ -53,22 +52,14 @@ def keyed_generator(seed: int, *keys: int) -> torch.Generator:
 
 
 def count_triplets(labels: torch.Tensor) -> TripletCount:
-    """Count anchor-positive pairs and valid triplets from the identity sizes alone.
+    """Count anchor-positive pairs and valid triplets of (N,) integer labels, as Python ints (no overflow).
 
     Each of the n_c anchors of identity c has n_c - 1 positives and N - n_c negatives: 10,000
     pictures of 1,000 persons give 90,000 pairs and 90,000 * 9,990 = 899,100,000 triplets.
-
-    Args:
-        labels: (N,) integer identity ids.
-    Returns:
-        TripletCount(anchor_positive_pairs, triplets) as Python ints (no overflow).
     """
-    labels = _check_label_vector(labels)
-    sizes = torch.unique(labels.cpu(), return_counts=True)[1].tolist()
-    total = len(labels)
+    sizes = torch.unique(_check_label_vector(labels).cpu(), return_counts=True)[1].tolist()
     pairs = sum(n * (n - 1) for n in sizes)
-    triplets = sum(n * (n - 1) * (total - n) for n in sizes)
-    return TripletCount(pairs, triplets)
+    return TripletCount(pairs, sum(n * (n - 1) * (len(labels) - n) for n in sizes))
 
 
 def split_by_identity(
@@ -78,12 +69,10 @@ def split_by_identity(
 
     Args:
         labels: (N,) integer identity ids, at least 2 identities.
-        test_fraction: share of the identities (not pictures) held out, in (0, 1); the
-            count is rounded and kept between 1 and (identities - 1).
-        seed: non-negative int choosing the held-out identities.
+        test_fraction: share of the identities (not pictures) held out, in (0, 1); the count is
+            rounded and kept between 1 and (identities - 1).
     Returns:
-        train_idx, test_idx: ascending long index tensors into labels (on the CPU) whose
-        identity sets are disjoint and together cover every picture.
+        train_idx, test_idx: ascending long CPU indices into labels, disjoint in identity, covering all.
     """
     labels = _check_label_vector(labels).cpu()
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
@@ -103,9 +92,6 @@ def split_by_identity(
 def one_shot_split(labels: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Enrol one random picture of each identity; every other picture becomes a query (one-shot, F9).
 
-    Args:
-        labels: (N,) integer identity ids; at least one identity needs 2 pictures.
-        seed: non-negative int choosing which picture is enrolled.
     Returns:
         enrol_idx: (identities,) long indices, one per identity in increasing identity order.
         query_idx: (N - identities,) ascending long indices of the other pictures.
@@ -118,8 +104,7 @@ def one_shot_split(labels: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, t
         )
     order = _shuffled_by_identity(labels, keyed_generator(seed))
     sizes = torch.unique_consecutive(labels[order], return_counts=True)[1]
-    firsts = torch.cumsum(sizes, dim=0) - sizes
-    enrol_idx = order[firsts]
+    enrol_idx = order[torch.cumsum(sizes, dim=0) - sizes]  # the first of each identity
     is_query = torch.ones(len(labels), dtype=torch.bool)
     is_query[enrol_idx] = False
     return enrol_idx, is_query.nonzero().flatten()
@@ -128,62 +113,36 @@ def one_shot_split(labels: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, t
 class PKBatchSampler(Sampler[list[int]]):
     """Batches of P identities x K pictures each: the batch shape online mining needs.
 
-    Every anchor of such a batch has K - 1 positives and (P - 1) K negatives in it. Use it as
-    ``DataLoader(dataset, batch_sampler=PKBatchSampler(labels, p=16, k=4))`` and call
-    ``set_epoch(epoch)`` before each epoch: the order is a pure function of (seed, epoch), so a
-    resumed run sees the batches it would have seen (without it every epoch repeats epoch 0).
+    Use it as ``DataLoader(dataset, batch_sampler=PKBatchSampler(labels, p=16, k=4))`` and call
+    ``set_epoch(epoch)`` before each epoch: the order is a pure function of (seed, epoch).
 
-    How an epoch is built:
-
-    1. Identities with a single picture are skipped: they have no positive.
-    2. Each identity's pictures are shuffled and read in a cycle to form ceil(n / K) groups of
-       K (the last group completed with the identity's first pictures again), so every
-       picture is used every epoch.
-    3. Identities with 2 <= n < K pictures form one group in which pictures repeat
-       (``fewer_than_k="repeat"``, counted in ``duplicates_per_epoch``) or are left out ("skip").
-    4. The groups, identity after identity in a random identity order, are dealt like cards
-       into B = (number of groups) // P batches: group j goes to batch j mod B. An identity's
-       groups are consecutive and at most B (more are cut: ``capped_identities``), so the P
-       identities of a batch are distinct. The (number of groups) mod P left over wait.
-    5. The batches are shuffled.
-
-    Distributed training (``world_size`` R > 1 processes): every process builds the same plan
-    with B rounded down to a multiple of R and keeps the rows rank, rank + R, ...: each group
-    is seen once, by one process, and every process takes the same number of steps. Settings
-    that leave B = 0 are refused when the sampler is built, naming a p, k or world_size that works.
+    Each identity's pictures are shuffled and read in a cycle as ceil(n / K) groups of K, so every
+    picture is used; an identity with 2 <= n < K pictures gives one group with repeated pictures
+    (``fewer_than_k="repeat"``) or is skipped ("skip"), one with a single picture is skipped. The groups,
+    identity after identity in a random order, are dealt like cards into B = groups // P batches, so the
+    P identities of a batch are distinct (an identity with more than B groups is cut down); the batches
+    are then shuffled. With ``world_size`` R > 1 processes every process builds the same plan with B
+    rounded down to a multiple of R and keeps the rows rank, rank + R, ...
 
     Args:
-        labels: (N,) integer identity ids of the dataset.
         p: identities per batch (>= 2: an anchor needs negatives).
         k: pictures per identity in a batch (>= 2: an anchor needs a positive).
-        seed: non-negative int.
-        fewer_than_k: "repeat" or "skip", for identities with 2 <= n < K pictures.
-        rank: this process's number in a distributed run, 0 <= rank < world_size.
-        world_size: number of processes sharing the epoch (1 without distributed training).
+        rank, world_size: this process's number (0 <= rank < world_size) and the number of processes.
 
-    Attributes (what was left out or repeated, also summarised in one warning):
-        skipped_identities: ids never used (a single picture, or fewer than K with "skip").
-        short_identities: ids with fewer than K pictures whose pictures repeat in a batch.
-        capped_identities: ids cut down to B groups.
-        duplicates_per_epoch: batch slots per epoch, at most, that repeat a picture of the
-            same batch (K - n for each short identity).
+    Attributes, also summarised in one warning: ``skipped_identities`` (never used),
+    ``short_identities`` (fewer than K pictures, repeated in their batch), ``capped_identities`` (cut
+    down to B groups) and ``duplicates_per_epoch`` (at most this many slots repeat a picture of their batch).
     """
 
     def __init__(
-        self,
-        labels: torch.Tensor,
-        p: int,
-        k: int,
-        seed: int = 0,
-        fewer_than_k: str = "repeat",
-        rank: int = 0,
-        world_size: int = 1,
+        self, labels: torch.Tensor, p: int, k: int, seed: int = 0, fewer_than_k: str = "repeat",
+        rank: int = 0, world_size: int = 1,
     ):
         labels = _check_label_vector(labels).cpu()
         check_whole_number(p, "p", minimum=2, why="with one identity per batch no anchor has a negative")
         check_whole_number(k, "k", minimum=2, why="with one picture per identity no anchor has a positive in its batch")
         check_whole_number(seed, "seed", minimum=0)
-        check_choice(fewer_than_k, "fewer_than_k", FEWER_THAN_K)
+        check_choice(fewer_than_k, "fewer_than_k", ("repeat", "skip"))
         check_whole_number(world_size, "world_size", minimum=1)
         check_whole_number(rank, "rank", minimum=0)
         if rank >= world_size:
@@ -205,22 +164,19 @@ class PKBatchSampler(Sampler[list[int]]):
                 f"p={p} identities per batch, but only {int(kept.sum())} identities have at least "
                 f"{smallest} pictures. Lower p, or lower k (with fewer_than_k='skip')."
             )
-        # Pictures sorted by identity: identity i owns members[starts[i] : starts[i] + sizes[i]].
-        order = torch.argsort(labels, stable=True)
-        members_per_identity = torch.split(order, sizes.tolist())
-        self._members = torch.cat([m for m, keep in zip(members_per_identity, kept.tolist()) if keep])
+        # The kept pictures sorted by identity: identity i owns _members[_starts[i] : _starts[i] + _sizes[i]].
+        self._members = torch.argsort(labels, stable=True)[kept.repeat_interleave(sizes)]
         self._sizes = sizes[kept]
         self._starts = torch.cumsum(self._sizes, dim=0) - self._sizes
-        groups, self._num_batches = _capped_groups(self._sizes, p, k, world_size)
+        self._groups, self._num_batches = _capped_groups(self._sizes, p, k, world_size)
         if self._num_batches == 0:
             raise ValueError(_too_few_batches_message(sizes, p, k, world_size, fewer_than_k))
-        self._groups = groups
-        self.capped_identities = identities[kept][groups < (self._sizes + k - 1) // k]
+        self.capped_identities = identities[kept][self._groups < (self._sizes + k - 1) // k]
         self.duplicates_per_epoch = int((k - self._sizes).clamp(min=0).sum())
         self._warn_about_dropped_identities()
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose which epoch the next iteration yields (its order depends only on seed and epoch)."""
+        """Choose which epoch the next iteration yields."""
         check_whole_number(epoch, "epoch", minimum=0)
         self.epoch = epoch
 
@@ -232,14 +188,9 @@ class PKBatchSampler(Sampler[list[int]]):
         yield from self.batches_for_epoch(self.epoch).tolist()
 
     def batches_for_epoch(self, epoch: int) -> torch.Tensor:
-        """The plan of one epoch.
+        """(len(self), P * K) long picture indices of this rank's batches in one epoch.
 
-        Args:
-            epoch: non-negative int.
-        Returns:
-            (B, P * K) long tensor of picture indices, B = len(self); in each row the K
-            pictures of one identity are next to each other. In a distributed run these
-            are this rank's rows of the plan shared by all processes.
+        In each row the K pictures of one identity are next to each other.
         """
         check_whole_number(epoch, "epoch", minimum=0)
         generator = keyed_generator(self.seed, epoch)
@@ -282,30 +233,29 @@ def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0) -> Triplet
     Anchor uniform over the pictures with a positive, positive uniform over the anchor's other
     pictures, negative uniform over the other identities' pictures; O(N + n), no N x N matrix.
 
-    Args:
-        labels: (N,) integer identity ids of a set with at least one identity of 2 or more
-            pictures and at least 2 identities.
-        n: number of triplets.
-        seed: non-negative int.
     Returns:
         (anchor_idx, positive_idx, negative_idx): three (n,) long tensors on labels' device.
     """
     labels = _check_label_vector(labels)
     check_whole_number(n, "n", minimum=0)
     check_whole_number(seed, "seed", minimum=0)
-    device = labels.device
-    labels = labels.cpu()
-    _refuse_without_triplets(labels)
-    generator = keyed_generator(seed)
+    device, labels = labels.device, labels.cpu()
     order = torch.argsort(labels, stable=True)
     sizes = torch.unique_consecutive(labels[order], return_counts=True)[1]
+    if len(sizes) == 0 or int(sizes.max()) < 2:
+        raise ValueError(f"Every identity in labels has a single picture ({len(labels)} pictures). {_NEEDS_POSITIVE}")
+    if len(sizes) < 2:
+        raise ValueError(
+            "All pictures show the same identity: a triplet also needs a negative, a picture of "
+            "another person that the loss pushes away from the anchor. Add other identities."
+        )
     starts = torch.cumsum(sizes, dim=0) - sizes
     # Per sorted position: its identity's start and size, and its rank within the identity.
     size_at = torch.repeat_interleave(sizes, sizes)
     start_at = torch.repeat_interleave(starts, sizes)
     rank_at = torch.arange(len(labels)) - start_at
     with_positive = (size_at >= 2).nonzero().flatten()
-    uniforms = torch.rand(3, n, generator=generator, dtype=torch.float64)
+    uniforms = torch.rand(3, n, generator=keyed_generator(seed), dtype=torch.float64)
     anchor = with_positive[_below(uniforms[0], len(with_positive))]
     size, start = size_at[anchor], start_at[anchor]
     # Positive: step 1 .. size - 1 places further round the anchor's identity (never itself).
@@ -316,60 +266,29 @@ def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0) -> Triplet
     return order[anchor].to(device), order[positive].to(device), order[negative].to(device)
 
 
-# ---------------------------------------------------------------- helpers
-
-_NEEDS_POSITIVE = (
-    "A triplet needs an anchor A and a positive P, two different pictures of the same person, "
-    "besides a negative N of someone else: the loss max(d(A,P) - d(A,N) + alpha, 0) learns by "
-    "pulling P towards A while pushing N away, and with one picture per person there is no "
-    "(A, P) pair, so there is nothing to pull together and no triplet at all. Collect several "
-    "pictures of each person (the course's running example has 10,000 pictures of 1,000 "
-    "persons, about 10 each)."
-)
-
-
-def _batches_per_epoch(groups: torch.Tensor, p: int, world_size: int) -> int:
-    """Batches the groups fill, rounded down to a multiple of world_size (equal steps per process)."""
-    return int(groups.sum()) // p // world_size * world_size
-
-
 def _capped_groups(sizes: torch.Tensor, p: int, k: int, world_size: int) -> tuple[torch.Tensor, int]:
-    """Groups of K per identity, cut down until no identity has more groups than there are batches.
+    """(identities,) groups of K, cut down to at most the batches they fill, and that number of batches.
 
-    Args:
-        sizes: (identities,) pictures of each identity the sampler uses.
-        p, k, world_size: as for PKBatchSampler.
-    Returns:
-        (identities,) group counts, and the batches per epoch of all processes together (a
-        multiple of world_size, possibly 0).
+    The batches of all processes together are rounded down to a multiple of world_size (possibly 0).
     """
     groups = (sizes + k - 1) // k
-    while int(groups.max()) > _batches_per_epoch(groups, p, world_size):
-        groups = groups.clamp(max=_batches_per_epoch(groups, p, world_size))
-    return groups, _batches_per_epoch(groups, p, world_size)
+    while True:
+        num_batches = int(groups.sum()) // p // world_size * world_size
+        if int(groups.max()) <= num_batches:
+            return groups, num_batches
+        groups = groups.clamp(max=num_batches)
 
 
 def _too_few_batches_message(sizes: torch.Tensor, p: int, k: int, world_size: int, fewer_than_k: str) -> str:
-    """Why an epoch leaves the processes without batches, and which single change of p, k or world_size helps.
-
-    Args:
-        sizes: (identities,) pictures of every identity in the labels.
-        p, k, world_size, fewer_than_k: the sampler's settings.
-    Returns:
-        The message of the ValueError.
-    """
+    """Why the settings leave a process without a batch, and which single change of p, k or world_size helps."""
 
     def used_sizes(k: int) -> torch.Tensor:
         return sizes[sizes >= (k if fewer_than_k == "skip" else 2)]
 
     fixes = []
-    for position, name, values in (
-        (0, "p", range(p - 1, 1, -1)),
-        (1, "k", range(k - 1, 1, -1)),
-        (2, "world_size", range(world_size - 1, 0, -1)),
-    ):
-        for value in values:
-            settings = [p, k, world_size]
+    for position, (name, lowest) in enumerate((("p", 2), ("k", 2), ("world_size", 1))):
+        settings = [p, k, world_size]
+        for value in range(settings[position] - 1, lowest - 1, -1):
             settings[position] = value
             used = used_sizes(settings[1])
             if len(used) >= settings[0] and _capped_groups(used, *settings)[1] > 0:
@@ -387,28 +306,14 @@ def _too_few_batches_message(sizes: torch.Tensor, p: int, k: int, world_size: in
     )
 
 
-
 def _check_label_vector(labels) -> torch.Tensor:
     check_tensor(labels, "labels")
     return check_labels(labels, labels.shape[0] if labels.dim() else 0)
 
 
-def _refuse_without_triplets(labels: torch.Tensor) -> None:
-    """Raise ValueError when labels allow no (anchor, positive, negative) triplet."""
-    sizes = torch.unique(labels, return_counts=True)[1]
-    if len(sizes) == 0 or int(sizes.max()) < 2:
-        raise ValueError(f"Every identity in labels has a single picture ({len(labels)} pictures). {_NEEDS_POSITIVE}")
-    if len(sizes) < 2:
-        raise ValueError(
-            "All pictures show the same identity: a triplet also needs a negative, a picture of "
-            "another person that the loss pushes away from the anchor. Add other identities."
-        )
-
-
 def _below(uniforms: torch.Tensor, limit) -> torch.Tensor:
-    """Uniform integers in [0, limit) from uniforms in [0, 1); limit may vary per element."""
+    """Uniform integers in [0, limit) from float64 uniforms in [0, 1); limit may vary per element."""
     limit = torch.as_tensor(limit)
-    # float64 uniforms keep the step 2^-53, far below 1 / limit for any realistic set.
     return torch.minimum((uniforms * limit).long(), limit - 1)
 
 

@@ -1,22 +1,12 @@
 """A generated face set: "10,000 pictures of 1,000 persons", offline and in seconds.
 
-An identity is a fixed row of face attributes (face shape, skin tone, eyes, brows, nose,
-mouth, hair, glasses, beard); each picture adds nuisances a recognition system must ignore
-(position, scale, rotation, lighting, background, expression, an occluder, pixel noise).
-
-* Every random number is a uniform number from a CPU ``torch.Generator`` (streams for
-  identities, pictures and noise, each seeded from ``seed``). ``torch.rand`` fills element
-  by element, so the 10-identity set is the first 10 identities of the 1,000-identity set.
-* Drawing is vectorised: each face part is a soft mask ``sigmoid(-signed_distance *
-  sharpness)`` on coordinate grids for a chunk of pictures, painted with ``lerp``.
-* Everything is computed in float64 and rounded to multiples of 1/255 (an 8-bit photograph):
-  a last-bit difference between CPUs or GPUs would have to fall exactly on a rounding
-  boundary to change a pixel, so the bytes are the same on every machine (a test compares
-  a checksum).
-
-Difficulty: at ``nuisance=1`` one-shot 1-nearest-neighbour on raw pixels (200 held-out
-persons, one enrolled picture each) is right about 17 % of the time (chance 0.5 %); at
-``nuisance=0`` always: the persons differ, the pictures hide it.
+An identity is a fixed row of face attributes (face shape, skin, eyes, brows, nose, mouth, hair,
+glasses, beard); each picture adds nuisances a recognition system must ignore (position, scale,
+rotation, lighting, background, expression, an occluder, pixel noise). Every random number comes
+from a seeded CPU ``torch.Generator``, and everything is computed in float64 and rounded to
+multiples of 1/255, so the bytes are the same on every machine (a test compares a checksum).
+At ``nuisance=1`` one-shot 1-nearest-neighbour on raw pixels is right about 17 % of the time
+(200 held-out persons, chance 0.5 %); at ``nuisance=0`` always.
 """
 from __future__ import annotations
 
@@ -34,42 +24,29 @@ CHUNK_SIZE = 512
 # Stream numbers given to keyed_generator(seed, stream).
 _IDENTITY_STREAM, _PICTURE_STREAM, _NOISE_STREAM = 0, 1, 2
 
-# Identity attributes: name -> (low, high); each is a uniform number mapped to that range.
+# Identity attributes: name -> (low, high) of a uniform draw, in column order of the random numbers.
 # Lengths are in face units: the face ellipse is about 1 unit tall, centred at (0, 0).
 _IDENTITY_RANGES = {
-    "face_width": (0.36, 0.47),
-    "face_height": (0.50, 0.60),
+    "face_width": (0.36, 0.47), "face_height": (0.50, 0.60),
     "face_roundness": (1.8, 2.9),  # exponent of the face superellipse: 2 is an ellipse
     "chin_taper": (0.0, 0.35),  # how much the face narrows towards the chin
     "skin_tone": (0.0, 1.0),  # 0 light, 1 dark
-    "skin_red": (-0.04, 0.04),
-    "skin_green": (-0.04, 0.04),
-    "skin_blue": (-0.04, 0.04),
+    "skin_red": (-0.04, 0.04), "skin_green": (-0.04, 0.04), "skin_blue": (-0.04, 0.04),
     "eye_spacing": (0.15, 0.23),  # half the distance between the eye centres
-    "eye_height": (-0.14, 0.0),
-    "eye_width": (0.065, 0.10),
-    "eye_opening": (0.035, 0.06),
+    "eye_height": (-0.14, 0.0), "eye_width": (0.065, 0.10), "eye_opening": (0.035, 0.06),
     "iris_size": (0.55, 0.85),  # fraction of the eye opening
     "iris_colour": (0.0, 1.0),  # index into _IRIS_PALETTE
-    "brow_gap": (0.06, 0.11),
-    "brow_length": (0.07, 0.12),
-    "brow_thickness": (0.015, 0.035),
-    "brow_tilt": (-0.35, 0.35),
-    "nose_length": (0.10, 0.20),
-    "nose_width": (0.03, 0.065),
-    "mouth_height": (0.24, 0.34),
-    "mouth_width": (0.09, 0.17),
-    "lip_thickness": (0.015, 0.035),
-    "smile": (-0.8, 1.2),
-    "lip_redness": (0.0, 1.0),
+    "brow_gap": (0.06, 0.11), "brow_length": (0.07, 0.12),
+    "brow_thickness": (0.015, 0.035), "brow_tilt": (-0.35, 0.35),
+    "nose_length": (0.10, 0.20), "nose_width": (0.03, 0.065),
+    "mouth_height": (0.24, 0.34), "mouth_width": (0.09, 0.17), "lip_thickness": (0.015, 0.035),
+    "smile": (-0.8, 1.2), "lip_redness": (0.0, 1.0),
     "hair_colour": (0.0, 1.0),  # index into _HAIR_PALETTE
-    "hair_red": (-0.05, 0.05),
-    "hair_green": (-0.05, 0.05),
-    "hair_blue": (-0.05, 0.05),
+    "hair_red": (-0.05, 0.05), "hair_green": (-0.05, 0.05), "hair_blue": (-0.05, 0.05),
     "hair_line": (-0.58, -0.22),  # height of the hairline; near the top means bald
     "hair_tilt": (-0.2, 0.2),  # a side parting
     "hair_volume": (0.02, 0.13),
-    "hair_length": (0.0, 1.0),  # below 0.55: short hair; above: long hair behind the head
+    "hair_length": (0.0, 1.0),  # from LONG_HAIR_FROM: long hair behind the head
     "glasses": (0.0, 1.0),  # below GLASSES_FRACTION: wears glasses
     "glasses_colour": (0.0, 1.0),  # index into _FRAME_PALETTE
     "glasses_size": (1.35, 1.8),  # lens radius as a multiple of the eye width
@@ -81,8 +58,7 @@ GLASSES_FRACTION, BEARD_FRACTION, MOUSTACHE_FRACTION, LONG_HAIR_FROM = 0.3, 0.15
 # Per-picture nuisances at nuisance=1: name -> spread (times `nuisance`), the standard deviation
 # of a normal draw (log-normal for scale, brightness, cast) unless its comment says otherwise.
 _NUISANCE_SPREADS = {
-    "shift_x": 0.04,  # image units: the picture spans [-1, 1], so 0.04 is 0.64 pixel at 32 x 32
-    "shift_y": 0.04,
+    "shift_x": 0.04, "shift_y": 0.04,  # image units: the picture spans [-1, 1], 0.04 is 0.64 pixel at 32 x 32
     "log_scale": 0.04,
     "rotation": 0.06,  # radians (about 3.4 degrees)
     "log_brightness": 0.11,
@@ -121,34 +97,28 @@ _FACE_CENTRE_Y, _FACE_SCALE = 0.12, 1.3
 
 
 def make_synthetic_faces(
-    n_identities: int = 1000,
-    images_per_identity: int = 10,
-    image_size: int = 32,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    nuisance: float = 1.0,
+    n_identities: int = 1000, images_per_identity: int = 10, image_size: int = 32, seed: int = 0,
+    device: str | torch.device | None = None, nuisance: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate pictures of made-up persons: the course's offline face set.
 
+    The first n persons of a larger set are the same persons; the device does not change the pictures.
+
     Args:
-        n_identities: number of persons (identities 0 .. n_identities - 1).
-        images_per_identity: pictures per person (the running example uses 10).
-        image_size: side of the square pictures in pixels (32 by default, 64 for GPU training).
-        seed: any non-negative int; another seed gives other persons.
-        device: where the pictures are drawn and returned (default CPU); the random numbers
-            are drawn on the CPU, so the device does not change them.
+        image_size: side of the square pictures in pixels (at least 16).
+        seed: non-negative int; another seed gives other persons.
         nuisance: strength of the per-picture variation: 0 gives identical pictures of each
-            person, 1 (default) the calibrated difficulty, above 1 harder.
+            person, 1 the calibrated difficulty, above 1 harder.
     Returns:
-        images: (n_identities * images_per_identity, 3, image_size, image_size) float32
-            in [0, 1], grouped by person (all pictures of person 0 first).
+        images: (n_identities * images_per_identity, 3, image_size, image_size) float32 in
+            [0, 1], grouped by person.
         labels: (n_identities * images_per_identity,) long identity ids.
     """
     check_whole_number(n_identities, "n_identities", 1)
     check_whole_number(images_per_identity, "images_per_identity", 1)
     check_whole_number(image_size, "image_size", 16)
     check_whole_number(seed, "seed", 0)
-    nuisance = check_nonnegative(nuisance, "nuisance", "It scales the per-picture variation; 1 is the default difficulty.")
+    nuisance = check_nonnegative(nuisance, "nuisance", "It scales the per-picture variation; 1 is the default.")
     device = torch.device("cpu") if device is None else torch.device(device)
     n_pictures = n_identities * images_per_identity
     labels = torch.arange(n_identities).repeat_interleave(images_per_identity)
@@ -169,17 +139,12 @@ def make_synthetic_faces(
 
 
 def pixel_one_shot_accuracy(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> float:
-    """One-shot identification by 1-nearest-neighbour on raw pixels: the baseline to beat.
-
-    ``one_shot_identification`` on the flattened pictures: one random picture of every
-    identity is enrolled, every other picture is named after its nearest enrolled picture.
+    """Accuracy of one-shot identification by 1-nearest-neighbour on raw pixels: the baseline to beat.
 
     Args:
-        images: (N, C, H, W) pictures (or any (N, ...) float tensor).
+        images: (N, ...) float pictures, e.g. (N, C, H, W).
         labels: (N,) integer identity ids; at least one identity needs two pictures.
         seed: chooses which picture of each identity is enrolled.
-    Returns:
-        The fraction of query pictures identified correctly, in [0, 1].
     """
     from course_utils.evaluation.retrieval import one_shot_identification  # evaluation imports data
 
@@ -193,24 +158,16 @@ def pixel_one_shot_accuracy(images: torch.Tensor, labels: torch.Tensor, seed: in
 
 
 def show_gallery(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    n_identities: int = 6,
-    per_identity: int = 8,
-    identities: list[int] | None = None,
-    title: str | None = None,
+    images: torch.Tensor, labels: torch.Tensor, n_identities: int = 6, per_identity: int = 8,
+    identities: list[int] | None = None, title: str | None = None,
 ):
-    """A grid of pictures: one row per identity, its pictures in the columns.
+    """A matplotlib figure with one row per identity and its pictures in the columns.
 
     Args:
         images: (N, C, H, W) float pictures in [0, 1], C = 1 (grey) or 3 (colour).
-        labels: (N,) integer identity ids.
-        n_identities: how many identities to show (the first met in ``labels``) without ``identities``.
+        n_identities: without ``identities``, show the first this many identities met in ``labels``.
         per_identity: at most this many pictures per row.
         identities: the identity ids to show, one row each, in this order.
-        title: figure title.
-    Returns:
-        The matplotlib Figure (rows labelled with the identity id).
     """
     import matplotlib.pyplot as plt
 
@@ -224,10 +181,7 @@ def show_gallery(
     check_whole_number(per_identity, "per_identity", 1)
     if identities is None:
         check_whole_number(n_identities, "n_identities", 1)
-        known, inverse = torch.unique(labels, return_inverse=True)
-        positions = torch.arange(len(labels))
-        first_seen = torch.full((len(known),), len(labels)).scatter_reduce(0, inverse, positions, "amin")
-        identities = known[first_seen.argsort()][:n_identities].tolist()
+        identities = list(dict.fromkeys(labels.tolist()))[:n_identities]  # in order of first appearance
     if not identities:
         raise ValueError("identities is empty; give at least one identity id (see labels.unique()).")
     missing = sorted(set(identities) - set(labels.tolist()))
@@ -240,8 +194,7 @@ def show_gallery(
     for row, identity in enumerate(identities):
         own = (labels == identity).nonzero().flatten()[:per_identity]
         for column, axis in enumerate(axes[row]):
-            axis.set_xticks([])
-            axis.set_yticks([])
+            axis.set(xticks=[], yticks=[])
             if column < len(own):
                 picture = pictures[own[column]].numpy()
                 if picture.shape[0] == 1:
@@ -251,14 +204,11 @@ def show_gallery(
             else:
                 axis.axis("off")
         axes[row][0].set_ylabel(f"id {identity}", rotation=0, ha="right", va="center")
-    for column in range(per_identity):
-        axes[-1][column].set_xlabel(f"pic {column + 1}")
+    for column, axis in enumerate(axes[-1]):
+        axis.set_xlabel(f"pic {column + 1}")
     if title is not None:
         figure.suptitle(title)
     return figure
-
-
-# ---------------------------------------------------------------- drawing the numbers
 
 
 def _normal(uniforms: torch.Tensor) -> torch.Tensor:
@@ -277,7 +227,8 @@ def _palette_pick(uniforms: torch.Tensor, palette) -> torch.Tensor:
 def _draw_identities(n_identities: int, seed: int) -> dict[str, torch.Tensor]:
     """Face attributes of every identity: a dict of (n_identities,) or (n_identities, 3) CPU tensors."""
     # float32 draws (the stream the set was calibrated with), then float64 arithmetic.
-    uniforms = torch.rand(n_identities, len(_IDENTITY_RANGES), generator=keyed_generator(seed, _IDENTITY_STREAM)).double()
+    generator = keyed_generator(seed, _IDENTITY_STREAM)
+    uniforms = torch.rand(n_identities, len(_IDENTITY_RANGES), generator=generator).double()
     raw = dict(zip(_IDENTITY_RANGES, uniforms.unbind(dim=1)))
     face = {name: low + (high - low) * raw[name] for name, (low, high) in _IDENTITY_RANGES.items()}
     tone = raw["skin_tone"].unsqueeze(1)
@@ -301,7 +252,8 @@ def _draw_identities(n_identities: int, seed: int) -> dict[str, torch.Tensor]:
 
 def _draw_pictures(n_pictures: int, seed: int, nuisance: float) -> dict[str, torch.Tensor]:
     """Nuisances of every picture: a dict of (n_pictures,) or (n_pictures, 3) CPU tensors."""
-    uniforms = torch.rand(n_pictures, len(_PICTURE_COLUMNS), generator=keyed_generator(seed, _PICTURE_STREAM)).double()
+    generator = keyed_generator(seed, _PICTURE_STREAM)
+    uniforms = torch.rand(n_pictures, len(_PICTURE_COLUMNS), generator=generator).double()
     raw = dict(zip(_PICTURE_COLUMNS, uniforms.unbind(dim=1)))
     spread = {name: value * nuisance for name, value in _NUISANCE_SPREADS.items()}
     picture = {name: _normal(raw[name]) * spread[name] for name in ("shift_x", "shift_y", "rotation", "expression")}
@@ -330,14 +282,9 @@ def _draw_pictures(n_pictures: int, seed: int, nuisance: float) -> dict[str, tor
     return picture
 
 
-# ---------------------------------------------------------------- rendering
-
-
 def _soft(signed_distance: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
-    """Coverage in [0, 1] from a signed distance (negative inside): an anti-aliased edge.
-
-    sharpness: 1 / (the sigmoid's scale), (n, 1, 1): small, so negating it is cheap.
-    """
+    """Coverage in [0, 1] from a signed distance (negative inside): an anti-aliased edge."""
+    # Negate the small (n, 1, 1) sharpness, not the large distance: cheaper.
     return torch.sigmoid(signed_distance * -sharpness)
 
 
@@ -385,28 +332,12 @@ class _Canvas(NamedTuple):
 
 
 def _render(params: dict[str, torch.Tensor], noise: torch.Tensor, size: int) -> torch.Tensor:
-    """Draw a chunk of n pictures.
+    """Draw n pictures (n, 3, size, size) in multiples of 1/255.
 
-    Args:
-        params: identity attributes and picture nuisances, (n,) or (n, 3) float64 tensors on one device.
-        noise: (n, 3, size, size) float64 pixel noise on the same device.
-        size: picture side in pixels.
-    Returns:
-        (n, 3, size, size) pictures in [0, 1], rounded to multiples of 1/255.
+    params: (n,) or (n, 3) float64 attributes and nuisances; noise: (n, 3, size, size) float64, same device.
     """
-    canvas = _canvas(params, noise.shape[0], size, noise.device)
-    image = _draw_head(canvas)
-    _draw_eyes(image, canvas)
-    _draw_nose_and_mouth(image, canvas)
-    _draw_glasses(image, canvas)
-    image = _light_and_occlude(image, canvas, size)
-    image = (image + noise).clamp(0, 1)
-    # Round to 8-bit levels, as a photograph is stored.
-    return torch.round(image * 255) / 255
-
-
-def _canvas(params: dict[str, torch.Tensor], n: int, size: int, device) -> _Canvas:
-    coords = (torch.arange(size, device=device, dtype=torch.float64) + 0.5) * (2 / size) - 1
+    n = noise.shape[0]
+    coords = (torch.arange(size, device=noise.device, dtype=torch.float64) + 0.5) * (2 / size) - 1
     x, y = coords.view(1, 1, size), coords.view(1, size, 1)
     p = {name: value.view(n, 1, 1) for name, value in params.items() if value.dim() == 1}
     colour = {name: value for name, value in params.items() if value.dim() == 2}
@@ -414,16 +345,21 @@ def _canvas(params: dict[str, torch.Tensor], n: int, size: int, device) -> _Canv
     cos, sin = torch.cos(p["rotation"]), torch.sin(p["rotation"])
     u = (cos * dx + sin * dy) / p["scale"]
     v = (cos * dy - sin * dx) / p["scale"]
-    # The sigmoid's scale is a quarter of a pixel, so an edge blurs over about one pixel
-    # (anti-aliasing) whatever the picture size.
-    return _Canvas(p, colour, x, y, u, v, u.abs(), 2 * size * p["scale"])
+    # The sigmoid's scale is a quarter of a pixel, so an edge blurs over about one pixel (anti-aliasing).
+    canvas = _Canvas(p, colour, x, y, u, v, u.abs(), 2 * size * p["scale"])
+    image = _draw_head(canvas)
+    _draw_eyes(image, canvas)
+    _draw_nose_and_mouth(image, canvas)
+    _draw_glasses(image, canvas)
+    image = (_light_and_occlude(image, canvas, size) + noise).clamp(0, 1)
+    return torch.round(image * 255) / 255  # 8-bit levels, as a photograph is stored
 
 
 def _draw_head(c: _Canvas) -> torch.Tensor:
     """Background, long hair, neck, ears, face, hair on top and beard: (n, 3, size, size)."""
     p, u, v, side, sharpness = c.p, c.u, c.v, c.side, c.sharpness
-    # Background: a colour with a gentle gradient.
-    ramp = 1 + p["background_gradient"] * (c.x * torch.cos(p["background_angle"]) + c.y * torch.sin(p["background_angle"]))
+    angle = p["background_angle"]
+    ramp = 1 + p["background_gradient"] * (c.x * torch.cos(angle) + c.y * torch.sin(angle))
     image = c.colour["background"][:, :, None, None] * ramp.unsqueeze(1)
     width, height, volume = p["face_width"], p["face_height"], p["hair_volume"]
     skin, hair = c.colour["skin"], c.colour["hair"]

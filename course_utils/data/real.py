@@ -1,15 +1,10 @@
 """Real data sets in the course's format: (images (N, C, H, W) float32 in [0, 1], labels long (N,)).
 
-* ``load_digits_dataset``: scikit-learn's handwritten digits, installed with scikit-learn
-  (works offline).
-* ``load_olivetti_faces``, ``load_lfw_people``: face sets downloaded by scikit-learn.
-* ``load_mnist``, ``load_fashion_mnist``: downloaded by torchvision.
-
-Downloads are cached under ``data/cache/<name>/`` (ignored by git). A download goes into a
-temporary folder, renamed to ``<name>`` only once the arrays pass their checks (shapes,
-counts; the fetchers verify the published checksums), so a failed download leaves no
-half-written cache. Without files and network a loader raises `DatasetUnavailableError`
-naming the data set, the folder it expected and how to get the files.
+``load_digits_dataset`` ships with scikit-learn (offline); Olivetti and LFW are downloaded by
+scikit-learn, MNIST and Fashion-MNIST by torchvision, into ``cache_dir/<name>`` (default data/cache).
+A download goes into a temporary folder, renamed to ``<name>`` only once the arrays pass their checks,
+so a failed download leaves no half-written cache. Without files and network a loader raises
+`DatasetUnavailableError` naming the data set, the folder it expected and how to get the files.
 """
 from __future__ import annotations
 
@@ -20,14 +15,13 @@ from typing import Callable
 
 import torch
 
+from course_utils.core._validate import check_whole_number
+
 #: Where downloads are cached unless a loader is given another cache_dir.
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "cache"
 
-# Published sizes of LFW people (funneled) per min_faces_per_person, as (pictures, persons):
-# scikit-learn's face recognition example reports 1288 pictures of 7 persons for 70.
+# (pictures, persons) of LFW people per min_faces_per_person, as published by scikit-learn's example.
 LFW_PEOPLE_SIZES = {70: (1288, 7)}
-# LFW's pictures are 250 x 250; scikit-learn keeps the centre slice rows 70:195, columns 78:172.
-_LFW_SLICE_SHAPE = (125, 94)
 
 Loaded = tuple[torch.Tensor, torch.Tensor]
 
@@ -41,33 +35,18 @@ class DatasetCheckError(RuntimeError):
 
 
 def load_digits_dataset() -> Loaded:
-    """scikit-learn's 1,797 handwritten digits, 8 x 8 pixels: real data that needs no download.
-
-    Returns:
-        images: (1797, 1, 8, 8) float32 in [0, 1] (the original grey levels 0..16 divided by 16).
-        labels: (1797,) long digits 0..9.
-    """
+    """scikit-learn's 1,797 handwritten digits 0..9, as (1797, 1, 8, 8) grey levels 0..16 divided by 16."""
     import sklearn.datasets
 
     digits = sklearn.datasets.load_digits()
     images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
     labels = torch.as_tensor(digits.target, dtype=torch.long)
-    _check_loaded("digits", images, labels, n_pictures=1797, picture_shape=(1, 8, 8), n_identities=10)
+    _check_loaded("digits", images, labels, (1, 8, 8), n_pictures=1797, n_identities=10)
     return images, labels
 
 
 def load_olivetti_faces(cache_dir: str | Path | None = None) -> Loaded:
-    """The Olivetti (AT&T) faces: 40 persons x 10 pictures, 64 x 64 grey, through scikit-learn.
-
-    Args:
-        cache_dir: folder of the download cache (default data/cache); the files go in
-            cache_dir/olivetti.
-    Returns:
-        images: (400, 1, 64, 64) float32 in [0, 1].
-        labels: (400,) long person ids 0..39, ten pictures each, grouped by person.
-    Raises:
-        DatasetUnavailableError: not cached and the download failed.
-    """
+    """The Olivetti (AT&T) faces: (400, 1, 64, 64) grey pictures of persons 0..39, ten each, grouped by person."""
 
     def fetch(folder: Path, download: bool) -> Loaded:
         import sklearn.datasets
@@ -76,101 +55,58 @@ def load_olivetti_faces(cache_dir: str | Path | None = None) -> Loaded:
         images = torch.as_tensor(faces.images, dtype=torch.float32).unsqueeze(1)
         return images, torch.as_tensor(faces.target, dtype=torch.long)
 
-    def check(images: torch.Tensor, labels: torch.Tensor) -> None:
-        _check_loaded("olivetti", images, labels, n_pictures=400, picture_shape=(1, 64, 64), n_identities=40)
-        if not bool((torch.bincount(labels) == 10).all()):
-            raise DatasetCheckError("olivetti: every person must have exactly 10 pictures.")
-
     how = "run load_olivetti_faces() once with internet access (scikit-learn downloads it from figshare)"
-    return _load_cached("olivetti", cache_dir, fetch, check, how)
+    expected = {"picture_shape": (1, 64, 64), "n_pictures": 400, "n_identities": 40, "per_identity": 10}
+    return _load_cached("olivetti", cache_dir, fetch, expected, how)
 
 
 def load_lfw_people(
-    min_faces_per_person: int = 20,
-    resize: float = 0.5,
-    color: bool = False,
-    cache_dir: str | Path | None = None,
+    min_faces_per_person: int = 20, resize: float = 0.5, color: bool = False, cache_dir: str | Path | None = None
 ) -> Loaded:
     """Labeled Faces in the Wild: public figures with at least min_faces_per_person pictures.
 
     Args:
-        min_faces_per_person: keep the persons with at least this many pictures (>= 1).
-        resize: scale of the 125 x 94 centre crop (0.5 gives 62 x 47 pictures).
+        resize: scale of the 125 x 94 centre crop, in (0, 1] (0.5 gives 62 x 47 pictures).
         color: True for RGB pictures, False for grey.
-        cache_dir: folder of the download cache (default data/cache); the files go in
-            cache_dir/lfw (about 230 MB once unpacked).
     Returns:
         images: (N, C, H, W) float32 in [0, 1], C = 3 with color else 1.
         labels: (N,) long person ids 0..(persons - 1).
-    Raises:
-        DatasetUnavailableError: not cached and the download failed.
     """
-    if isinstance(min_faces_per_person, bool) or not isinstance(min_faces_per_person, int) or min_faces_per_person < 1:
-        raise ValueError(f"min_faces_per_person must be an int >= 1, got {min_faces_per_person!r}.")
+    check_whole_number(min_faces_per_person, "min_faces_per_person", 1)
     if isinstance(resize, bool) or not isinstance(resize, (int, float)) or not 0 < resize <= 1:
         raise ValueError(f"resize must be a number in (0, 1], got {resize!r}.")
-    height, width = int(_LFW_SLICE_SHAPE[0] * resize), int(_LFW_SLICE_SHAPE[1] * resize)
 
     def fetch(folder: Path, download: bool) -> Loaded:
         import sklearn.datasets
 
         people = sklearn.datasets.fetch_lfw_people(
-            data_home=str(folder),
-            min_faces_per_person=min_faces_per_person,
-            resize=resize,
-            color=color,
+            data_home=str(folder), min_faces_per_person=min_faces_per_person, resize=resize, color=color,
             download_if_missing=download,
         )
         images = torch.as_tensor(people.images, dtype=torch.float32)
         images = images.permute(0, 3, 1, 2) if color else images.unsqueeze(1)
         return images.contiguous(), torch.as_tensor(people.target, dtype=torch.long)
 
-    def check(images: torch.Tensor, labels: torch.Tensor) -> None:
-        n_pictures, n_identities = LFW_PEOPLE_SIZES.get(min_faces_per_person, (None, None))
-        shape = (3 if color else 1, height, width)
-        _check_loaded("lfw", images, labels, n_pictures=n_pictures, picture_shape=shape, n_identities=n_identities)
-        if int(torch.bincount(labels).min()) < min_faces_per_person:
-            raise DatasetCheckError(
-                f"lfw: a person has fewer than min_faces_per_person={min_faces_per_person} pictures."
-            )
-
+    n_pictures, n_identities = LFW_PEOPLE_SIZES.get(min_faces_per_person, (None, None))
+    # scikit-learn keeps the 125 x 94 centre of LFW's 250 x 250 pictures, then resizes.
+    expected = {
+        "picture_shape": (3 if color else 1, int(125 * resize), int(94 * resize)),
+        "n_pictures": n_pictures,
+        "n_identities": n_identities,
+        "min_faces_per_person": min_faces_per_person,
+    }
     how = "run load_lfw_people() once with internet access (scikit-learn downloads a 233 MB archive from figshare)"
-    return _load_cached("lfw", cache_dir, fetch, check, how)
+    return _load_cached("lfw", cache_dir, fetch, expected, how)
 
 
 def load_mnist(train: bool = True, cache_dir: str | Path | None = None) -> Loaded:
-    """MNIST handwritten digits, 28 x 28 grey, through torchvision.
-
-    Args:
-        train: the 60,000 training pictures (True) or the 10,000 test pictures (False).
-        cache_dir: folder of the download cache (default data/cache); the files go in
-            cache_dir/mnist (both splits are downloaded together).
-    Returns:
-        images: (60000 or 10000, 1, 28, 28) float32 in [0, 1].
-        labels: long digits 0..9.
-    Raises:
-        DatasetUnavailableError: not cached and the download failed.
-    """
+    """MNIST handwritten digits 0..9: the 60,000 training (train=True) or 10,000 test pictures, (N, 1, 28, 28)."""
     return _load_torchvision("mnist", "MNIST", 12, train, cache_dir)
 
 
 def load_fashion_mnist(train: bool = True, cache_dir: str | Path | None = None) -> Loaded:
-    """Fashion-MNIST (Zalando): 10 kinds of clothing, 28 x 28 grey, through torchvision.
-
-    Args:
-        train: the 60,000 training pictures (True) or the 10,000 test pictures (False).
-        cache_dir: folder of the download cache (default data/cache); the files go in
-            cache_dir/fashion_mnist.
-    Returns:
-        images: (60000 or 10000, 1, 28, 28) float32 in [0, 1].
-        labels: long classes 0..9, 6,000 (train) or 1,000 (test) of each.
-    Raises:
-        DatasetUnavailableError: not cached and the download failed.
-    """
+    """Fashion-MNIST, 10 kinds of clothing: the 60,000 training (train=True) or 10,000 test pictures, (N, 1, 28, 28)."""
     return _load_torchvision("fashion_mnist", "FashionMNIST", 31, train, cache_dir)
-
-
-# ---------------------------------------------------------------- helpers
 
 
 def _load_torchvision(name: str, class_name: str, megabytes: int, train: bool, cache_dir) -> Loaded:
@@ -184,36 +120,26 @@ def _load_torchvision(name: str, class_name: str, megabytes: int, train: bool, c
         dataset = getattr(torchvision.datasets, class_name)(root=str(folder), train=train, download=download)
         return dataset.data.unsqueeze(1).float() / 255, dataset.targets.long()
 
-    def check(images: torch.Tensor, labels: torch.Tensor) -> None:
-        _check_loaded(name, images, labels, n_pictures=n_pictures, picture_shape=(1, 28, 28), n_identities=10)
-        if name == "fashion_mnist" and not bool((torch.bincount(labels) == n_pictures // 10).all()):
-            raise DatasetCheckError(f"fashion_mnist: each class must have {n_pictures // 10} pictures.")
-
+    expected = {"picture_shape": (1, 28, 28), "n_pictures": n_pictures, "n_identities": 10}
+    if name == "fashion_mnist":
+        expected["per_identity"] = n_pictures // 10
     how = (
         f"run load_{name}() once with internet access (torchvision downloads about {megabytes} MB "
         f"and checks the published MD5 sums), or put its four files, decompressed (train-images-idx3-ubyte, "
         f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte), in {{folder}}/{class_name}/raw/"
     )
-    return _load_cached(name, cache_dir, fetch, check, how)
+    return _load_cached(name, cache_dir, fetch, expected, how)
 
 
 def _load_cached(
-    name: str,
-    cache_dir: str | Path | None,
-    fetch: Callable[[Path, bool], Loaded],
-    check: Callable[[torch.Tensor, torch.Tensor], None],
-    how_to_get: str,
+    name: str, cache_dir, fetch: Callable[[Path, bool], Loaded], expected: dict, how_to_get: str
 ) -> Loaded:
     """Load from cache_dir/name, or download into a temporary folder renamed there once checked.
 
     Args:
-        name: the data set's folder name in the cache.
-        cache_dir: the cache folder (None: DEFAULT_CACHE_DIR).
         fetch: fetch(folder, download) -> (images, labels), reading or downloading into folder.
-        check: raises DatasetCheckError when the loaded arrays look wrong.
+        expected: keyword arguments of _check_loaded.
         how_to_get: what to do when the data cannot be had ("{folder}": the cache folder).
-    Returns:
-        (images, labels) as returned by fetch.
     """
     root = DEFAULT_CACHE_DIR if cache_dir is None else Path(cache_dir)
     final = root / name
@@ -228,7 +154,7 @@ def _load_cached(
                 f"The {name} cache at {final} exists but cannot be read ({type(error).__name__}: {error}). "
                 f"Delete that folder and load again to download it afresh: {how_to_get}."
             ) from error
-        _check_with_hint(check, images, labels, final)
+        _check_loaded(name, images, labels, folder=final, **expected)
         return images, labels
     root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{name}-partial-", dir=root))
@@ -242,7 +168,7 @@ def _load_cached(
                 f"without internet, copy the folder {final} from a machine that has it and that you trust "
                 "(the cache may hold pickles, which can run code when loaded)."
             ) from error
-        _check_with_hint(check, images, labels, partial)
+        _check_loaded(name, images, labels, folder=partial, **expected)
         try:
             partial.rename(final)  # atomic: the cache appears complete or not at all
         except OSError:
@@ -253,24 +179,12 @@ def _load_cached(
     return images, labels
 
 
-def _check_with_hint(check, images: torch.Tensor, labels: torch.Tensor, folder: Path) -> None:
-    try:
-        check(images, labels)
-    except DatasetCheckError as error:
-        raise DatasetCheckError(
-            f"{error} The files in {folder} look damaged: delete that folder and load again."
-        ) from None
-
-
 def _check_loaded(
-    name: str,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    n_pictures: int | None,
-    picture_shape: tuple[int, int, int],
-    n_identities: int | None,
+    name: str, images: torch.Tensor, labels: torch.Tensor, picture_shape: tuple[int, int, int],
+    n_pictures: int | None = None, n_identities: int | None = None, per_identity: int | None = None,
+    min_faces_per_person: int = 1, folder: Path | None = None,
 ) -> None:
-    """Raise DatasetCheckError unless images and labels have the published shape and counts."""
+    """Raise DatasetCheckError unless images and labels have the published shape and counts (None: any)."""
     problems = []
     if images.dim() != 4 or tuple(images.shape[1:]) != picture_shape:
         problems.append(f"pictures of shape {tuple(images.shape[1:])} instead of {picture_shape}")
@@ -280,8 +194,15 @@ def _check_loaded(
         problems.append(f"labels of shape {tuple(labels.shape)} for {images.shape[0]} pictures")
     if images.numel() and not (float(images.min()) >= 0 and float(images.max()) <= 1):
         problems.append("pixel values outside [0, 1]")
-    found = len(torch.unique(labels))
-    if n_identities is not None and found != n_identities:
-        problems.append(f"{found} classes instead of {n_identities}")
+    sizes = torch.unique(labels, return_counts=True)[1]
+    if n_identities is not None and len(sizes) != n_identities:
+        problems.append(f"{len(sizes)} classes instead of {n_identities}")
+    if per_identity is not None and not bool((sizes == per_identity).all()):
+        problems.append(
+            f"classes of {int(sizes.min())} to {int(sizes.max())} pictures instead of {per_identity} pictures each"
+        )
+    if len(sizes) and int(sizes.min()) < min_faces_per_person:
+        problems.append(f"a person has fewer than min_faces_per_person={min_faces_per_person} pictures")
     if problems:
-        raise DatasetCheckError(f"{name}: " + "; ".join(problems) + ".")
+        damaged = f" The files in {folder} look damaged: delete that folder and load again." if folder else ""
+        raise DatasetCheckError(f"{name}: " + "; ".join(problems) + "." + damaged)

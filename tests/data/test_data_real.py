@@ -187,10 +187,16 @@ def test_lfw_persons_with_too_few_pictures_fail_the_check(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"min_faces_per_person": 0}, {"min_faces_per_person": 2.0}, {"resize": 0}, {"resize": 1.5}]
+    "kwargs, error",
+    [
+        ({"min_faces_per_person": 0}, ValueError),
+        ({"min_faces_per_person": 2.0}, TypeError),
+        ({"resize": 0}, ValueError),
+        ({"resize": 1.5}, ValueError),
+    ],
 )
-def test_lfw_refuses_bad_arguments(kwargs, tmp_path):
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
+def test_lfw_refuses_bad_arguments(kwargs, error, tmp_path):
+    with pytest.raises(error, match=next(iter(kwargs))):
         load_lfw_people(cache_dir=tmp_path, **kwargs)
 
 
