@@ -1,8 +1,7 @@
 """Name the likely failure of a triplet-loss run from its history (notebook 08, the failure lab).
 
-A failing run rarely crashes; each failure leaves its fingerprint in the per-step (or per-epoch)
-diagnostics (see EXPLANATIONS). The broken code of each failure is written out in the notebook,
-where the learner reads it; this module keeps the instruments.
+A failing run rarely crashes; each failure (see EXPLANATIONS) leaves its fingerprint in the per-step
+(or per-epoch) diagnostics. The broken code is in the notebook; this module keeps the instruments.
 """
 from __future__ import annotations
 
@@ -54,11 +53,8 @@ class Diagnosis(NamedTuple):
 
 def _check_history(history) -> list[dict]:
     if not isinstance(history, (list, tuple)) or not history:
-        raise ValueError(
-            "history must be a non-empty list of records (dicts), one per step or epoch, as returned "
-            f"by record_steps or Trainer.fit; got {type(history).__name__} of length "
-            f"{len(history) if hasattr(history, '__len__') else '?'}."
-        )
+        raise ValueError("history must be a non-empty list of records (dicts), one per step or epoch, as returned "
+                         f"by record_steps or Trainer.fit; got {history!r:.60}.")
     for number, record in enumerate(history):
         if not isinstance(record, dict):
             raise TypeError(f"history[{number}] must be a dict, got {type(record).__name__}.")
@@ -76,14 +72,11 @@ def _not_finite(value) -> bool:
 
 
 def diagnose(history, alpha, metric: str = "squared_euclidean") -> Diagnosis:
-    """The likely failure of a run from its records (dicts with REQUIRED_KEYS, as `record_steps` writes).
+    """The likely failure of a run from its records (dicts with REQUIRED_KEYS) and the loss's alpha and metric.
 
     First match wins: NaN anywhere; more than half of the records without a valid triplet
     (active_fraction None); alpha at least the largest distance between unit vectors (when the
     encodings have length 1); the last record collapsed (`trainer.looks_collapsed`); else healthy.
-
-    Args:
-        alpha, metric: the margin and the distance the loss used.
     """
     records = _check_history(history)
     alpha = check_alpha(alpha)
@@ -111,18 +104,12 @@ def summary_line(name: str, history) -> str:
 
 def record_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, images: torch.Tensor,
                  labels: torch.Tensor, batches) -> list[dict]:
-    """Train on the given batches, one `training_step` each (the Trainer's), and record every step's diagnostics.
+    """One Trainer `training_step` per (B,) index batch into (N, C, H, W) images; one record per step.
 
-    Unlike the Trainer this takes any batches (the lab also trains on random ones) and reads every
-    step back. The loss runs with check_values=False: a NaN is recorded (the lab looks for it), not refused.
-
-    Args:
-        loss_fn: a loss reporting what it averaged over: a module with ``last_stats`` (TripletLoss),
-            or a function with a ``return_stats`` parameter.
-        images: (N, C, H, W) pictures; labels: (N,) identities; batches: (B,) index tensors into them.
-    Returns:
-        one dict per step: step and REQUIRED_KEYS; active_fraction is None when the batch has no
-        valid triplet, mean_d_ap and mean_d_an (squared Euclidean) are None without such a pair.
+    Unlike the Trainer this takes any batches and reads every step back; the loss (TripletLoss, or a
+    function with ``return_stats``) runs with check_values=False, so a NaN is recorded, not refused.
+    Each record has step and REQUIRED_KEYS; active_fraction is None when the batch has no valid
+    triplet, mean_d_ap / mean_d_an (squared Euclidean) are None without such a pair.
     """
     labels = check_labels(labels, check_tensor(images, "images").shape[0])
     reporting = LossWithStats(loss_fn, check_values=False)

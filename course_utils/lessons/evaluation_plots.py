@@ -1,8 +1,7 @@
 """Figures of how good an embedding is (notebooks 06 and 07); the numbers come from ``course_utils.evaluation``.
 
-Every figure is a ``matplotlib.figure.Figure`` made without pyplot, so a notebook shows it once,
-as the cell's value. Functions with an ``ax`` argument draw on the Axes given (None: a new figure)
-and return its figure.
+Figures are made without pyplot, so a notebook shows each once, as the cell's value. Functions
+with an ``ax`` argument draw on the Axes given (None: a new figure) and return its figure.
 """
 from __future__ import annotations
 
@@ -34,10 +33,8 @@ def _new_axes():
 def project_2d(embeddings: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
     """Project (N, D) encodings, N >= 3, to a (N, 2) array for a scatter plot.
 
-    Args:
-        method: "pca" (linear, keeps large distances) or "tsne" (non-linear, keeps
-            neighbourhoods; distances between far clusters mean little).
-        seed: random state of t-SNE.
+    method: "pca" (linear, keeps large distances) or "tsne" (non-linear, keeps neighbourhoods;
+    distances between far clusters mean little).
     """
     check_embeddings(embeddings)
     check_choice(method, "method", PROJECTIONS)
@@ -58,12 +55,7 @@ def project_2d(embeddings: torch.Tensor, method: str = "pca", seed: int = 0) -> 
 
 def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, method: str = "pca", seed: int = 0, ax=None,
                     title: str | None = None):
-    """Scatter (N, D) encodings of the (at most 10) smallest identity ids in 2-D, one colour per identity.
-
-    Args:
-        method: "pca" or "tsne" (see project_2d).
-        title: None gives one naming the method.
-    """
+    """Scatter (N, D) encodings of the (at most 10) smallest identity ids in 2-D (see project_2d), one colour each."""
     check_embeddings(embeddings)
     labels = check_labels(labels, embeddings.shape[0]).cpu()
     shown = labels.unique()[:MAX_IDENTITIES]
@@ -93,13 +85,7 @@ def plot_distance_histograms(embeddings: torch.Tensor, labels: torch.Tensor, alp
                              title: str | None = None):
     """Histograms of the squared distances between same-identity and different-identity encodings.
 
-    A good embedding separates the two humps; the overlap is where verification by a
-    distance threshold makes mistakes.
-
-    Args:
-        embeddings: (N, D) encodings (a few thousand at most).
-        labels: (N,) integer identities.
-        alpha: if given, the margin is marked by a vertical line, for scale.
+    embeddings: (N, D), N a few thousand at most; labels: (N,). alpha, if given, is marked for scale.
     """
     same, different = same_and_different_distances(embeddings, labels)
     ax = _new_axes() if ax is None else ax
@@ -139,19 +125,16 @@ def plot_history(history: list[dict]) -> Figure:
     return figure
 
 
-def plot_roc(same_distances: torch.Tensor, different_distances: torch.Tensor, far: float | None = None, ax=None):
-    """The ROC curve of (S,) same-person and (N,) different-person distances, optionally marking TAR at FAR.
+def plot_roc(same_distances: torch.Tensor, different_distances: torch.Tensor, far: float | None = None) -> Figure:
+    """The ROC curve of (S,) same-person and (N,) different-person distances; `threshold_at_far` marked if far is given.
 
     The false-accept axis is logarithmic, from one pair in N to 100 %, so the low rates applications
     choose (1 %, 0.1 %) are not squeezed against the left edge; rate-0 thresholds sit on that edge.
-
-    Args:
-        far: if given, mark the operating point of ``threshold_at_far`` at this rate.
     """
     curve = roc_curve(same_distances, different_distances)
     eer = equal_error_rate(same_distances, different_distances)
     smallest = 1 / len(different_distances)
-    ax = _new_axes() if ax is None else ax
+    ax = _new_axes()
     ax.plot(curve.false_accept_rate.clamp_min(smallest).numpy(), curve.true_accept_rate.numpy(),
             label="verification by distance")
     chance = np.logspace(np.log10(smallest), 0, 200)
@@ -176,14 +159,14 @@ def plot_roc(same_distances: torch.Tensor, different_distances: torch.Tensor, fa
     return ax.figure
 
 
-def plot_threshold(same_distances: torch.Tensor, different_distances: torch.Tensor, threshold: float, ax=None):
+def plot_threshold(same_distances: torch.Tensor, different_distances: torch.Tensor, threshold: float) -> Figure:
     """The (S,) same-person and (N,) different-person distance histograms, the threshold (accepted
     at or below) as a vertical line and its errors in the title."""
     summary = threshold_summary(same_distances, different_distances, threshold)
     groups = [(f"same person ({len(same_distances)} pairs)", same_distances),
               (f"different people ({len(different_distances)} pairs)", different_distances)]  # fmt: skip
     upper = max(float(torch.cat([same_distances.double(), different_distances.double()]).max()), summary.threshold)
-    ax = _new_axes() if ax is None else ax
+    ax = _new_axes()
     _histograms(ax, groups, upper)
     ax.axvline(summary.threshold, color="black", linestyle="--", label=f"threshold {summary.threshold:.2f}")
     ax.set_xlabel("squared Euclidean distance d between encodings")
@@ -192,11 +175,11 @@ def plot_threshold(same_distances: torch.Tensor, different_distances: torch.Tens
     return ax.figure
 
 
-def plot_accuracy_vs_gallery_size(results: dict, ax=None):
+def plot_accuracy_vs_gallery_size(results: dict) -> Figure:
     """Accuracy against the number of enrolled people, one line per {name: accuracy_vs_gallery_size(...)}."""
     if not isinstance(results, dict) or not results:
         raise TypeError("results must be a non-empty dict {name: accuracy_vs_gallery_size(...)}.")
-    ax = _new_axes() if ax is None else ax
+    ax = _new_axes()
     for name, rows in results.items():
         if not rows or not all(isinstance(row, GallerySizeResult) for row in rows):
             raise TypeError(f"results[{name!r}] must be the list returned by accuracy_vs_gallery_size.")
@@ -249,10 +232,8 @@ def plot_hits_and_misses(query_pictures: torch.Tensor, matched_pictures: torch.T
                          hits: torch.Tensor) -> Figure:
     """One column per query: the picture above the enrolled picture it matched, with the distance and a tick or cross.
 
-    Args:
-        query_pictures, matched_pictures: (Q, C, H, W) in [0, 1].
-        distances: (Q,) squared distance between each query and its match.
-        hits: (Q,) bool, True when the match is the query's own person.
+    query_pictures, matched_pictures: (Q, C, H, W) in [0, 1]; distances: (Q,) squared; hits: (Q,) bool,
+    True when the match is the query's own person.
     """
     count = _check_pictures(query_pictures, "query_pictures")
     _check_pictures(matched_pictures, "matched_pictures", count)
@@ -271,13 +252,9 @@ def plot_hits_and_misses(query_pictures: torch.Tensor, matched_pictures: torch.T
 
 def plot_retrieval(query_picture: torch.Tensor, retrieved_pictures: torch.Tensor, distances: torch.Tensor,
                    relevant: torch.Tensor) -> Figure:
-    """In one row, a query picture, then the pictures a search returned for it, nearest first.
+    """In one row, a (C, H, W) query picture, then the (k, C, H, W) pictures a search returned, nearest first.
 
-    Args:
-        query_picture: (C, H, W) in [0, 1].
-        retrieved_pictures: (k, C, H, W), nearest first.
-        distances: (k,) their squared distances to the query.
-        relevant: (k,) bool, True for pictures of the query's own person.
+    distances: (k,) squared distances to the query; relevant: (k,) bool, True for the query's own person.
     """
     check_tensor(query_picture, "query_picture")
     _check_pictures(query_picture.unsqueeze(0), "query_picture")

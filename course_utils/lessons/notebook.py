@@ -61,10 +61,8 @@ def _png_figures() -> None:
 def setup(seed: int = 0, mode: str = "auto", device: str = "auto") -> Settings:
     """Seed everything, choose device and mode, make figures small PNGs; print one line saying so.
 
-    Args:
-        mode: "quick" (short CPU run), "full" (longer run) or "auto": full on a CUDA GPU,
-            quick otherwise; the environment variable COURSE_MODE overrides "auto".
-        device: "auto", "cpu", "cuda", "mps", ...
+    mode: "quick" (short CPU run), "full" (longer run) or "auto": full on a CUDA GPU, quick otherwise;
+    the environment variable COURSE_MODE overrides "auto". device: "auto" or as `pick_device` takes it.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(map(repr, MODES))}.")
@@ -81,14 +79,10 @@ def setup(seed: int = 0, mode: str = "auto", device: str = "auto") -> Settings:
 
 
 def check_claim(statement: str, holds, measured: str = "") -> None:
-    """Print whether a claim made from this run's numbers holds (the line a checked cell compares).
+    """Print whether a claim holds on this run: the stable line a checked cell compares, where the
+    trained numbers themselves differ in their last digits between machines.
 
-    Trained numbers differ in their last digits between machines, so a notebook prints them in
-    an unchecked cell and checks its claim, with a tolerance, here.
-
-    Args:
-        holds: a bool or a one-element tensor.
-        measured: the numbers behind the claim, printed only when it does not hold.
+    holds: a bool or a one-element tensor; measured: the numbers behind it, printed only when it does not hold.
     """
     if bool(holds):
         print(f"holds: {statement}")

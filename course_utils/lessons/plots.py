@@ -1,7 +1,6 @@
 """Figures for the first notebooks: distance matrices, the unit sphere, the toy descent.
 
-Every figure is a ``matplotlib.figure.Figure`` made without pyplot, so a notebook shows it
-once, as the cell's value, and pyplot's global list never keeps it alive.
+Figures are made without pyplot, so a notebook shows each once and no global list keeps it alive.
 """
 from __future__ import annotations
 
@@ -100,11 +99,8 @@ def plot_unit_sphere_distances(anchor: torch.Tensor, others: torch.Tensor) -> Fi
 
 
 def draw_toy_step(ax: Axes, history: ToyHistory, step: int) -> None:
-    """Draw the toy points at one step (0 .. history.steps), coloured by identity.
-
-    Arrows show where the next step moves each point (-learning_rate x gradient, magnified),
-    so positives can be seen pulled together and negatives pushed apart.
-    """
+    """Draw the toy points at one step (0 .. history.steps), coloured by identity, with arrows where
+    the next step moves each point (-learning_rate x gradient, magnified)."""
     check_history(history).check_step(step)
     points = history.points[step].numpy()
     everything = history.points.reshape(-1, 2)

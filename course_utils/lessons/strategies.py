@@ -42,9 +42,8 @@ def make_probe(images: torch.Tensor, labels: torch.Tensor, n_persons: int = 100,
 def calibrate_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> None:
     """Set every BatchNorm layer's running statistics from (N, C, H, W) pictures; no weight changes.
 
-    A fresh network's BatchNorm layers hold mean 0 and variance 1, not the statistics of real
-    activations, so in evaluation mode it squeezes every picture onto nearly one point; calibrated,
-    a measurement at step 0 shows the network as it really is. The model's train/eval mode is restored.
+    Fresh layers hold mean 0 and variance 1, so in evaluation mode a fresh network squeezes every
+    picture onto nearly one point; calibrated, step 0 shows it as it is. The train/eval mode is restored.
     """
     layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [layer.momentum for layer in layers]
@@ -136,20 +135,15 @@ def masked_batch_all_loss(embeddings: torch.Tensor, labels: torch.Tensor, alpha:
 
 
 def _seconds(function, repeats: int) -> float:
-    """The best of ``repeats`` wall-clock times of function(): the least disturbed by other work."""
-    return min(timeit.repeat(function, number=1, repeat=repeats))
+    return min(timeit.repeat(function, number=1, repeat=repeats))  # the best: the least disturbed by other work
 
 
 def time_batch_all(batch_sizes: tuple[int, ...], masked=masked_batch_all_loss, naive_up_to: int = 64,
                    repeats: int = 3) -> list[dict]:
     """Time the batch-all loss three ways for P x 4 batches of growing size B: the naive loop of
-    `core.reference` (one Python step per triplet), a masked version (B^3 numbers at once), and
-    the course's `losses.batch_all_triplet_loss` (sorted negatives, no B^3 tensor).
+    `core.reference` (timed only up to naive_up_to: it grows like B^3), ``masked(embeddings, labels,
+    alpha)`` (B^3 numbers at once) and the course's (sorted negatives, no B^3 tensor); best of repeats.
 
-    Args:
-        masked: masked(embeddings, labels, alpha) -> 0-d loss, the version to time.
-        naive_up_to: the naive loop is timed only for B up to this (it grows like B^3).
-        repeats: timings per method; the best is kept.
     Returns:
         one dict per B: batch_size, triplets, naive_seconds (None above naive_up_to),
         masked_seconds, course_seconds, and max_difference between the three losses.

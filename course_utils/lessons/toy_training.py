@@ -1,8 +1,7 @@
-"""Gradient descent on a handful of trainable 2-D points: the triplet cost at work.
+"""Gradient descent on a handful of trainable 2-D points: the triplet cost at work, step by drawable step.
 
-Here the encodings themselves are the parameters (no network), so every step can be drawn:
-the cost J, the sum of the triplet losses over every valid triplet, pulls points of the same
-identity together and pushes the others apart until every margin holds and J is exactly 0.
+The cost J, the sum of the triplet losses over every valid triplet, pulls points of the same identity
+together and pushes the others apart until every margin holds and J is exactly 0.
 """
 from __future__ import annotations
 
@@ -26,14 +25,10 @@ def check_positive(value, name: str) -> float:
 
 def make_toy_points(n_identities: int = 3, points_per_identity: int = 4, dim: int = 2, separation: float = 1.0,
                     spread: float = 0.3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Made-up encodings of a small labelled batch: one blob of points per identity.
+    """Made-up (n_identities * points_per_identity, dim) float64 encodings and their labels (0, 0, ..., 1, ...).
 
     Each identity's centre is drawn from N(0, separation^2) per coordinate and its points scatter
-    around it with standard deviation spread: a small separation mixes the identities.
-    The global random generator is not touched.
-
-    Returns:
-        points (n_identities * points_per_identity, dim) float64, and their labels, grouped: 0, 0, ..., 1, ...
+    around it with standard deviation spread. The global random generator is not touched.
     """
     for value, name in ((n_identities, "n_identities"), (points_per_identity, "points_per_identity")):
         if check_whole_number(value, name) < 2:
@@ -49,11 +44,10 @@ def make_toy_points(n_identities: int = 3, points_per_identity: int = 4, dim: in
 
 @dataclass(frozen=True)
 class ToyHistory:
-    """What `train_toy_points` recorded; step 0 is the start, step s the position after s updates.
+    """What `train_toy_points` recorded at steps 0 (the start) .. steps; num_triplets is m, the valid triplets.
 
-    points, gradients: (steps + 1, n, 2) positions and the gradient of J there. cost, num_active,
-    mean_positive_distance, mean_negative_distance: (steps + 1,) J, the triplets with a positive
-    loss, the mean d(A,P) and d(A,N). num_triplets: m, the number of valid triplets.
+    points, gradients: (steps + 1, n, 2) positions and the gradient of J there; cost, num_active (triplets
+    with a positive loss), mean_positive_distance, mean_negative_distance: (steps + 1,).
     """
 
     labels: torch.Tensor

@@ -33,13 +33,7 @@ class BatchOdds(NamedTuple):
 
 def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: int) -> BatchOdds:
     """Exact odds for a batch of 2 <= B <= N pictures drawn uniformly without replacement from a
-    set of n_identities >= 2 persons with m = images_per_identity pictures each (N in all).
-
-    A batch without a positive pair takes B distinct persons and one of their m pictures each:
-    C(n_identities, B) m^B of the C(N, B) equally likely batches. Any two pictures of the batch
-    show the same person with probability (m - 1) / (N - 1). A picture is an anchor unless all of
-    its B - 1 batch-mates, drawn from the N - 1 others, are among the N - m of other persons.
-    """
+    set of n_identities >= 2 persons with m = images_per_identity pictures each (N in all)."""
     check_whole_number(n_identities, "n_identities", 2)
     m = check_whole_number(images_per_identity, "images_per_identity", 1)
     n = n_identities * m
@@ -47,9 +41,11 @@ def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: i
     if b > n:
         raise ValueError(f"batch_size={b} is larger than the set ({n} pictures); choose batch_size <= {n}.")
     # Exact integers and fractions: C(10000, 64) has about 180 digits, too many for a float.
+    # No positive pair: B distinct persons, one of their m pictures each, among C(N, B) equally likely batches.
     no_positive = Fraction(comb(n_identities, b) * m**b, comb(n, b))
-    same_person = Fraction(m - 1, n - 1)
+    same_person = Fraction(m - 1, n - 1)  # two pictures of the batch show the same person
     pairs = b * (b - 1) * same_person  # ordered (A, P), A != P
+    # A picture is no anchor when its B - 1 batch-mates, drawn from the N - 1 others, are all other persons'.
     anchors = b * (1 - Fraction(comb(n - m, b - 1), comb(n - 1, b - 1)))
     # Three distinct pictures: P shares A's person, then N is one of the N - m others among N - 2 left.
     triplets = b * (b - 1) * (b - 2) * same_person * Fraction(n - m, n - 2)

@@ -1,6 +1,5 @@
 """Interactive explorers for notebooks 02 and 03, each built on a pure, tested compute function.
 
-`SliderExplorer` is every one-slider explorer (also those of `course_utils.lessons.explorers`).
 Notebooks are stored without widget state, so they show the static figure of a widget's
 default state (drawn by the same function) beside the widget.
 """
@@ -158,12 +157,7 @@ def figure_png(figure: Figure) -> bytes:
 
 
 class SliderExplorer(widgets.VBox):
-    """One slider, a label and a picture; moving the slider recomputes both.
-
-    Args:
-        describe: slider value -> the label's text (a tested compute function).
-        draw: slider value -> the Figure shown as the picture.
-    """
+    """One slider, a label and a picture, recomputed from the slider's value by describe (the text) and draw."""
 
     def __init__(self, slider: widgets.ValueWidget, describe: Callable[[float], str],
                  draw: Callable[[float], Figure]):

@@ -11,7 +11,7 @@ from course_utils.lessons.plots import (
     plot_toy_snapshots,
     plot_unit_sphere_distances,
 )
-from course_utils.lessons.toy_training import make_toy_points, train_toy_points
+from course_utils.lessons.toy_training import make_toy_points
 
 
 def all_axes_labelled(figure):
@@ -53,7 +53,8 @@ def test_unit_sphere_refuses_vectors_that_are_not_unit():
 
 
 def test_toy_figures(toy_history):
-    figures = (plot_toy_snapshots(toy_history, [0, toy_history.steps]), plot_cost_history(toy_history), plot_reductions(toy_history))
+    figures = (plot_toy_snapshots(toy_history, [0, toy_history.steps]), plot_cost_history(toy_history),
+               plot_reductions(toy_history))
     for figure in figures:
         assert isinstance(figure, Figure) and all_axes_labelled(figure)
     cost_line = plot_cost_history(toy_history).axes[0].lines[0]

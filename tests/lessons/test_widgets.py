@@ -4,7 +4,6 @@ import math
 import pytest
 from matplotlib.figure import Figure
 
-from course_utils.lessons.toy_training import make_toy_points, train_toy_points
 from course_utils.lessons.widgets import (
     MarginExplorer,
     MarginState,
