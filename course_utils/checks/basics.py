@@ -196,17 +196,15 @@ def check_distance_matrix(function) -> CheckResult:
 
 # Notebook 02: the triplet loss of each triplet.
 
-# Triplets chosen so every mistake gives different numbers: some meet the margin, some violate it, n != d.
-_ANCHORS = grid([0.0, 0.0], [1.0, 1.0], [0.0, 1.0])
-_POSITIVES = grid([0.5, 0.5], [1.0, 1.5], [0.0, 0.5])
-_NEGATIVES = grid([0.7, 0.1], [2.0, 2.0], [0.3, 1.0])
-
 TRIPLET_LOSS = Exercise(
     name="triplet_loss",
     returns="one loss per triplet, a tensor of shape (m,)",
     expected=lambda anchor, positive, negative, alpha: reference.triplet_loss(anchor, positive, negative, alpha),
     cases=(
-        Case("three triplets in 2-D, alpha = 0.2", (_ANCHORS, _POSITIVES, _NEGATIVES, 0.2)),
+        # Some meet the margin, some violate it, and n != d: every mistake gives different numbers.
+        Case("three triplets in 2-D, alpha = 0.2", (grid([0.0, 0.0], [1.0, 1.0], [0.0, 1.0]),
+                                                    grid([0.5, 0.5], [1.0, 1.5], [0.0, 0.5]),
+                                                    grid([0.7, 0.1], [2.0, 2.0], [0.3, 1.0]), 0.2)),
         Case("four triplets in 3-D, alpha = 0.5", (_random(8, 4, 3), _random(9, 4, 3), _random(10, 4, 3), 0.5)),
         Case("two triplets of all-equal encodings, alpha = 0.3",
              (torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3), 0.3)),

@@ -1,11 +1,6 @@
 """Check of notebook 08's exercise: name_the_failure(history, alpha) names a run's failure by the five
-rules the notebook states (`course_utils.core.reference.name_the_failure` applies them literally).
-
-The made-up runs include those a careless reading gets wrong: one step without triplets, alpha >= 4
-with encodings that are not unit vectors, a healthy run whose loss sits near alpha, NaN in a run whose
-batches mostly had no triplet. A wrong name is explained by the mistake that reproduces every answer,
-else by the symptom the learner missed.
-"""
+rules the notebook states. The made-up runs include those a careless reading gets wrong (one step
+without triplets, alpha >= 4 on encodings that are not unit vectors, a healthy loss near alpha, ...)."""
 from __future__ import annotations
 
 import math
@@ -96,8 +91,8 @@ def _unknown_name(exercise: Exercise, case: Case, answer, expected) -> CheckResu
 
 
 def _wrong_name(exercise: Exercise, number: int, answers: list, expected: str) -> CheckResult:
-    """A wrong name, explained by the mistake that reproduces EVERY answer of the learner (a name is one of
-    five words, so matching one case proves little), else by the symptom of the right name."""
+    """A wrong name, explained by the mistake that reproduces EVERY answer (one of five words matching one
+    case proves little), else by the symptom of the right name."""
     case, answer = exercise.cases[number], answers[number]
     found = next((m for m in exercise.mistakes
                   if all(m.compute(*c.args) == a for c, a in zip(exercise.cases, answers))), None)
@@ -145,5 +140,5 @@ EXERCISE = Exercise(
 
 
 def check_name_the_failure(function) -> CheckResult:
-    """Check a learner's name_the_failure(history, alpha) -> a name from FAILURES; print the verdict."""
+    """Check a learner's name_the_failure(history, alpha) -> a name from FAILURES."""
     return run_check(function, EXERCISE)

@@ -21,7 +21,7 @@ def _mask_form(exercise: Exercise, case: Case, answer, expected: torch.Tensor) -
     """Why the answer is not a boolean tensor; None when it is."""
     where = f"on the test case \"{case.description}\""
     if answer is None:
-        return returned_none(exercise, case, answer)
+        return returned_none(exercise, case)
     if not isinstance(answer, torch.Tensor):
         return fail(exercise, f"returned a {type(answer).__name__} {where}, not a torch tensor.",
                     f"  Expected {exercise.returns}.\n  Hint: build the mask with tensor comparisons "
@@ -47,27 +47,20 @@ MASK_ANSWERS = dict(
 # Notebook 04: the valid-triplet mask of a batch.
 
 
-def _same(labels: torch.Tensor) -> torch.Tensor:
-    """(B, B) bool: labels[i] == labels[j], including i == j."""
-    return labels.unsqueeze(1) == labels.unsqueeze(0)
-
-
-def _positive(labels: torch.Tensor) -> torch.Tensor:
-    """(B, B) bool: another picture of the same person."""
-    return _same(labels) & ~torch.eye(len(labels), dtype=torch.bool)
+_positive, _negative = reference.anchor_positive_mask, reference.anchor_negative_mask  # (B, B) bool
 
 
 def _explain_triplet(labels: torch.Tensor, a: int, p: int, n: int) -> str:
     person = labels.tolist()
     if a == p:
-        return f"(a={a}, p={p}, n={n}) is no valid triplet: the positive is the anchor itself (a == p)."
-    if person[p] != person[a]:
-        return (f"(a={a}, p={p}, n={n}) is no valid triplet: the positive shows person {person[p]}, "
-                f"the anchor person {person[a]}.")
-    if person[n] == person[a]:
-        return f"(a={a}, p={p}, n={n}) is no valid triplet: the negative shows the anchor's own person {person[a]}."
-    return (f"(a={a}, p={p}, n={n}) is a valid triplet: a and p are two pictures of person {person[a]}, "
-            f"n shows person {person[n]}.")
+        why = "is no valid triplet: the positive is the anchor itself (a == p)."
+    elif person[p] != person[a]:
+        why = f"is no valid triplet: the positive shows person {person[p]}, the anchor person {person[a]}."
+    elif person[n] == person[a]:
+        why = f"is no valid triplet: the negative shows the anchor's own person {person[a]}."
+    else:
+        why = f"is a valid triplet: a and p are two pictures of person {person[a]}, n shows person {person[n]}."
+    return f"(a={a}, p={p}, n={n}) {why}"
 
 
 def _show_entries(answer: torch.Tensor, expected: torch.Tensor, args: tuple, shown: int = 2) -> str:
@@ -115,17 +108,17 @@ VALID_TRIPLET_MASK = Exercise(
     ),
     mistakes=(
         Mistake("anchor_is_own_positive",
-                lambda labels: _same(labels).unsqueeze(2) & ~_same(labels).unsqueeze(1),
+                lambda labels: (labels[:, None] == labels[None, :]).unsqueeze(2) & _negative(labels).unsqueeze(1),
                 "a picture is counted as its own positive (a == p). The positive must be a different "
                 "picture of the same person: add `& ~torch.eye(B, dtype=torch.bool)` to the positive mask."),
         Mistake("no_negative_condition",
                 lambda labels: _positive(labels).unsqueeze(2).expand(-1, -1, len(labels)).clone(),
                 "the negative is not checked: n must show another person, labels[a] != labels[n]."),
         Mistake("no_positive_condition",
-                lambda labels: (~_same(labels)).unsqueeze(1).expand(-1, len(labels), -1).clone(),
+                lambda labels: _negative(labels).unsqueeze(1).expand(-1, len(labels), -1).clone(),
                 "the positive is not checked: p must be another picture of the anchor's person."),
         Mistake("positive_and_negative_swapped",
-                lambda labels: (~_same(labels)).unsqueeze(2) & _positive(labels).unsqueeze(1),
+                lambda labels: _negative(labels).unsqueeze(2) & _positive(labels).unsqueeze(1),
                 "the conditions are swapped: mask[a, p, n] needs labels[a] == labels[p] (and a != p) and "
                 "labels[a] != labels[n]."),
     ),

@@ -45,7 +45,7 @@ def _tuple_answers(parts: tuple[str, ...], kind: str, rules: tuple) -> dict:
     def wrong_form(exercise: Exercise, case: Case, answer, expected) -> CheckResult | None:
         returned, where = f"`return {', '.join(parts)}`", f"on the test case \"{case.description}\""
         if answer is None:
-            return returned_none(exercise, case, answer, returned)
+            return returned_none(exercise, case, returned)
         if not isinstance(answer, tuple) or len(answer) != len(parts):
             return fail(exercise, f"returned a {type(answer).__name__} {where}, not a {kind}.",
                         f"  Expected {exercise.returns}.\n  Hint: end with {returned}.", f"not_a_{kind}")

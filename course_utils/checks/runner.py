@@ -101,9 +101,7 @@ def fail(exercise: Exercise, headline: str, details: str, mistake: str | None) -
     return CheckResult(exercise.name, False, f"Not yet: {exercise.name} {headline}\n{details}", mistake)
 
 
-def returned_none(exercise: Exercise, case: Case, answer, statement: str = "`return` statement") -> CheckResult | None:
-    if answer is not None:
-        return None
+def returned_none(exercise: Exercise, case: Case, statement: str = "`return` statement") -> CheckResult:
     return fail(exercise, f"returned None on the test case \"{case.description}\".",
                 f"  Hint: did you forget the {statement} at the end of the function?", "returned_none")
 
@@ -112,7 +110,7 @@ def float_tensor_form(exercise: Exercise, case: Case, answer, expected: torch.Te
     """Why the answer is not a floating-point tensor; None when it is."""
     where = f"on the test case \"{case.description}\""
     if answer is None:
-        return returned_none(exercise, case, answer)
+        return returned_none(exercise, case)
     if isinstance(answer, (bool, int, float)):
         same = expected.dim() == 0 and tensors_match(torch.tensor(float(answer)), expected)
         zero_note = (" Where the answer is 0, return a 0 that is still a tensor computed from the inputs, "

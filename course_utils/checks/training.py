@@ -1,11 +1,7 @@
-"""Check of notebook 06's exercise: training_step(model, optimizer, loss_fn, images, labels) embeds the
-batch, computes the loss, backpropagates, updates the weights and returns (loss, embeddings), the
-contract of `course_utils.training.trainer.training_step`, so that Trainer(step=...) can run it.
-
-The learner's step runs on two batches of a small network whose gradients hold stale values from an
-"earlier step" (as in a real loop), the course's step on an identical copy; the weights are compared,
-then what was returned, and a difference is explained by replaying the typical mistakes.
-"""
+"""Check of notebook 06's exercise: training_step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings),
+the contract of `course_utils.training.trainer.training_step`. The learner's step and the course's run on
+identical copies of a small network with stale gradients; weights, then answers are compared, and a
+difference is explained by replaying the typical mistakes."""
 from __future__ import annotations
 
 import math
@@ -42,7 +38,7 @@ def _scenario():
 
 
 class Run(NamedTuple):
-    """What a step function did on a scenario: its answer to each batch, then the weights and gradients."""
+    """What a step function did on a scenario: its answer to each batch, the final weights and gradients."""
 
     answers: list
     weights: list[torch.Tensor]
@@ -51,7 +47,6 @@ class Run(NamedTuple):
 
 
 def _run(step, scenario: Callable = _scenario) -> Run:
-    """Run a step function on the batches of a fresh copy of the scenario."""
     model, optimizer, loss_fn, batches = scenario()
     answers = [step(model, optimizer, loss_fn, images.clone(), labels.clone()) for images, labels in batches]
     return Run(answers, [p.detach().clone() for p in model.parameters()],
@@ -66,7 +61,6 @@ def _step_without_zero_grad(model, optimizer, loss_fn, images, labels):
 
 
 def _embeddings_after_the_step(model, optimizer, loss_fn, images, labels):
-    """The mistake of encoding the batch a second time, after optimizer.step()."""
     loss, _ = reference_training_step(model, optimizer, loss_fn, images, labels)
     return loss, model(images).detach()
 
@@ -81,7 +75,6 @@ def _close(answer, expected: torch.Tensor) -> bool:
 
 
 def _same_loss(answer, loss: torch.Tensor) -> bool:
-    """A number, or a one-element tensor, equal to the loss."""
     number = isinstance(answer, (int, float)) and not isinstance(answer, bool)
     if not number and not (isinstance(answer, torch.Tensor) and answer.numel() == 1):
         return False
@@ -102,7 +95,6 @@ def _fail(headline: str, hint: str, mistake: str | None) -> CheckResult:
 
 
 def _diagnose_weights(weights, gradients, initial, scenario: Callable = _scenario) -> CheckResult:
-    """Why the weights differ from the course's step: stale gradients added, no backward, no step, or else."""
     if _same(weights, _run(_step_without_zero_grad, scenario).weights):
         return _fail("moves the weights too far: the gradients of earlier steps are added to this one.",
                      "PyTorch adds each backward() into .grad instead of replacing it. Call optimizer.zero_grad() "
@@ -121,8 +113,7 @@ def _diagnose_weights(weights, gradients, initial, scenario: Callable = _scenari
 
 
 def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late: torch.Tensor) -> CheckResult | None:
-    """None when the answer is (loss, embeddings); else the mistake that explains it (`late`: the embeddings
-    a second forward pass after the step gives)."""
+    """None when the answer is (loss, embeddings), else why not (`late`: a second forward pass's embeddings)."""
     if answer is None:
         return _fail("updates the weights correctly but returns None.",
                      f"end with `return loss, embeddings`: {WHY_BOTH}", "returned_none")
@@ -136,7 +127,8 @@ def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late:
     first, second = answer
     if _close(first, embeddings) and _same_loss(second, loss):
         return _fail("returns (embeddings, loss): the two are the other way round.",
-                     "return the loss first: `return loss, embeddings`, the order the trainer unpacks.", "swapped_return")
+                     "return the loss first: `return loss, embeddings`, the order the trainer unpacks.",
+                     "swapped_return")
     if not _same_loss(first, loss):
         return _fail(f"updates the weights correctly but returns {_describe(first)} as the loss, "
                      f"instead of the loss {float(loss):.4f}.",
@@ -154,7 +146,6 @@ def _diagnose_answer(answer, loss: torch.Tensor, embeddings: torch.Tensor, late:
 
 
 def _verdict(run: Run, expected: Run) -> CheckResult | None:
-    """None when the step moved the weights like the course's and returned (loss, embeddings); else why not."""
     if not _same(run.weights, expected.weights):
         initial = [p.detach().clone() for p in run.scenario()[0].parameters()]
         return _diagnose_weights(run.weights, run.gradients, initial, run.scenario)
@@ -187,13 +178,11 @@ TRAINING_STEP = Exercise(
 
 
 def training_step_exercise(description: str, scenario: Callable) -> Exercise:
-    """The exercise on another scenario (a function returning model, optimizer, loss_fn and a list of
-    (images, labels) batches), for example a hidden test's."""
+    """The exercise on another scenario: a function returning model, optimizer, loss_fn, [(images, labels), ...]."""
     return replace(TRAINING_STEP, cases=(Case(description, ()),), call=partial(_run, scenario=scenario),
                    expected=partial(_run, reference_training_step, scenario=scenario))
 
 
 def check_training_step(function) -> CheckResult:
-    """Check a learner's training_step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings);
-    print the verdict and return it (true when passed)."""
+    """Check a learner's training_step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings)."""
     return run_check(function, TRAINING_STEP)
