@@ -59,11 +59,8 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str)
 
 
 def check_labels(labels, n: int, device: torch.device | None = None) -> torch.Tensor:
-    """A 1-D integer tensor with one label per embedding row.
-
-    A (n, 1) label column is rejected, not squeezed: silently reshaping would hide the
-    broadcasting mistake that produced it. Float and one-hot labels are rejected too.
-    """
+    """A 1-D integer tensor with one label per embedding row. A (n, 1) column is rejected, not
+    squeezed (that would hide the broadcasting mistake behind it); float and one-hot labels too."""
     check_tensor(labels, "labels")
     if labels.dim() == 2 and labels.shape[1] == 1:
         raise ValueError(
@@ -93,11 +90,8 @@ def check_labels(labels, n: int, device: torch.device | None = None) -> torch.Te
 
 
 def check_whole_number(value, name: str, minimum: int = 1, why: str = "") -> int:
-    """A Python int >= minimum (a count, a size, a seed), else a clear error.
-
-    Bools and floats such as 2.0 are refused with a TypeError, a too small int with a
-    ValueError; ``why`` (optional) says why the minimum holds.
-    """
+    """A Python int >= minimum (a count, a size, a seed): bools and floats such as 2.0 get a TypeError,
+    a too small int a ValueError; ``why`` (optional) says why the minimum holds."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a whole number (an int), got {type(value).__name__} {value!r}.")
     if value < minimum:
@@ -108,8 +102,7 @@ def check_whole_number(value, name: str, minimum: int = 1, why: str = "") -> int
 def check_nonnegative(value, name: str, why: str) -> float:
     """A finite number >= 0, given as a Python number or a one-element tensor (alpha, a margin).
 
-    ``why`` completes the error for a negative value: what the number means and why it cannot
-    be negative.
+    ``why`` completes the error for a negative value: what the number means, why it is >= 0.
     """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:

@@ -66,8 +66,7 @@ def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise squared Euclidean distance ||a_i - b_i||^2.
 
     Args:
-        a: (n, d) encodings.
-        b: (n, d) encodings.
+        a, b: (n, d) encodings.
     Returns:
         (n,) distances, exactly 0 for identical rows.
     """
@@ -78,8 +77,7 @@ def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise Euclidean distance ||a_i - b_i|| with a finite gradient at 0.
 
     Args:
-        a: (n, d) encodings.
-        b: (n, d) encodings.
+        a, b: (n, d) encodings.
     Returns:
         (n,) distances.
     """
@@ -90,8 +88,7 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise cosine distance 1 - cos(a_i, b_i), in [0, 2].
 
     Args:
-        a: (n, d) encodings, no all-zero row.
-        b: (n, d) encodings, no all-zero row.
+        a, b: (n, d) encodings, no all-zero row.
     Returns:
         (n,) distances. An all-zero row raises ValueError (the angle is undefined).
     """
@@ -118,10 +115,8 @@ def pairwise_distances(
     if y is not None:
         check_embeddings(y, "y")
         if y.shape[1] != x.shape[1]:
-            raise ValueError(
-                f"x and y must have the same number of columns (embedding size), got "
-                f"{x.shape[1]} and {y.shape[1]}."
-            )
+            columns = f"{x.shape[1]} and {y.shape[1]}"
+            raise ValueError(f"x and y must have the same number of columns (embedding size), got {columns}.")
     return matrix_distances(x, y, metric)
 
 

@@ -8,13 +8,12 @@ losses compute the (B, B) distance matrix once and choose triplets inside it:
 * ``batch_semihard_triplet_loss`` per positive pair FaceNet's semi-hard negative.
 
 None of them builds a B x B x B tensor: batch-all and semi-hard sort each row of the
-distance matrix once and scan it, O(B^2 log B) time and O(B^2) memory. All return float32
-(float64 for float64 input), also under autocast, and their statistics as 0-dim tensors.
+distance matrix once, O(B^2 log B) time and O(B^2) memory. All return float32 (float64 for
+float64 input), also under autocast, and their statistics as 0-dim tensors.
 
-check_values=True (the default) reads values on the host to help a learner: NaN or inf
-embeddings raise a clear error, a batch without a triplet warns. A training loop on a GPU
-passes check_values=False: then a loss makes no host read at all (no .item(), bool(),
-nonzero()) and the GPU never waits for Python; the loop checks the loss itself.
+check_values=True (the default) helps a learner: NaN or inf embeddings raise a clear error,
+a batch without a triplet warns; both read values on the host. A training loop passes False:
+then no loss reads a value (no .item(), bool(), nonzero()), so a GPU never waits for Python.
 """
 from __future__ import annotations
 
@@ -25,24 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.core._validate import (
-    check_alpha,
-    check_choice,
-    check_embeddings,
-    check_labels,
-    check_metric,
-    check_nonnegative,
-    check_same_shape,
-)
+    check_alpha, check_choice, check_embeddings, check_labels, check_metric, check_nonnegative, check_same_shape,
+)  # fmt: skip
 from course_utils.core.distances import matrix_distances, row_distances
-from course_utils.core.mining import (
-    anchor_negative_mask,
-    anchor_positive_mask,
-    hardest_pairs,
-    semihard_negative_columns,
-    sort_rows,
-    run_lasts,
-    run_starts,
-)
+from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs
+from course_utils.core.mining import run_lasts, run_starts, semihard_negative_columns, sort_rows
 
 REDUCTIONS = ("none", "sum", "mean")
 MININGS = ("all", "hard", "semihard")
@@ -53,13 +39,10 @@ class DegenerateBatchWarning(UserWarning):
 
 
 class TripletStats(NamedTuple):
-    """What a batch loss averaged over.
+    """What a batch loss averaged over (the same fields as ContrastiveStats).
 
-    The fields have the same names as ContrastiveStats', so code that reports either reads
-    ``num_terms`` and ``num_active``.
-
-    Both are 0-dim int64 tensors on the embeddings' device (reading them waits for a GPU;
-    ``int(stats.num_active)`` gives the Python number).
+    Both are 0-dim int64 tensors on the embeddings' device: ``int(stats.num_active)`` reads one
+    (on a GPU, reading waits for the GPU).
 
     num_terms: triplets the loss considered (valid triplets for batch-all, anchors for
         batch-hard, positive pairs for semi-hard).
@@ -106,14 +89,9 @@ def _prepare(embeddings, labels, alpha, metric, check_values):
 
 
 def triplet_loss(
-    anchor: torch.Tensor,
-    positive: torch.Tensor,
-    negative: torch.Tensor,
-    alpha: float = 0.2,
-    metric: str = "squared_euclidean",
-    reduction: str = "none",
-    check_values: bool = True,
-) -> torch.Tensor:
+    anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, alpha: float = 0.2,
+    metric: str = "squared_euclidean", reduction: str = "none", check_values: bool = True,
+) -> torch.Tensor:  # fmt: skip
     """Loss of given triplets, L = max(d(A,P) - d(A,N) + alpha, 0) row by row.
 
     Args:
@@ -132,8 +110,8 @@ def triplet_loss(
         check_embeddings(x, name, check_values)
     check_same_shape(anchor, positive, "anchor", "positive")
     check_same_shape(anchor, negative, "anchor", "negative")
-    d_ap, d_an = row_distances(anchor, positive, metric, check_values), row_distances(anchor, negative, metric, check_values)
-    losses = (d_ap - d_an + alpha).clamp_min(0)
+    d_ap = row_distances(anchor, positive, metric, check_values)
+    losses = (d_ap - row_distances(anchor, negative, metric, check_values) + alpha).clamp_min(0)
     if reduction == "sum":
         return losses.sum()
     if reduction == "mean":
@@ -142,13 +120,9 @@ def triplet_loss(
 
 
 def batch_all_triplet_loss(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    alpha: float = 0.2,
-    metric: str = "squared_euclidean",
-    return_stats: bool = False,
-    check_values: bool = True,
-):
+    embeddings: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2, metric: str = "squared_euclidean",
+    return_stats: bool = False, check_values: bool = True,
+):  # fmt: skip
     """Mean loss over all valid triplets of the batch whose loss is positive.
 
     For an anchor a and positive p, the negatives with positive loss are those with
@@ -160,10 +134,8 @@ def batch_all_triplet_loss(
     negatives and no B x B x B tensor.
 
     Args:
-        embeddings: (B, D) encodings.
-        labels: (B,) integer labels.
-        alpha: margin >= 0.
-        metric: distance name.
+        embeddings: (B, D) encodings; labels: (B,) integer labels.
+        alpha: margin >= 0; metric: distance name.
         return_stats: also return TripletStats(valid triplets, triplets with positive loss).
         check_values: NaN/inf error and degenerate-batch warning (host reads); False reads nothing.
     Returns:
@@ -199,14 +171,9 @@ def batch_all_triplet_loss(
 
 
 def batch_hard_triplet_loss(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    alpha: float = 0.2,
-    metric: str = "squared_euclidean",
-    soft: bool = False,
-    return_stats: bool = False,
-    check_values: bool = True,
-):
+    embeddings: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2, metric: str = "squared_euclidean",
+    soft: bool = False, return_stats: bool = False, check_values: bool = True,
+):  # fmt: skip
     """Batch-hard loss (Hermans, Beyer, Leibe 2017): each anchor with its hardest pair.
 
     For each anchor, the farthest positive and the closest negative; the mean is over
@@ -214,10 +181,8 @@ def batch_hard_triplet_loss(
     counted as zero).
 
     Args:
-        embeddings: (B, D) encodings.
-        labels: (B,) integer labels.
-        alpha: margin >= 0 (not used when soft=True).
-        metric: distance name.
+        embeddings: (B, D) encodings; labels: (B,) integer labels.
+        alpha: margin >= 0 (not used when soft=True); metric: distance name.
         soft: use softplus(d(A,P) - d(A,N)) instead of the hinge, the "soft margin".
         return_stats: also return TripletStats(anchors used, anchors with positive loss).
         check_values: NaN/inf error and degenerate-batch warning (host reads); False reads nothing.
@@ -244,13 +209,9 @@ def batch_hard_triplet_loss(
 
 
 def batch_semihard_triplet_loss(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    alpha: float = 0.2,
-    metric: str = "squared_euclidean",
-    return_stats: bool = False,
-    check_values: bool = True,
-):
+    embeddings: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2, metric: str = "squared_euclidean",
+    return_stats: bool = False, check_values: bool = True,
+):  # fmt: skip
     """Semi-hard loss as TensorFlow Addons' TripletSemiHardLoss computes it.
 
     For each positive pair (a, p): the closest negative with d(a, n) > d(a, p); when none
@@ -262,10 +223,8 @@ def batch_semihard_triplet_loss(
     none) and then averages the non-zero losses.
 
     Args:
-        embeddings: (B, D) encodings.
-        labels: (B,) integer labels.
-        alpha: margin >= 0.
-        metric: distance name.
+        embeddings: (B, D) encodings; labels: (B,) integer labels.
+        alpha: margin >= 0; metric: distance name.
         return_stats: also return TripletStats(positive pairs, pairs with positive loss).
         check_values: NaN/inf error and degenerate-batch warning (host reads); False reads nothing.
     Returns:
@@ -285,11 +244,7 @@ def batch_semihard_triplet_loss(
     return (loss, TripletStats(num_pairs, (losses > 0).sum())) if return_stats else loss
 
 
-_BATCH_LOSSES = {
-    "all": batch_all_triplet_loss,
-    "hard": batch_hard_triplet_loss,
-    "semihard": batch_semihard_triplet_loss,
-}
+_BATCH_LOSSES = dict(all=batch_all_triplet_loss, hard=batch_hard_triplet_loss, semihard=batch_semihard_triplet_loss)
 
 
 class TripletLoss(torch.nn.Module):
@@ -303,8 +258,7 @@ class TripletLoss(torch.nn.Module):
         check_values: passed to the loss; False for training loops that must not wait for the GPU.
 
     Calling it with (embeddings (B, D), labels (B,)) returns the scalar loss; the
-    TripletStats of the last call are kept in ``last_stats`` for progress bars and
-    diagnostics.
+    TripletStats of the last call are kept in ``last_stats``.
     """
 
     def __init__(
@@ -356,20 +310,14 @@ class ContrastiveStats(NamedTuple):
 
 
 def _check_margin(margin) -> float:
-    return check_nonnegative(
-        margin, "margin", "Different-person pairs closer than the margin (a distance) are pushed "
-        "apart; a negative margin would push nothing."
-    )
+    why = "Different-person pairs closer than the margin (a distance) are pushed apart; a negative one pushes nothing."
+    return check_nonnegative(margin, "margin", why)
 
 
 def contrastive_loss(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    margin: float = 1.0,
-    metric: str = "euclidean",
-    return_stats: bool = False,
-    check_values: bool = True,
-):
+    embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 1.0, metric: str = "euclidean",
+    return_stats: bool = False, check_values: bool = True,
+):  # fmt: skip
     """Contrastive loss (Hadsell, Chopra, LeCun 2006) over every pair of the batch.
 
     For a pair at distance D: a same-person pair pays D^2 / 2 (pulled together), a

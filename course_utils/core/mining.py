@@ -38,15 +38,9 @@ def valid_triplet_mask(labels: torch.Tensor) -> torch.Tensor:
 
 
 def count_valid_triplets(labels: torch.Tensor) -> int:
-    """Number of valid triplets, the True entries of ``valid_triplet_mask``, without B^3 work.
+    """Number of valid triplets (True entries of ``valid_triplet_mask``) from the identity sizes, as an int.
 
-    The ``triplets`` field of ``course_utils.data.count_triplets``, which counts them from
-    the identity sizes and also reports the anchor-positive pairs.
-
-    Args:
-        labels: (B,) integer labels.
-    Returns:
-        sum over anchors of (#positives x #negatives), as a Python int.
+    The ``triplets`` field of ``course_utils.data.count_triplets``; labels: (B,) integer labels.
     """
     return count_triplets(labels).triplets
 
@@ -55,8 +49,7 @@ def hardest_pairs(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     """For each anchor its farthest positive and closest negative in a distance matrix.
 
     Args:
-        dist: (B, B) distances.
-        labels: (B,) integer labels.
+        dist: (B, B) distances; labels: (B,) integer labels.
     Returns:
         positive_idx (B,), negative_idx (B,) and has_both (B,) bool: whether the anchor has
         at least one positive and one negative (only those anchors form a triplet).
@@ -84,10 +77,8 @@ def sort_rows(values: torch.Tensor, descending: bool = False) -> tuple[torch.Ten
 
 def _running(marked: torch.Tensor, last: bool) -> torch.Tensor:
     """(B, n) bool -> (B, n) long: for each k, the last marked position <= k (-1 if none) or,
-    with last=False, the first marked position >= k (n if none).
-
-    The positions are scanned as floats (exact below 2^24): torch's cummax and cummin are
-    several times faster on the CPU for floats than for integers.
+    with last=False, the first marked position >= k (n if none). Scanned as floats (exact
+    below 2^24): torch's cummax and cummin are several times faster on the CPU for floats.
     """
     n = marked.shape[1]
     position = torch.arange(n, device=marked.device, dtype=torch.float32)
@@ -115,17 +106,16 @@ def run_lasts(sorted_rows: torch.Tensor) -> torch.Tensor:
 def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """FaceNet's semi-hard negative of every pair (a, j), TensorFlow Addons' rule, in O(B^2 log B).
 
-    For a pair (a, p): the closest negative n with d(a, n) > d(a, p) (strictly); when a has
-    none that far, its farthest negative. Instead of comparing every negative with every
-    positive (B^3), each row of the distance matrix is sorted once, from the farthest to the
-    closest: the chosen negative is the last negative before the run of distances equal to d(a, p).
+    For a pair (a, p): the closest negative n with d(a, n) > d(a, p) (strictly), else the
+    farthest negative. Instead of comparing every negative with every positive (B^3), each
+    row of the distance matrix is sorted once, from the farthest to the closest: the chosen
+    negative is the last negative before the run of distances equal to d(a, p).
 
     Args:
-        dist: (B, B) distances (not differentiated).
-        labels: (B,) integer labels.
+        dist: (B, B) distances (not differentiated); labels: (B,) integer labels.
     Returns:
-        (B, B) long: column of the negative chosen for (a, j); only the entries of positive
-        pairs whose anchor has a negative mean something (the rest point at any column).
+        (B, B) long: column of the negative chosen for (a, j); meaningful for positive pairs
+        whose anchor has a negative.
     """
     sorted_dist, order = sort_rows(dist, descending=True)  # (B, B); order[a, k]: column at rank k
     is_negative = anchor_negative_mask(labels).gather(1, order)  # (B, B) in sorted order
@@ -143,8 +133,7 @@ def semihard_negatives(dist: torch.Tensor, labels: torch.Tensor) -> Triplets:
     """FaceNet's semi-hard triplets, one per positive pair (see ``semihard_negative_columns``).
 
     Args:
-        dist: (B, B) distances.
-        labels: (B,) integer labels.
+        dist: (B, B) distances; labels: (B,) integer labels.
     Returns:
         (anchor_idx, positive_idx, negative_idx) for every positive pair whose anchor has a negative.
     """

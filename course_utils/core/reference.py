@@ -254,10 +254,7 @@ def name_the_failure(history, alpha):
         for key in ("loss", "mean_d_ap", "mean_d_an", "embedding_norm"):
             if record[key] is not None and not math.isfinite(record[key]):
                 return "nan"
-    without_triplets = 0
-    for record in history:
-        if record["active_fraction"] is None:
-            without_triplets += 1
+    without_triplets = sum(record["active_fraction"] is None for record in history)
     if without_triplets > len(history) / 2:
         return "no_valid_triplets"
     last = history[-1]
@@ -280,14 +277,8 @@ def verification_errors(same_distances, different_distances, threshold):
     number of pairs of its own kind. Returns (false_accepts, false_rejects,
     false_accept_rate, false_reject_rate) as int, int, float, float.
     """
-    false_accepts = 0
-    for d in different_distances.tolist():
-        if d <= threshold:
-            false_accepts += 1
-    false_rejects = 0
-    for d in same_distances.tolist():
-        if d > threshold:
-            false_rejects += 1
+    false_accepts = sum(d <= threshold for d in different_distances.tolist())
+    false_rejects = sum(d > threshold for d in same_distances.tolist())
     return false_accepts, false_rejects, false_accepts / len(different_distances), false_rejects / len(same_distances)
 
 
@@ -303,9 +294,6 @@ def error_rates(same_distances, different_distances, thresholds):
         _, _, false_accept_rate, false_reject_rate = verification_errors(same_distances, different_distances, threshold)
         far.append(false_accept_rate)
         frr.append(false_reject_rate)
-    best = 0
-    for i in range(len(far)):
-        if abs(far[i] - frr[i]) < abs(far[best] - frr[best]):
-            best = i
+    best = min(range(len(far)), key=lambda i: abs(far[i] - frr[i]))  # the first one on ties
     equal = (far[best] + frr[best]) / 2
     return tuple(torch.tensor(values, dtype=torch.float64) for values in (far, frr, equal))
