@@ -1,11 +1,8 @@
 """Recognition with a trained embedding: enrol, verify, identify, and choose the threshold.
 
-A ``Gallery`` keeps one encoding per enrolled name. Verification accepts when the distance to the
-claimed person is at most a threshold; identification names the nearest enrolled people, or
-"unknown" beyond the threshold (open set). Distances are the course's squared distance
-d(A, B) = ||f(A) - f(B)||^2, the scale of the margin alpha. A pair of pictures is accepted when its
-distance is <= threshold: accepted different-person pairs are false accepts, rejected same-person
-pairs false rejects.
+Distances are the course's squared d(A, B) = ||f(A) - f(B)||^2, the scale of the margin alpha. A pair
+is accepted when its distance is <= threshold: accepted different-person pairs are false accepts,
+rejected same-person pairs false rejects.
 """
 from __future__ import annotations
 
@@ -46,13 +43,8 @@ class Gallery:
     """One encoding per enrolled person, looked up by name.
 
     Args:
-        normalize: re-normalise each stored encoding to length 1 (right for a network that
-            normalises its output: the mean of several unit encodings is shorter than 1).
-
-    Example:
-        gallery = Gallery()
-        gallery.enrol_embeddings("ada", encoding)           # encoding: (D,)
-        gallery.verify_embedding(other_encoding, "ada", threshold=0.8)
+        normalize: re-normalise each stored encoding to length 1 (right for a network that normalises
+            its output: the mean of several unit encodings is shorter than 1).
     """
 
     def __init__(self, normalize: bool = True):
@@ -227,7 +219,7 @@ def threshold_at_far(same_distances: torch.Tensor, different_distances: torch.Te
 
 
 class ThresholdSummary(NamedTuple):
-    """Errors of verification at one threshold on held-out pairs (what a threshold slider shows)."""
+    """Errors of verification at one threshold on held-out pairs."""
 
     threshold: float
     false_accepts: int
@@ -258,8 +250,6 @@ def threshold_summary(same_distances: torch.Tensor, different_distances: torch.T
 
 
 class GallerySizeResult(NamedTuple):
-    """Closed-set identification accuracy with ``size`` enrolled people."""
-
     size: int
     accuracy: float
     num_queries: int
@@ -268,21 +258,12 @@ class GallerySizeResult(NamedTuple):
 def accuracy_vs_gallery_size(query_embeddings: torch.Tensor, query_labels: torch.Tensor,
                              gallery_embeddings: torch.Tensor, gallery_labels: torch.Tensor,
                              sizes=(10, 100, 500, 1000), seed: int = 0) -> list[GallerySizeResult]:
-    """Identification accuracy as more people are enrolled: each query against n enrolled people.
+    """Closed-set identification accuracy with n enrolled people, for each n in sizes.
 
-    For each n, the first n people of one seeded random order of the gallery's people are enrolled
-    (nested galleries), and every query of those people is named after its nearest enrolled row.
-    Gallery people without a query are distractors: enrolled, never asked for.
-
-    Args:
-        query_embeddings: (Q, D) features of the pictures to identify; query_labels: (Q,), each
-            person also in the gallery.
-        gallery_embeddings: (G, D) enrolled features; gallery_labels: (G,).
-        sizes: numbers of enrolled people, from 1 to the gallery's people, each large enough that a
-            queried person is among them.
-        seed: non-negative int choosing which people are enrolled.
-    Returns:
-        one GallerySizeResult(size, accuracy, num_queries) per size, in the given order.
+    The first n people of one seeded random order of the gallery's people are enrolled (nested
+    galleries), and each (Q, D) query of those people is named after its nearest (G, D) gallery row.
+    Gallery people without a query are distractors: enrolled, never asked for. Each size must be
+    large enough that a queried person is enrolled.
     """
     check_embeddings(query_embeddings, "query_embeddings")
     check_embeddings(gallery_embeddings, "gallery_embeddings")
