@@ -29,11 +29,7 @@ _NEEDS_POSITIVE = (
 
 
 class TripletCount(NamedTuple):
-    """How many training examples a labelled set holds (n_c pictures of identity c, N in all).
-
-    anchor_positive_pairs: ordered pairs (a, p), a != p, of one identity: sum_c n_c (n_c - 1).
-    triplets: those pairs with a negative n of another identity: sum_c n_c (n_c - 1) (N - n_c).
-    """
+    """How many ordered anchor-positive pairs and valid triplets a labelled set holds (see count_triplets)."""
 
     anchor_positive_pairs: int
     triplets: int
@@ -42,8 +38,7 @@ class TripletCount(NamedTuple):
 def keyed_generator(seed: int, *keys: int) -> torch.Generator:
     """A fresh CPU torch.Generator whose numbers depend on the non-negative ints (seed, *keys) only.
 
-    (seed, epoch) gives each epoch its own order, (seed, stream) independent streams; NumPy's
-    SeedSequence mixes the numbers, so nearby keys give unrelated streams.
+    NumPy's SeedSequence mixes the numbers, so nearby keys (epochs, stream numbers) give unrelated streams.
     """
     for value, name in [(seed, "seed"), *((key, "key") for key in keys)]:
         check_whole_number(value, name, minimum=0)
@@ -54,8 +49,9 @@ def keyed_generator(seed: int, *keys: int) -> torch.Generator:
 def count_triplets(labels: torch.Tensor) -> TripletCount:
     """Count anchor-positive pairs and valid triplets of (N,) integer labels, as Python ints (no overflow).
 
-    Each of the n_c anchors of identity c has n_c - 1 positives and N - n_c negatives: 10,000
-    pictures of 1,000 persons give 90,000 pairs and 90,000 * 9,990 = 899,100,000 triplets.
+    Each of the n_c anchors of identity c has n_c - 1 positives and N - n_c negatives: sum_c n_c (n_c - 1)
+    pairs and sum_c n_c (n_c - 1) (N - n_c) triplets; 10,000 pictures of 1,000 persons give 90,000 pairs
+    and 90,000 * 9,990 = 899,100,000 triplets.
     """
     sizes = torch.unique(_check_label_vector(labels).cpu(), return_counts=True)[1].tolist()
     pairs = sum(n * (n - 1) for n in sizes)

@@ -21,7 +21,6 @@ from course_utils.data.batches import keyed_generator
 #: Pictures rendered per vectorised step: bounds memory (512 was fastest on a 2-core CPU at 32 x 32).
 CHUNK_SIZE = 512
 
-# Stream numbers given to keyed_generator(seed, stream).
 _IDENTITY_STREAM, _PICTURE_STREAM, _NOISE_STREAM = 0, 1, 2
 
 # Identity attributes: name -> (low, high) of a uniform draw, in column order of the random numbers.
@@ -82,8 +81,7 @@ _PICTURE_COLUMNS = (
     "occluder_blue",
 )  # fmt: skip
 
-_LIGHT_SKIN = (0.98, 0.83, 0.70)
-_DARK_SKIN = (0.36, 0.22, 0.14)
+_LIGHT_SKIN, _DARK_SKIN = (0.98, 0.83, 0.70), (0.36, 0.22, 0.14)
 _HAIR_PALETTE = (
     (0.07, 0.06, 0.05), (0.22, 0.13, 0.07), (0.42, 0.26, 0.13), (0.80, 0.65, 0.38),
     (0.58, 0.24, 0.10), (0.55, 0.55, 0.55), (0.88, 0.87, 0.84),
@@ -190,20 +188,16 @@ def show_gallery(
     figure, axes = plt.subplots(
         len(identities), per_identity, figsize=(0.9 * per_identity, 0.9 * len(identities)), squeeze=False
     )
-    pictures = images.detach().cpu().float().clamp(0, 1)
+    pictures = images.detach().cpu().float().clamp(0, 1).permute(0, 2, 3, 1)  # (N, H, W, C) for imshow
     for row, identity in enumerate(identities):
         own = (labels == identity).nonzero().flatten()[:per_identity]
+        axes[row][0].set_ylabel(f"id {identity}", rotation=0, ha="right", va="center")
         for column, axis in enumerate(axes[row]):
             axis.set(xticks=[], yticks=[])
-            if column < len(own):
-                picture = pictures[own[column]].numpy()
-                if picture.shape[0] == 1:
-                    axis.imshow(picture[0], cmap="gray", vmin=0, vmax=1)
-                else:
-                    axis.imshow(picture.transpose(1, 2, 0))
+            if column < len(own):  # the colour map and its limits only apply to grey (H, W) pictures
+                axis.imshow(pictures[own[column]].squeeze(2).numpy(), cmap="gray", vmin=0, vmax=1)
             else:
                 axis.axis("off")
-        axes[row][0].set_ylabel(f"id {identity}", rotation=0, ha="right", va="center")
     for column, axis in enumerate(axes[-1]):
         axis.set_xlabel(f"pic {column + 1}")
     if title is not None:

@@ -91,7 +91,8 @@ def test_batch_drawing_equals_drawing_one_picture_at_a_time():
     images, labels = make_synthetic_faces(n_identities, per_identity, image_size=size, seed=5)
     identities = faces._draw_identities(n_identities, seed=5)
     pictures = faces._draw_pictures(n_identities * per_identity, seed=5, nuisance=1.0)
-    noise_uniforms = torch.rand(len(labels), 3, size, size, generator=faces.keyed_generator(5, faces._NOISE_STREAM)).double()
+    noise_generator = faces.keyed_generator(5, faces._NOISE_STREAM)
+    noise_uniforms = torch.rand(len(labels), 3, size, size, generator=noise_generator).double()
     noise = (noise_uniforms - 0.5) * (12**0.5 * faces._NUISANCE_SPREADS["noise"])
     for i in range(len(labels)):
         params = {name: value[labels[i : i + 1]] for name, value in identities.items()}
