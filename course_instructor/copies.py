@@ -39,7 +39,7 @@ def make_student_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookN
         "nbgrader.preprocessors.ClearOutput",
         "nbgrader.preprocessors.ClearHiddenTests",
     ]
-    # Our notebooks carry no nbgrader cell metadata: the markers alone define the regions.
+    # The notebooks carry no nbgrader metadata: the markers alone define the regions.
     config.ClearSolutions.enforce_metadata = False
     config.ClearHiddenTests.enforce_metadata = False
     body, _ = NotebookExporter(config=config).from_notebook_node(notebook)
@@ -57,11 +57,8 @@ def make_student_version(src: Path = ROOT / "notebooks", out: Path = ROOT / "bui
 
 
 def build_book(src: Path = ROOT / "notebooks", out: Path = ROOT / "build" / "book") -> Path:
-    """Build the HTML course with Jupyter Book 1.x; returns the folder holding index.html.
-
-    The notebooks and book/ are staged next to the output (Sphinx reads only files below its source
-    folder) with a table of contents of the notebooks; execution is off in book/_config.yml.
-    """
+    """Build the HTML course with Jupyter Book 1.x (execution off); returns the folder holding index.html.
+    The notebooks and book/ are staged beside the output, as Sphinx reads only files below its source folder."""
     out = Path(out)
     stage = out.parent / (out.name + "_source")
     shutil.rmtree(stage, ignore_errors=True)

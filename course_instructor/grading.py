@@ -107,7 +107,8 @@ def select_notebooks(src: Path, wanted: list[str] | None) -> list[Path]:
         key = Path(item).stem
         matches = [p for p in notebooks if p.stem == key or p.stem.split("_")[0] == key.zfill(2)]
         if not matches:
-            raise GradingError(f"no notebook {item!r} in {src}; the notebooks are {', '.join(p.stem for p in notebooks)}")
+            names = ", ".join(p.stem for p in notebooks)
+            raise GradingError(f"no notebook {item!r} in {src}; the notebooks are {names}")
         for path in matches:
             if SOLUTION_BEGIN not in path.read_text(encoding="utf-8"):
                 raise GradingError(f"{path.name} has no exercise (no {SOLUTION_BEGIN} cell): nothing to grade")
@@ -193,7 +194,6 @@ def run_nbgrader(args: list[str], course: Path, limit: float | None = None) -> t
 
 @dataclass
 class Release:
-
     notebooks: list[Path]
     exercises: dict[str, list[tuple[str, float]]]
     zip_path: Path
@@ -210,20 +210,21 @@ def _seed(course: Path, seed: int | None) -> int:
 
 
 def release(course: Path = DEFAULT_COURSE, assignment: str = DEFAULT_ASSIGNMENT, notebooks: list[str] | None = None,
-            src: Path = ROOT / "notebooks", seed: int | None = None, points: dict[str, float] | None = None,
-            student_copies: Path | None = ROOT / "student") -> Release:
+            seed: int | None = None, points: dict[str, float] | None = None) -> Release:
     """Write the source version of the chosen notebooks and let nbgrader generate the student release.
 
     Args:
         notebooks: numbers or names of the notebooks; None for every notebook with an exercise.
         seed: seed of the hidden random cases; None keeps the course directory's (or draws one).
         points: points per exercise, overriding `hidden_tests.DEFAULT_POINTS`.
-        student_copies: the committed student copies; a warning when they differ from the release.
+
+    Returns:
+        What was released; its warnings say when the committed student copies (student/) differ from it.
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", assignment):
         raise GradingError(f"assignment name {assignment!r}: use letters, digits, '_', '.' and '-'")
     course = Path(course).resolve()
-    chosen = select_notebooks(src, notebooks)
+    chosen = select_notebooks(ROOT / "notebooks", notebooks)
     course.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(CONFIG.format(timeout=DEFAULT_TIMEOUT), encoding="utf-8")
     seed = _seed(course, seed)
@@ -243,9 +244,10 @@ def release(course: Path = DEFAULT_COURSE, assignment: str = DEFAULT_ASSIGNMENT,
         out = nbformat.read(out, as_version=4)
         problems = release_differences(out, make_student_notebook(nbformat.read(path, as_version=4)))
         if problems:
-            raise GradingError(f"the release of {path.name} does not match its student copy:\n  " + "\n  ".join(problems))
-        committed = Path(student_copies or "") / path.name
-        if student_copies and committed.exists() and release_differences(out, nbformat.read(committed, as_version=4)):
+            raise GradingError(f"the release of {path.name} does not match its student copy:\n  "
+                               + "\n  ".join(problems))
+        committed = ROOT / "student" / path.name
+        if committed.exists() and release_differences(out, nbformat.read(committed, as_version=4)):
             result.warnings.append(f"{committed} differs from the release of {path.name}: run `make student-copies` "
                                    "so that the committed student copies match")
     with zipfile.ZipFile(result.zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -370,7 +372,8 @@ def _put_in_order(submitted, owner: list[int | None], released) -> list[str]:
         cells += followers.get(i, [])
     submitted.cells = cells
     found = [i for i in owner if i is not None]
-    notes = ["cells were out of the released order and were put back in it before grading"] if found != sorted(found) else []
+    moved = found != sorted(found)
+    notes = ["cells were out of the released order and were put back in it before grading"] if moved else []
     if restored:
         notes.append(f"{len(restored)} deleted cell(s) restored from the release: " + "; ".join(restored[:6])
                      + ("; ..." if len(restored) > 6 else ""))
@@ -379,7 +382,7 @@ def _put_in_order(submitted, owner: list[int | None], released) -> list[str]:
 
 def reassemble(submitted, released) -> tuple[object, list[str]]:
     """A copy of the submission in the released order with the release's nbgrader metadata, and notes on
-    what was moved or restored (a submission in order keeps its cells)."""
+    what was moved or restored."""
     owner = _match_cells(submitted, released)
     submitted = copy.deepcopy(submitted)
     relabelled = 0
@@ -388,11 +391,10 @@ def reassemble(submitted, released) -> tuple[object, list[str]]:
         if wanted is not None and cell.metadata.get("nbgrader") != wanted:
             cell.metadata["nbgrader"] = copy.deepcopy(wanted)
             relabelled += 1
-    notes = [f"the grading metadata of {relabelled} cell(s) was missing or changed and was restored"] if relabelled else []
-    found = [i for i in owner if i is not None]
-    if found != sorted(found) or len(found) < len(released.cells):
-        notes += _put_in_order(submitted, owner, released)
-        nbformat.validate(submitted)
+    notes = ([f"the grading metadata of {relabelled} cell(s) was missing or changed and was restored"]
+             if relabelled else [])
+    notes += _put_in_order(submitted, owner, released)
+    nbformat.validate(submitted)
     return submitted, notes
 
 
@@ -517,9 +519,9 @@ def _why_failed(status: int | None, output: str, limit: float) -> str:
         return (f"grading was stopped after {limit:g} s (the limit for the whole notebook), so it scores 0; "
                 "grade it by hand if it deserves more")
     lines = output.splitlines()
-    reason = next((line.strip() for line in lines if any(
-        sign in line for sign in ("DeadKernelError", "Kernel died", "UnresponsiveKernelError", "kernel became unresponsive"))),
-        next((line.strip() for line in reversed(lines) if "error" in line.lower()), f"exit status {status}"))
+    dead = ("DeadKernelError", "Kernel died", "UnresponsiveKernelError", "kernel became unresponsive")
+    last_error = next((line.strip() for line in reversed(lines) if "error" in line.lower()), f"exit status {status}")
+    reason = next((line.strip() for line in lines if any(sign in line for sign in dead)), last_error)
     reason = re.sub(r"^\[\w+ \| \w+\]\s*", "", reason)  # nbgrader's log prefix
     return f"the notebook could not be graded ({reason[:200]}), so it scores 0; grade it by hand if it deserves more"
 
@@ -567,7 +569,6 @@ def _grade_student(course: Path, assignment: str, sid: str, todo: dict, released
 
 @dataclass
 class Grading:
-
     graded: dict[str, list[str]]
     unchanged: list[str]
     grades_csv: Path
@@ -635,7 +636,7 @@ def _generate_feedback(course: Path, assignment: str, graded: list[str], records
 
 
 def grade(submissions: Path, course: Path = DEFAULT_COURSE, assignment: str = DEFAULT_ASSIGNMENT,
-          timeout: int = DEFAULT_TIMEOUT, force: bool = False, jobs: int = 1, log=print) -> Grading:
+          timeout: int = DEFAULT_TIMEOUT, force: bool = False, jobs: int = 1) -> Grading:
     """Grade every student folder in `submissions`; re-grade only what changed since the last run.
 
     Args:
@@ -653,7 +654,7 @@ def grade(submissions: Path, course: Path = DEFAULT_COURSE, assignment: str = DE
     state, warnings, graded = _load_state(course), [], {}
     records = state.setdefault(assignment, {})
     work, unchanged = _changed_hand_ins(submissions, stems, digests, records, force, warnings)
-    log(f"{len(work)} student(s) to grade, {len(unchanged)} unchanged since they were last graded")
+    print(f"{len(work)} student(s) to grade, {len(unchanged)} unchanged since they were last graded")
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, int(jobs))) as pool:
         running = {pool.submit(_grade_student, course, assignment, sid, todo, released, timeout, folder): sid
@@ -664,7 +665,7 @@ def grade(submissions: Path, course: Path = DEFAULT_COURSE, assignment: str = DE
             graded[sid] = list(results)
             _save_state(course, state)
             statuses = ", ".join(f"{stem} {result['status']}" for stem, result in results.items())
-            log(f"[{number}/{len(work)}] {sid}: {statuses} ({time.monotonic() - started:.0f} s)")
+            print(f"[{number}/{len(work)}] {sid}: {statuses} ({time.monotonic() - started:.0f} s)")
     if graded:
         _generate_feedback(course, assignment, sorted(graded), records, warnings)
     rows = write_grades_csv(course, state)
@@ -736,7 +737,8 @@ pre {{ background: #f6f6f6; padding: .6rem; white-space: pre-wrap; }} .note {{ b
 """
 
 
-def write_feedback_page(page: Path, assignment: str, sid: str, record: dict, stems: list[str], rows: list[dict]) -> Path:
+def write_feedback_page(page: Path, assignment: str, sid: str, record: dict, stems: list[str],
+                        rows: list[dict]) -> Path:
     """A student's index.html: the total, notes, and each exercise's hidden cases with the checker's messages."""
     e = html.escape
     rows = [row for row in rows if row["assignment"] == assignment and row["student"] == sid]
@@ -753,9 +755,9 @@ def write_feedback_page(page: Path, assignment: str, sid: str, record: dict, ste
             parts.append(f'<p><a href="{e(stem)}.html">The graded notebook with every output</a></p>')
         for row in (row for row in rows if row["notebook"] == stem):
             report = result.get("reports", {}).get(row["exercise"], {})
-            parts.append("<pre>" + e(report_from_json(report).text() if "cases" in report else
-                                     f"{row['exercise']}: {row['points']:g} of {row['max_points']:g} points. {row['note']}")
-                         + "</pre>")
+            text = (report_from_json(report).text() if "cases" in report else
+                    f"{row['exercise']}: {row['points']:g} of {row['max_points']:g} points. {row['note']}")
+            parts.append(f"<pre>{e(text)}</pre>")
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(PAGE.format(title=e(f"{assignment}: {sid}"), body="\n".join(parts)), encoding="utf-8")
     return page
@@ -776,11 +778,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     release_, grade_ = commands.add_parser("release"), commands.add_parser("grade")
     for sub in (release_, grade_):
-        sub.add_argument("--course", type=Path, default=DEFAULT_COURSE, help="the course directory (default classroom/)")
-        sub.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help=f"the assignment (default {DEFAULT_ASSIGNMENT})")
+        sub.add_argument("--course", type=Path, default=DEFAULT_COURSE, help="course directory (default classroom/)")
+        sub.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help=f"default {DEFAULT_ASSIGNMENT}")
     release_.add_argument("--notebooks", nargs="*", default=None, help="numbers or names, e.g. 01 02 03 (default: all)")
     release_.add_argument("--seed", type=int, default=None, help="seed of the hidden cases (default: the course's)")
-    release_.add_argument("--points", nargs="*", type=_points, default=[], help="points per exercise, e.g. distance_matrix=4")
+    release_.add_argument("--points", nargs="*", type=_points, default=[], help="e.g. distance_matrix=4")
     grade_.add_argument("submissions", type=Path, help="folder with one sub-folder per student")
     grade_.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="seconds per cell (default 300)")
     grade_.add_argument("--jobs", type=int, default=1, help="students graded at the same time (default 1)")
@@ -804,7 +806,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Graded {len(made.graded)} student(s); unchanged since the last run: {len(made.unchanged)}")
             for row in {r["student"]: r for r in read_grades_csv(made.grades_csv)
                         if r["assignment"] == args.assignment}.values():
-                print(f"  {row['student']:<24} {float(row['total']):6g} / {float(row['max_total']):g}  {row['note'][:90]}")
+                total = f"{float(row['total']):6g} / {float(row['max_total']):g}"
+                print(f"  {row['student']:<24} {total}  {row['note'][:90]}")
             print(f"Grades: {made.grades_csv}\nFeedback: {made.grades_csv.parent / 'feedback'}/<student>/"
                   f"{args.assignment}/index.html")
         for warning in made.warnings:

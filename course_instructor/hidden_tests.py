@@ -154,7 +154,8 @@ def run_hidden_cases(exercise: str, function, seed: int, points: float, case_sec
 def grade(exercise: str, function, points: float, seed: int) -> float:
     """What a hidden test cell calls: display the report (text, and RESULT_MIME JSON for the grader);
     return the points earned."""
-    report = run_hidden_cases(exercise, function, seed, points, float(os.environ.get("HIDDEN_CASE_SECONDS", CASE_SECONDS)))
+    seconds = float(os.environ.get("HIDDEN_CASE_SECONDS", CASE_SECONDS))
+    report = run_hidden_cases(exercise, function, seed, points, seconds)
     try:
         from IPython.display import display
     except ImportError:  # outside IPython: plain text
@@ -230,7 +231,8 @@ def _triplet_loss_cases(seed: int) -> tuple[HiddenCase, ...]:
              (_tenths(g, 5, 2), _tenths(g, 5, 2), _tenths(g, 5, 2), 2.0)),
         Case("ten random triplets in 3-D, many meeting the margin, alpha = 0.2",
              (_tenths(g, 10, 3, low=-5, high=5), _tenths(g, 10, 3, low=-5, high=5), _tenths(g, 10, 3), 0.2)),
-        Case("three triplets whose positive is the anchor itself, alpha = 0.5", (same, same.clone(), _tenths(g, 3, 4), 0.5)),
+        Case("three triplets whose positive is the anchor itself, alpha = 0.5",
+             (same, same.clone(), _tenths(g, 3, 4), 0.5)),
     )
 
 
