@@ -22,6 +22,11 @@ def _squared_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.double() - b.double()) ** 2
 
 
+def _pair_squares(x: torch.Tensor) -> torch.Tensor:
+    """(n, n, d): the squared coordinate differences of every pair of rows."""
+    return _squared_diff(x[:, None, :], x[None, :, :])
+
+
 def _random(seed: int, *shape: int) -> torch.Tensor:
     """Fixed pseudo-random float32 values with one decimal, easy to recompute by hand."""
     return torch.randint(-20, 21, shape, generator=torch.Generator().manual_seed(seed)).float() / 10
@@ -123,8 +128,8 @@ def _no_negative_distance(function, exercise: Exercise) -> CheckResult | None:
     true = float(((x[i].double() - x[j].double()) ** 2).sum())
     return fail(
         exercise, f"gives negative squared distances on the test case \"{ROUND_OFF_CASE.description}\".",
-        f"  {int((answer.detach() < 0).sum())} entries are negative; the smallest is {float(smallest):.4f}, at row {i}, "
-        f"column {j}, where the true squared distance is {true:.6f}.\n"
+        f"  {int((answer.detach() < 0).sum())} entries are negative; the smallest is {float(smallest):.4f}, at row "
+        f"{i}, column {j}, where the true squared distance is {true:.6f}.\n"
         "  Hint: in float32, ||x_i||² - 2 x_i·x_j + ||x_j||² subtracts numbers of about 10^7 that agree in every "
         "digit float32 keeps, so what is left is round-off, negative as often as positive. A squared distance "
         "is never negative: finish with .clamp(min=0), as the exercise asks.", "no_clamp")
@@ -164,10 +169,10 @@ DISTANCE_MATRIX = Exercise(
         Mistake("not_squared", lambda x: reference.pairwise_distances(x, metric="euclidean"),
                 "these are plain Euclidean distances. The course's d is the square ||x_i - x_j||²: "
                 "drop the square root (torch.cdist gives plain distances; square them)."),
-        Mistake("no_sum", lambda x: (x.double()[:, None, :] - x.double()[None, :, :]) ** 2,
+        Mistake("no_sum", _pair_squares,
                 "the result still has the coordinate dimension, shape (n, n, d). Add it up with .sum(dim=2) "
                 "(or .sum(dim=-1), the last dimension)."),
-        Mistake("broadcast_sum_wrong_axis", lambda x: ((x.double()[:, None, :] - x.double()[None, :, :]) ** 2).sum(dim=1),
+        Mistake("broadcast_sum_wrong_axis", lambda x: _pair_squares(x).sum(dim=1),
                 "you added up over the points instead of the coordinates. The broadcast difference "
                 "x[:, None, :] - x[None, :, :] has shape (n, n, d): dims 0 and 1 are the two points of a pair, "
                 "dim 2 the coordinates. Add up with .sum(dim=2) (or .sum(dim=-1))."),

@@ -104,7 +104,8 @@ def test_a_wrong_mask_is_compared_entry_by_entry():
     """The counts of True entries agree (8 and 8); the message shows the entries that differ, explained."""
     message = check_valid_triplet_mask(axes_swapped).message
     assert "differs from the expected one at 16 of 64 entries: 8 True that should be False" in message
-    assert "mask[0, 2, 1] is True in yours, but (a=0, p=2, n=1) is no valid triplet: the positive shows person 1" in message
+    assert ("mask[0, 2, 1] is True in yours, but (a=0, p=2, n=1) is no valid triplet: the positive shows person 1"
+            in message)
     assert "mask[0, 1, 2] is False in yours, but (a=0, p=1, n=2) is a valid triplet" in message
     assert "8 True entries" not in message
 
@@ -114,7 +115,8 @@ def test_an_unknown_wrong_mask_still_shows_its_entries():
         return good_mask(labels) & (labels != 0).unsqueeze(1).unsqueeze(2)
     result = check_valid_triplet_mask(misses_person_zero)
     assert result.mistake is None
-    assert "4 False that should be True" in result.message and "a valid triplet: a and p are two pictures of person 0" in result.message
+    assert "4 False that should be True" in result.message
+    assert "a valid triplet: a and p are two pictures of person 0" in result.message
 
 
 def test_the_numbers_hint_says_the_pattern_is_right():

@@ -106,8 +106,10 @@ def _momentum_scenario():
     return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), TripletLoss(alpha=0.3), batches
 
 
-@pytest.mark.parametrize("function, mistake", [(correct, None), (no_zero_grad, "forgot_zero_grad"), (no_step, "no_step"),
-                                               (encodes_again_after_the_step, "embeddings_after_step")])
+@pytest.mark.parametrize("function, mistake", [
+    (correct, None), (no_zero_grad, "forgot_zero_grad"), (no_step, "no_step"),
+    (encodes_again_after_the_step, "embeddings_after_step"),
+])
 def test_the_exercise_runs_on_another_scenario(function, mistake):
     verdict = judge(function, training_step_exercise("three batches, SGD with momentum", _momentum_scenario))
     assert verdict.passed == (mistake is None) and verdict.mistake == mistake

@@ -111,7 +111,8 @@ def test_roc_curve_matches_brute_force():
     thresholds = candidates(SAME.double(), DIFFERENT.double())
     assert curve.thresholds[1:].tolist() == pytest.approx(thresholds[1:])
     assert curve.thresholds[0] < thresholds[1]
-    for t, far, tar in zip(curve.thresholds.tolist(), curve.false_accept_rate.tolist(), curve.true_accept_rate.tolist()):
+    rates = zip(curve.thresholds.tolist(), curve.false_accept_rate.tolist(), curve.true_accept_rate.tolist())
+    for t, far, tar in rates:
         assert (far, tar) == pytest.approx(slow_rates(SAME.double(), DIFFERENT.double(), t))
     assert (curve.false_accept_rate[0], curve.true_accept_rate[0]) == (0, 0)
     assert (curve.false_accept_rate[-1], curve.true_accept_rate[-1]) == (1, 1)
