@@ -1,9 +1,5 @@
-"""Input checks shared by every public function.
-
-Each check raises ``TypeError`` or ``ValueError`` with a message that says what is
-wrong and how to fix it, so a learner never meets a bare traceback from deep
-inside torch.
-"""
+"""Input checks shared by every public function: a ``TypeError`` or ``ValueError`` that says what is
+wrong and how to fix it, so a learner never meets a bare traceback from deep inside torch."""
 from __future__ import annotations
 
 import math
@@ -33,9 +29,7 @@ def check_embeddings(x, name: str = "embeddings", check_values: bool = True) -> 
             f"add a batch dimension with {name}.unsqueeze(0) for a single vector."
         )
     if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating tensor, got dtype {x.dtype}. Use {name}.float()."
-        )
+        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}. Use {name}.float().")
     if x.shape[1] == 0:
         raise ValueError(f"{name} has shape {tuple(x.shape)}: each row needs at least one coordinate.")
     # One host sync: cheap next to the distance matrix, and it turns a silent NaN loss
@@ -99,22 +93,32 @@ def check_whole_number(value, name: str, minimum: int = 1, why: str = "") -> int
     return value
 
 
-def check_nonnegative(value, name: str, why: str) -> float:
-    """A finite number >= 0, given as a Python number or a one-element tensor (alpha, a margin).
-
-    ``why`` completes the error for a negative value: what the number means, why it is >= 0.
-    """
+def _finite_number(value, name: str) -> float:
+    """A Python number or a one-element tensor as a finite float, else a clear error."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}.")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
-    value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value}.")
+    return float(value)
+
+
+def check_nonnegative(value, name: str, why: str) -> float:
+    """A finite number >= 0 (alpha, a margin); ``why`` completes the error: what the number means."""
+    value = _finite_number(value, name)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}. {why}")
+    return value
+
+
+def check_positive(value, name: str) -> float:
+    """A finite number > 0 (a learning rate, a scale)."""
+    value = _finite_number(value, name)
+    if value <= 0:
+        raise ValueError(f"{name} must be a number > 0, got {value}.")
     return value
 
 
@@ -126,9 +130,7 @@ def check_alpha(alpha) -> float:
 
 
 def check_metric(metric) -> str:
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(map(repr, METRICS))}.")
-    return metric
+    return check_choice(metric, "metric", METRICS)
 
 
 def check_choice(value, name: str, choices) -> str:

@@ -12,11 +12,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from course_utils.core._validate import check_alpha, check_labels, check_metric, check_tensor, check_whole_number
+from course_utils.core._validate import check_alpha, check_labels, check_metric, check_positive, check_tensor, check_whole_number
 from course_utils.data import PKBatchSampler
 from course_utils.training.models import EmbeddingNet
 from course_utils.lessons.notebook import seed_everything
-from course_utils.lessons.toy_training import check_positive
 from course_utils.training.step import LossWithStats, batch_diagnostics, training_step
 from course_utils.training.trainer import looks_collapsed
 

@@ -9,18 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_whole_number
+from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_positive, check_whole_number
 from course_utils.core.losses import triplet_loss
 from course_utils.core.mining import mine_triplets
-
-
-def check_positive(value, name: str) -> float:
-    """A finite number > 0 (a step size, a scale), else a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
-    if not 0 < value < float("inf"):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-    return float(value)
 
 
 def make_toy_points(n_identities: int = 3, points_per_identity: int = 4, dim: int = 2, separation: float = 1.0,

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from course_utils.core._validate import check_labels, check_tensor, check_whole_number
+from course_utils.core._validate import check_labels, check_nonnegative, check_positive, check_tensor, check_whole_number
 from course_utils.core.losses import DegenerateBatchWarning
 from course_utils.data import PKBatchSampler
 from course_utils.evaluation.retrieval import embed, retrieval_metrics
@@ -65,10 +65,8 @@ def _check_settings(model, p, k, seed, lr, weight_decay, data_on_device, step, m
     check_whole_number(p, "p", 2)
     check_whole_number(k, "k", 2)
     check_whole_number(seed, "seed", 0)
-    for name, value, zero_ok in (("lr", lr, False), ("weight_decay", weight_decay, True)):
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not is_number or not (value > 0 or (zero_ok and value == 0)):
-            raise ValueError(f"{name} must be a number {'>= 0' if zero_ok else '> 0'}, got {value!r}.")
+    check_positive(lr, "lr")
+    check_nonnegative(weight_decay, "weight_decay", "It is the strength of the L2 penalty on the weights.")
     if data_on_device not in ("auto", True, False):
         raise ValueError(f"data_on_device must be 'auto', True or False, got {data_on_device!r}.")
     if step is not None and not callable(step):

@@ -126,3 +126,21 @@ def test_miner_refuses_bad_strategy_and_count():
         mine_triplets(GOOD_X, GOOD_LABELS, "easy")
     with pytest.raises(ValueError, match="num_triplets must be a non-negative int"):
         mine_triplets(GOOD_X, GOOD_LABELS, "random", num_triplets=-3)
+
+
+@pytest.mark.parametrize("value, error, message", [
+    (0, ValueError, "lr must be a number > 0, got 0.0"),
+    (-0.1, ValueError, "lr must be a number > 0"),
+    (float("nan"), ValueError, "lr must be a finite number"),
+    ("0.1", TypeError, "lr must be a number, got str"),
+    (True, TypeError, "lr must be a number, got bool"),
+])
+def test_positive_numbers_are_checked_by_one_validator(value, error, message):
+    from course_utils.core._validate import check_positive
+    from course_utils.lessons.toy_training import make_toy_points, train_toy_points
+
+    with pytest.raises(error, match=message):
+        check_positive(value, "lr")
+    points, labels = make_toy_points()
+    with pytest.raises(error, match=message.replace("lr", "learning_rate")):
+        train_toy_points(points, labels, learning_rate=value)
