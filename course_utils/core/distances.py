@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.core._validate import check_embeddings, check_metric, check_same_shape
+from course_utils._validate import check_embeddings, check_metric, check_same_shape
 
 
 def _full_precision(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:

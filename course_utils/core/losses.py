@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from course_utils.core._validate import (
+from course_utils._validate import (
     check_alpha, check_choice, check_embeddings, check_labels, check_metric, check_nonnegative, check_same_shape,
 )  # fmt: skip
 from course_utils.core.distances import matrix_distances, row_distances

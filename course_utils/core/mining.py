@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from course_utils.core._validate import check_choice, check_embeddings, check_labels, check_metric
+from course_utils._validate import check_choice, check_embeddings, check_labels, check_metric
 from course_utils.data.batches import Triplets, count_triplets
 from course_utils.core.distances import pairwise_distances
 

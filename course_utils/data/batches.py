@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from course_utils.core._validate import check_choice, check_labels, check_tensor, check_whole_number
+from course_utils._validate import check_choice, check_labels, check_tensor, check_whole_number
 
 # Index triplets: (anchor_idx, positive_idx, negative_idx), three 1-D long tensors of equal length.
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

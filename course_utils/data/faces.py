@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from course_utils.core._validate import check_labels, check_nonnegative, check_tensor, check_whole_number
+from course_utils._validate import check_labels, check_nonnegative, check_tensor, check_whole_number
 from course_utils.data.batches import keyed_generator
 
 #: Pictures rendered per vectorised step: bounds memory (512 was fastest on a 2-core CPU at 32 x 32).

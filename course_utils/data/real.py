@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from course_utils.core._validate import check_whole_number
+from course_utils._validate import check_whole_number
 
 #: Where downloads are cached unless a loader is given another cache_dir.
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "cache"

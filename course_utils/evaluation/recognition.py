@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from course_utils.core._validate import (check_embeddings, check_labels, check_nonnegative, check_tensor,
+from course_utils._validate import (check_distances, check_embeddings, check_labels, check_nonnegative, check_tensor,
                                          check_whole_number)
 from course_utils.data.batches import keyed_generator
 from course_utils.evaluation.retrieval import rank_gallery
@@ -143,16 +143,9 @@ def _check_threshold(threshold) -> float:
 
 
 def _check_distances(distances, name: str) -> torch.Tensor:
-    """A non-empty 1-D tensor of finite float distances, returned sorted, on the CPU."""
-    check_tensor(distances, name)
-    if distances.dim() != 1 or distances.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D tensor of pair distances, got shape "
-                         f"{tuple(distances.shape)}. same_and_different_distances(embeddings, labels) returns both.")
-    if not distances.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {distances.dtype}. Use {name}.float().")
-    if not bool(torch.isfinite(distances).all()):
-        raise ValueError(f"{name} contains NaN or inf; compute distances from finite encodings.")
-    return distances.detach().cpu().sort().values
+    """The distances, checked, sorted and on the CPU."""
+    hint = " same_and_different_distances(embeddings, labels) returns both."
+    return check_distances(distances, name, hint=hint).detach().cpu().sort().values
 
 
 class RocCurve(NamedTuple):

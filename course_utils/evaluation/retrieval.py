@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from course_utils.core._validate import check_embeddings, check_labels, check_metric, check_tensor, check_whole_number
+from course_utils._validate import check_embeddings, check_labels, check_metric, check_tensor, check_whole_number
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask
 from course_utils.data.batches import one_shot_split

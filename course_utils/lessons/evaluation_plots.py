@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from course_utils.core._validate import check_choice, check_embeddings, check_labels, check_tensor
+from course_utils._validate import check_choice, check_embeddings, check_labels, check_tensor
 from course_utils.evaluation.recognition import (
     GallerySizeResult,
     equal_error_rate,

@@ -9,7 +9,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from course_utils.core._validate import check_alpha
+from course_utils._validate import check_alpha
 from course_utils.evaluation.recognition import threshold_summary
 from course_utils.lessons.evaluation_plots import plot_threshold
 from course_utils.lessons.triplet_kinds import KIND_NAMES, classify_triplets, triplet_kind_counts

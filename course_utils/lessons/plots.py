@@ -10,7 +10,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from course_utils.core._validate import check_embeddings, check_labels, check_tensor
+from course_utils._validate import check_embeddings, check_labels, check_tensor
 from course_utils.core.distances import cosine_distance, euclidean, squared_euclidean
 from course_utils.lessons.toy_training import ToyHistory, check_history
 

@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from course_utils.core import reference
-from course_utils.core._validate import check_alpha, check_whole_number
+from course_utils._validate import check_alpha, check_whole_number
 from course_utils.data import make_random_triplets
 from course_utils.core.distances import pairwise_distances, squared_euclidean
 from course_utils.evaluation.retrieval import embed, retrieval_metrics

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_positive, check_whole_number
+from course_utils._validate import check_alpha, check_embeddings, check_labels, check_positive, check_whole_number
 from course_utils.core.losses import triplet_loss
 from course_utils.core.mining import mine_triplets
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_tensor, check_whole_number
+from course_utils._validate import check_alpha, check_distances, check_embeddings, check_labels, check_tensor, check_whole_number
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.mining import all_triplets
 
@@ -93,15 +93,7 @@ class KindCounts(NamedTuple):
 
 
 def _check_distances(d_ap, d_an) -> tuple[torch.Tensor, torch.Tensor]:
-    for value, name in ((d_ap, "d_ap"), (d_an, "d_an")):
-        check_tensor(value, name)
-        if value.dim() != 1 or not value.is_floating_point():
-            raise ValueError(
-                f"{name} must be a 1-D floating tensor (one distance per triplet), got shape "
-                f"{tuple(value.shape)} and dtype {value.dtype}."
-            )
-        if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
-            raise ValueError(f"{name} must hold finite distances >= 0.")
+    d_ap, d_an = check_distances(d_ap, "d_ap", allow_empty=True), check_distances(d_an, "d_an", allow_empty=True)
     if d_ap.shape != d_an.shape:
         raise ValueError(
             f"d_ap and d_an need one entry per triplet each, got {tuple(d_ap.shape)} and {tuple(d_an.shape)}."

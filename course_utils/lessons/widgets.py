@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Annulus, Circle
 
-from course_utils.core._validate import check_alpha, check_nonnegative
+from course_utils._validate import check_alpha, check_nonnegative
 from course_utils.lessons.plots import draw_toy_step
 from course_utils.lessons.toy_training import ToyHistory, check_history
 

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.nn.functional import all_gather
 
-from course_utils.core._validate import check_alpha, check_embeddings, check_labels, check_whole_number
+from course_utils._validate import check_alpha, check_embeddings, check_labels, check_whole_number
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.losses import TripletLoss
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.core._validate import check_whole_number
+from course_utils._validate import check_whole_number
 
 BACKBONES = ("small", "resnet18")
 

@@ -10,7 +10,7 @@ import inspect
 import torch
 from torch import nn
 
-from course_utils.core._validate import check_metric
+from course_utils._validate import check_metric
 from course_utils.core.distances import matrix_distances
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask
 

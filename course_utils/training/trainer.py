@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from course_utils.core._validate import check_labels, check_nonnegative, check_positive, check_tensor, check_whole_number
+from course_utils._validate import check_labels, check_nonnegative, check_positive, check_tensor, check_whole_number
 from course_utils.core.losses import DegenerateBatchWarning
 from course_utils.data import PKBatchSampler
 from course_utils.evaluation.retrieval import embed, retrieval_metrics

@@ -136,7 +136,7 @@ def test_miner_refuses_bad_strategy_and_count():
     (True, TypeError, "lr must be a number, got bool"),
 ])
 def test_positive_numbers_are_checked_by_one_validator(value, error, message):
-    from course_utils.core._validate import check_positive
+    from course_utils._validate import check_positive
     from course_utils.lessons.toy_training import make_toy_points, train_toy_points
 
     with pytest.raises(error, match=message):

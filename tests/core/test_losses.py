@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from batches import KINDS, make_batch
-from course_utils.core import _validate
+from course_utils import _validate
 from course_utils.core import distances
 from course_utils.core import losses
 from course_utils.core import mining

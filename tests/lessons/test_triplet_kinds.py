@@ -111,15 +111,16 @@ def test_larger_alpha_never_makes_a_triplet_easier():
     assert easy == sorted(easy, reverse=True) and easy[0] > easy[-1]
 
 
-@pytest.mark.parametrize("d_ap, d_an, alpha", [
-    (torch.ones(3), torch.ones(4), 0.2),
-    (torch.ones(3, 1), torch.ones(3, 1), 0.2),
-    (torch.tensor([1.0, -1.0]), torch.ones(2), 0.2),
-    (torch.ones(2), torch.ones(2), -0.1),
-    (torch.ones(2, dtype=torch.long), torch.ones(2, dtype=torch.long), 0.2),
+@pytest.mark.parametrize("d_ap, d_an, alpha, error, message", [
+    (torch.ones(3), torch.ones(4), 0.2, ValueError, "one entry per triplet"),
+    (torch.ones(3, 1), torch.ones(3, 1), 0.2, ValueError, "d_ap must be a 1-D tensor"),
+    (torch.tensor([1.0, -1.0]), torch.ones(2), 0.2, ValueError, "d_ap contains negative values"),
+    (torch.ones(2), torch.tensor([1.0, float("nan")]), 0.2, ValueError, "d_an contains NaN"),
+    (torch.ones(2), torch.ones(2), -0.1, ValueError, "alpha must be >= 0"),
+    (torch.ones(2, dtype=torch.long), torch.ones(2, dtype=torch.long), 0.2, TypeError, "d_ap must be a floating"),
 ])
-def test_bad_distances_are_refused(d_ap, d_an, alpha):
-    with pytest.raises(ValueError):
+def test_bad_distances_are_refused(d_ap, d_an, alpha, error, message):
+    with pytest.raises(error, match=message):
         classify_triplets(d_ap, d_an, alpha)
 
 

@@ -44,6 +44,21 @@ def check_embeddings(x, name: str = "embeddings", check_values: bool = True) -> 
     return x
 
 
+def check_distances(x, name: str, allow_empty: bool = False, hint: str = "") -> torch.Tensor:
+    """A 1-D floating tensor of finite distances >= 0 (one per pair or per triplet)."""
+    check_tensor(x, name)
+    if x.dim() != 1 or (x.numel() == 0 and not allow_empty):
+        raise ValueError(f"{name} must be a {'' if allow_empty else 'non-empty '}1-D tensor of distances, "
+                         f"got shape {tuple(x.shape)}.{hint}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}. Use {name}.float().")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf; compute distances from finite encodings.")
+    if bool((x < 0).any()):
+        raise ValueError(f"{name} contains negative values; a distance is >= 0.")
+    return x
+
+
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
         raise ValueError(
