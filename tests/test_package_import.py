@@ -37,10 +37,11 @@ def test_the_package_and_its_core_load_no_plotting_progress_bars_widgets_or_dist
     assert not {"course_utils.training.distributed", "course_utils.lessons.widgets", "course_utils.training.trainer"} & set(ours), ours
 
 
-def test_every_public_name_resolves_from_its_module():
+def test_every_public_name_resolves_from_the_module_that_defines_it():
     for name in course_utils.__all__:
         value = getattr(course_utils, name)
-        assert value.__name__ == name or name in dir(course_utils)
+        assert value.__name__ == name and name in dir(course_utils)
+        assert value.__module__ == f"course_utils.{course_utils._WHERE[name]}", name
 
 
 def test_an_unknown_name_says_so():

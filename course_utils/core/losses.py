@@ -5,7 +5,7 @@ losses compute the (B, B) distance matrix once and choose triplets inside it:
 
 * ``batch_all_triplet_loss``  every valid triplet, mean over those with positive loss;
 * ``batch_hard_triplet_loss`` per anchor the farthest positive and closest negative;
-* ``batch_semihard_triplet_loss`` per positive pair FaceNet's semi-hard negative.
+* ``batch_semihard_triplet_loss`` per positive pair TensorFlow Addons' semi-hard negative.
 
 None of them builds a B x B x B tensor: batch-all and semi-hard sort each row of the
 distance matrix once, O(B^2 log B) time and O(B^2) memory. All return float32 (float64 for

@@ -104,7 +104,7 @@ def run_lasts(sorted_rows: torch.Tensor) -> torch.Tensor:
 
 
 def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """FaceNet's semi-hard negative of every pair (a, j), TensorFlow Addons' rule, in O(B^2 log B).
+    """The semi-hard negative of every pair (a, j) in TensorFlow Addons' sense, in O(B^2 log B).
 
     For a pair (a, p): the closest negative n with d(a, n) > d(a, p) (strictly), else the
     farthest negative. Instead of comparing every negative with every positive (B^3), each
@@ -130,7 +130,7 @@ def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch
 
 
 def semihard_negatives(dist: torch.Tensor, labels: torch.Tensor) -> Triplets:
-    """FaceNet's semi-hard triplets, one per positive pair (see ``semihard_negative_columns``).
+    """Semi-hard triplets in TensorFlow Addons' sense, one per positive pair (see ``semihard_negative_columns``).
 
     Args:
         dist: (B, B) distances; labels: (B,) integer labels.

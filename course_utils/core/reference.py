@@ -27,7 +27,8 @@ def distance(a: torch.Tensor, b: torch.Tensor, metric: str = "squared_euclidean"
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def pairwise_distances(x: torch.Tensor, y: torch.Tensor | None = None, metric: str = "squared_euclidean") -> torch.Tensor:
+def pairwise_distances(x: torch.Tensor, y: torch.Tensor | None = None,
+                       metric: str = "squared_euclidean") -> torch.Tensor:
     """(n, m) matrix of d(x_i, y_j), one pair at a time."""
     y = x if y is None else y
     rows = []
@@ -207,7 +208,8 @@ def semihard_window_mask(dist, labels, alpha=0.2) -> torch.Tensor:
 def batch_semihard_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_euclidean"):
     """Mean over all positive pairs (zero losses included) of the semi-hard triplet loss."""
     dist = pairwise_distances(embeddings, metric=metric)
-    losses = [torch.clamp(dist[a, p] - dist[a, k] + alpha, min=0) for a, p, k in semihard_triplets(embeddings, labels, metric)]
+    triplets = semihard_triplets(embeddings, labels, metric)
+    losses = [torch.clamp(dist[a, p] - dist[a, k] + alpha, min=0) for a, p, k in triplets]
     return torch.stack(losses).mean() if losses else _attached_zero(dist)
 
 

@@ -12,7 +12,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from course_utils._validate import check_alpha, check_labels, check_metric, check_positive, check_tensor, check_whole_number
+from course_utils._validate import (check_alpha, check_labels, check_metric, check_positive, check_tensor,
+                                    check_whole_number)
 from course_utils.data import PKBatchSampler
 from course_utils.training.models import EmbeddingNet
 from course_utils.lessons.notebook import seed_everything

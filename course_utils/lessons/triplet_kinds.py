@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 import torch
 
-from course_utils._validate import check_alpha, check_distances, check_embeddings, check_labels, check_tensor, check_whole_number
+from course_utils._validate import (check_alpha, check_distances, check_embeddings, check_labels, check_tensor,
+                                    check_whole_number)
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.mining import all_triplets
 
