@@ -1,5 +1,5 @@
 """Check of notebook 06's exercise: training_step(model, optimizer, loss_fn, images, labels) -> (loss, embeddings),
-the contract of `course_utils.training.trainer.training_step`. The learner's step and the course's run on
+the contract of `course_utils.training.step.training_step`. The learner's step and the course's run on
 identical copies of a small network with stale gradients; weights, then answers are compared, and a
 difference is explained by replaying the typical mistakes."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import nn
 
 from course_utils.checks.runner import Case, CheckResult, ErrorHint, Exercise, run_check
 from course_utils.core.losses import TripletLoss
-from course_utils.training.trainer import training_step as reference_training_step
+from course_utils.training.step import training_step as reference_training_step
 
 EXERCISE = "training_step"
 # Both sides run the same float32 operations; the tolerance only absorbs a different order.

@@ -57,7 +57,7 @@ def unpack_step(answer) -> tuple[torch.Tensor, torch.Tensor]:
     if not pair or not isinstance(answer[1], torch.Tensor) or not isinstance(answer[0], (torch.Tensor, int, float)):
         shown = f"a {type(answer).__name__}" + (f" of {len(answer)}" if isinstance(answer, (tuple, list)) else "")
         raise TypeError(
-            f"the step function must return (loss, embeddings), like course_utils.training.trainer.training_step; "
+            f"the step function must return (loss, embeddings), like course_utils.training.step.training_step; "
             f"it returned {shown}. End it with `return loss, embeddings`."
         )
     loss, embeddings = answer[0], answer[1].detach()

@@ -8,7 +8,7 @@ from course_utils.data import make_synthetic_faces
 from course_utils.core.losses import TripletLoss
 from course_utils.training.models import EmbeddingNet
 from course_utils.training.trainer import Trainer
-from course_utils.training.trainer import training_step as reference_training_step
+from course_utils.training.step import training_step as reference_training_step
 from learner_steps import (  # noqa: F401 - the parametrized tests name them
     correct,
     correct_zero_grad_late,

@@ -22,7 +22,8 @@ from course_utils.data import PKBatchSampler, make_synthetic_faces
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.losses import MININGS, TripletLoss
 from course_utils.training.models import EmbeddingNet
-from course_utils.training.trainer import Trainer, training_step
+from course_utils.training.step import training_step
+from course_utils.training.trainer import Trainer
 
 WORLD_SIZE = 2
 LEARNING_RATE = 0.5
