@@ -11,7 +11,7 @@ from torch import nn
 
 from course_utils._validate import check_whole_number
 
-BACKBONES = ("small", "resnet18")
+BACKBONES = ("small",)  # the name weight sidecars record
 
 
 def _small_backbone(in_channels: int, width: int) -> tuple[nn.Sequential, int]:
@@ -29,20 +29,6 @@ def _small_backbone(in_channels: int, width: int) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels[-1]
 
 
-def _resnet18_backbone(in_channels: int) -> tuple[nn.Module, int]:
-    """torchvision's ResNet-18 with random weights (nothing is downloaded), its stem adapted to small pictures."""
-    from torchvision.models import resnet18
-
-    network = resnet18(weights=None)
-    # The ImageNet stem (7x7 stride-2 convolution, then max pooling) shrinks a 32x32
-    # picture to 8x8 before the first residual block; a 3x3 stride-1 stem keeps detail.
-    network.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    network.maxpool = nn.Identity()
-    feature_dim = network.fc.in_features
-    network.fc = nn.Identity()
-    return network, feature_dim
-
-
 class EmbeddingNet(nn.Module):
     """Map pictures (B, C, H, W) to float32 encodings (B, embedding_dim).
 
@@ -50,8 +36,8 @@ class EmbeddingNet(nn.Module):
         in_channels: colour channels of the input (3 for faces, 1 for digits).
         embedding_dim: length of each encoding (FaceNet used 128).
         normalize: divide each encoding by its length so it lies on the unit sphere.
-        backbone: "small" (four conv blocks, fast on a CPU) or "resnet18" (torchvision, random weights).
-        width: channels of the small backbone's first block (16 trains quickly on a CPU, 32 or 64 suits a GPU).
+        backbone: "small", four conv blocks (the only one; weight sidecars record it).
+        width: channels of the first block (16 trains quickly on a CPU, 32 or 64 suits a GPU).
     """
 
     def __init__(self, in_channels: int = 3, embedding_dim: int = 128, normalize: bool = True,
@@ -63,10 +49,7 @@ class EmbeddingNet(nn.Module):
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(map(repr, BACKBONES))}.")
         self.in_channels, self.embedding_dim, self.normalize = in_channels, embedding_dim, bool(normalize)
         self.backbone_name, self.width = backbone, width
-        if backbone == "small":
-            self.backbone, feature_dim = _small_backbone(in_channels, width)
-        else:
-            self.backbone, feature_dim = _resnet18_backbone(in_channels)
+        self.backbone, feature_dim = _small_backbone(in_channels, width)
         self.head = nn.Linear(feature_dim, embedding_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,4 @@
-"""One training step and the loss with its statistics: what every training loop of the course runs.
-
-Nothing here reads a value back to Python, so a GPU never waits for the host inside a step.
-"""
+"""One training step and the loss with its statistics; nothing here reads a value back to the host."""
 from __future__ import annotations
 
 import copy
@@ -15,34 +12,20 @@ from course_utils.core.distances import matrix_distances
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask
 
 
-def training_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    scaler: torch.amp.GradScaler | None = None,
-    amp_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of gradient descent on one batch: embed, loss, backward, update.
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, images: torch.Tensor,
+                  labels: torch.Tensor, scaler: torch.amp.GradScaler | None = None,
+                  amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of gradient descent on a batch of (B, C, H, W) images and (B,) labels: embed, loss, update.
 
-    Args:
-        loss_fn: callable (embeddings (B, D), labels (B,)) -> scalar loss.
-        images: (B, C, H, W) pictures on the model's device; labels: (B,) identities.
-        scaler: gradient scaler for float16 mixed precision, else None.
-        amp_dtype: autocast dtype (torch.bfloat16 / torch.float16) or None for float32.
-    Returns:
-        (loss, embeddings (B, D)), both detached: the embeddings serve the diagnostics without a second
-        forward pass. Notebook 06's exercise asks for the same contract, so ``Trainer(step=...)`` can run it.
+    scaler: gradient scaler for float16 mixed precision; amp_dtype: autocast dtype, None for float32.
+    Returns (loss, embeddings (B, D)), both detached, the contract of notebook 06's exercise.
     """
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         embeddings = model(images)
-    # The course losses switch autocast off and compute distances in float32 themselves.
-    loss = loss_fn(embeddings, labels)
+    loss = loss_fn(embeddings, labels)  # the course losses compute distances in float32 themselves
     if scaler is not None and scaler.is_enabled():
-        # float16 gradients of small losses underflow to 0; scaling the loss up keeps them.
-        scaler.scale(loss).backward()
+        scaler.scale(loss).backward()  # float16 gradients of small losses underflow to 0 unless scaled up
         scaler.step(optimizer)
         scaler.update()
     else:
@@ -53,13 +36,9 @@ def training_step(
 
 def unpack_step(answer) -> tuple[torch.Tensor, torch.Tensor]:
     """Detached (loss, embeddings) from what a step of one's own returned (the loss may be a Python number)."""
-    pair = isinstance(answer, (tuple, list)) and len(answer) == 2
-    if not pair or not isinstance(answer[1], torch.Tensor) or not isinstance(answer[0], (torch.Tensor, int, float)):
-        shown = f"a {type(answer).__name__}" + (f" of {len(answer)}" if isinstance(answer, (tuple, list)) else "")
-        raise TypeError(
-            f"the step function must return (loss, embeddings), like course_utils.training.step.training_step; "
-            f"it returned {shown}. End it with `return loss, embeddings`."
-        )
+    if not (isinstance(answer, (tuple, list)) and len(answer) == 2 and isinstance(answer[1], torch.Tensor)):
+        raise TypeError(f"the step function must return (loss, embeddings); it returned a {type(answer).__name__}. "
+                        "End it with `return loss, embeddings`.")
     loss, embeddings = answer[0], answer[1].detach()
     loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss), device=embeddings.device)
     return loss, embeddings
@@ -68,13 +47,9 @@ def unpack_step(answer) -> tuple[torch.Tensor, torch.Tensor]:
 class LossWithStats:
     """Calls a loss and keeps its TripletStats or ContrastiveStats in ``last_stats`` (None when it reports none).
 
-    A loss reports them as a module's ``last_stats`` (TripletLoss, ContrastiveLoss), or returns
-    (loss, stats) when it has a ``return_stats`` parameter (the batch_* losses, a notebook's own loss).
-
-    Args:
-        loss_fn: callable (embeddings (B, D), labels (B,)) -> scalar loss.
-        check_values: passed to the losses that take it. False: no NaN check and no warning for a batch
-            without triplets, so the loss never waits for the GPU (the caller checks what it reads back).
+    A loss reports them as a module's ``last_stats`` (TripletLoss, ContrastiveLoss), or returns (loss, stats)
+    when it has a ``return_stats`` parameter. check_values=False (passed to the losses that take it) makes
+    the loss read nothing back from the device.
     """
 
     def __init__(self, loss_fn, check_values: bool = True):
@@ -131,12 +106,8 @@ def _describe(loss_fn) -> str:
 
 
 def batch_diagnostics(loss: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor, metric: str) -> torch.Tensor:
-    """What a healthy step looks like, measured on one batch without leaving its device.
-
-    Returns:
-        (6,) float [loss, mean d(A,P), mean d(A,N), mean encoding length, anchor-positive pairs,
-        anchor-negative pairs]; a mean over no pair is 0, NaN encodings give NaN means.
-    """
+    """(6,) float [loss, mean d(A,P), mean d(A,N), mean encoding length, anchor-positive and anchor-negative
+    pairs] of one batch, computed on its device; a mean over no pair is 0."""
     dist = matrix_distances(embeddings, None, metric)  # (B, B), no value check: NaN stays NaN
     positive, negative = anchor_positive_mask(labels), anchor_negative_mask(labels)  # (B, B) each
     pairs = torch.stack([positive.sum(), negative.sum()]).float()  # (2,)
