@@ -1,8 +1,6 @@
 """Training checkpoints: written without ever leaving a half file, read only after every entry is checked.
 
-A checkpoint holds the model, optimiser, scaler and random-generator states, the epoch, the history and the
-run's settings (``config``, with a fingerprint of the training pictures), so that only its own run resumes.
-"""
+``config`` holds the run's settings and a fingerprint of its pictures: only the same run resumes from it."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +10,7 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_FORMAT = "course_utils.training.trainer.checkpoint/1"
-_KEYS = ("format", "epoch", "config", "model", "optimizer", "scaler", "sampler", "rng", "history")
+_KEYS = ("format", "epoch", "config", "model", "optimizer", "scaler", "rng", "history")
 FINGERPRINT_PICTURES = 256
 
 
@@ -21,10 +19,8 @@ class CheckpointError(ValueError):
 
 
 def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """SHA-256 of the shape and dtype of (N, C, H, W) images and of up to 256 evenly spaced pictures and labels.
-
-    Only that subsample is copied to the CPU; raw bytes hash the same on every device.
-    """
+    """SHA-256 of the shape and dtype of (N, C, H, W) images and of up to 256 evenly spaced pictures and labels
+    (only they are copied to the CPU; raw bytes hash the same on every device)."""
     n = min(len(images), FINGERPRINT_PICTURES)
     index = torch.arange(n) * len(images) // n  # (n,) whole-number arithmetic: the same pictures everywhere
     sample = images.detach()[index.to(images.device)].cpu().contiguous()  # (n, C, H, W)
@@ -63,7 +59,8 @@ def read_checked(path: Path, config: dict, model: torch.nn.Module, optimizer: to
                               "model.load_state_dict; a Trainer resumes only from its own checkpoints).")
     if isinstance(state["config"], dict):  # a run on one process stores no world_size (another gives other batches)
         saved, current = {"world_size": 1, **state["config"]}, {"world_size": 1, **config}
-        differences = [_difference(key, saved.get(key), now) for key, now in current.items() if saved.get(key) != now]
+        differences = [f"{key}: checkpoint {saved.get(key)!r}, now {now!r}" if len(repr(now)) < 100 else key
+                       for key, now in current.items() if saved.get(key) != now]  # a network's repr: its name
         if differences:
             raise CheckpointError(f"{path} was written by a different run ({'; '.join(differences)}). Use the same "
                                   "settings to resume, or another checkpoint path to start a new run.")
@@ -85,14 +82,6 @@ def restore(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimize
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
 
-def _difference(key: str, saved, current) -> str:
-    """'key: checkpoint X, now Y'; for multi-line values (a network's repr) only the first differing line."""
-    if isinstance(saved, str) and isinstance(current, str) and "\n" in saved + current:
-        pairs = zip(saved.splitlines() + [""], current.splitlines() + [""])
-        saved, current = next((a.strip(), b.strip()) for a, b in pairs if a != b)
-    return f"{key}: checkpoint {saved!r}, now {current!r}"
-
-
 def _shaped(value, *shapes) -> bool:
     return isinstance(value, torch.Tensor) and value.shape in shapes
 
@@ -111,7 +100,7 @@ def _fits(key: str, value, model: torch.nn.Module, optimizer: torch.optim.Optimi
                 isinstance(s, torch.Tensor) and s.dtype == torch.uint8 for s in states)
         if key == "scaler":
             return not value or "scale" in value and all(isinstance(x, (int, float)) for x in value.values())
-        kind = {"epoch": int, "config": dict, "sampler": dict, "history": list}[key]
+        kind = {"epoch": int, "config": dict, "history": list}[key]
         return isinstance(value, kind) and not isinstance(value, bool) and (key != "epoch" or value >= 0)
     except (AttributeError, KeyError, TypeError):
         return False

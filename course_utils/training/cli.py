@@ -1,8 +1,6 @@
-"""Command-line trainer: the notebook's training run, at scale, from a terminal.
+"""Command-line trainer: ``python -m course_utils.training.cli --dataset synthetic-faces --out runs/faces`` writes
+checkpoint.pt (resumable with --resume), history.json, metrics.json and config.json into --out.
 
-    python -m course_utils.training.cli --dataset synthetic-faces --epochs 30 --mining semihard --out runs/faces
-
-writes checkpoint.pt (resumable with --resume), history.json, metrics.json and config.json into --out.
 Under torchrun write --identities-per-batch (torchrun reads --p as its own flag); rank 0 alone writes.
 """
 from __future__ import annotations
@@ -24,15 +22,8 @@ from course_utils.training.models import EmbeddingNet
 from course_utils.training.trainer import Trainer
 
 DEFAULT_P = 32  # lowered to the number of training identities of a smaller dataset
-_LOADERS = {  # dataset -> (images (N, C, H, W) in [0, 1], labels (N,)) from the arguments
-    "synthetic-faces": lambda args: data.make_synthetic_faces(
-        n_identities=args.identities, images_per_identity=args.pictures_per_identity, image_size=args.image_size,
-        seed=args.seed),
-    "digits": lambda args: data.load_digits_dataset(),
-    "olivetti": lambda args: data.load_olivetti_faces(),
-    "lfw": lambda args: data.load_lfw_people(),
-    "mnist": lambda args: data.load_mnist(),
-}
+_LOADERS = {"synthetic-faces": "make_synthetic_faces", "digits": "load_digits_dataset",  # in course_utils.data
+            "olivetti": "load_olivetti_faces", "lfw": "load_lfw_people", "mnist": "load_mnist"}
 
 
 class UsageError(Exception):
@@ -70,8 +61,6 @@ def _check_arguments(args) -> None:
     for name, minimum in smallest.items():
         if getattr(args, name) is not None and getattr(args, name) < minimum:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
-    if args.lr <= 0 or args.seed < 0:
-        raise UsageError(f"--lr must be > 0 and --seed >= 0, got {args.lr} and {args.seed}")
     checkpoint = args.out / "checkpoint.pt"
     if args.resume != checkpoint.is_file():
         raise UsageError(f"--resume was given but {checkpoint} does not exist" if args.resume else
@@ -80,8 +69,10 @@ def _check_arguments(args) -> None:
 
 def _load_data(args):
     """(train images, train labels, test images, test labels), split by identity (a fifth held out)."""
+    faces = dict(n_identities=args.identities, images_per_identity=args.pictures_per_identity,
+                 image_size=args.image_size, seed=args.seed) if args.dataset == "synthetic-faces" else {}
     try:
-        images, labels = _LOADERS[args.dataset](args)
+        images, labels = getattr(data, _LOADERS[args.dataset])(**faces)
     except (OSError, RuntimeError, ValueError) as error:
         raise UsageError(f"cannot load dataset {args.dataset!r}: {error}") from error
     train, test = data.split_by_identity(labels, test_fraction=0.2, seed=args.seed)
@@ -92,7 +83,7 @@ def _load_data(args):
     if args.p is not None and args.p > identities:
         raise UsageError(f"--p {args.p} is larger than the {identities} training identities of {args.dataset}; "
                          f"use --p {identities} or less")
-    if args.p is None and identities < DEFAULT_P and distributed.is_main_process():
+    if args.p is None and identities < DEFAULT_P and distributed.rank() == 0:
         print(f"--p not given: using P = {identities}, the number of training identities of {args.dataset}.")
     return images[train], labels[train], images[test], labels[test], args.p or min(DEFAULT_P, identities)
 
@@ -105,7 +96,7 @@ def run(args) -> int:
         raise UsageError(str(error)) from error
     try:
         with warnings.catch_warnings():
-            if not distributed.is_main_process():  # the ranks run the same code: rank 0 warns for all
+            if not distributed.rank() == 0:  # the ranks run the same code: rank 0 warns for all
                 warnings.simplefilter("ignore")
             return _train_and_evaluate(args)
     finally:
@@ -113,13 +104,13 @@ def run(args) -> int:
 
 
 def _train_and_evaluate(args) -> int:
-    _check_arguments(args)
-    train_images, train_labels, test_images, test_labels, p = _load_data(args)
-    torch.manual_seed(args.seed)
-    model = EmbeddingNet(in_channels=train_images.shape[1], embedding_dim=args.embedding_dim, width=args.width)
-    loss = (GlobalMiningTripletLoss if args.global_mining else TripletLoss)(mining=args.mining)
-    checkpoint, is_main = args.out / "checkpoint.pt", distributed.is_main_process()
+    checkpoint, is_main = args.out / "checkpoint.pt", distributed.rank() == 0
     try:
+        _check_arguments(args)
+        train_images, train_labels, test_images, test_labels, p = _load_data(args)
+        torch.manual_seed(args.seed)
+        model = EmbeddingNet(in_channels=train_images.shape[1], embedding_dim=args.embedding_dim, width=args.width)
+        loss = (GlobalMiningTripletLoss if args.global_mining else TripletLoss)(mining=args.mining)
         trainer = Trainer(model, train_images, train_labels, loss, test_images=test_images, test_labels=test_labels,
                           p=p, k=args.k, lr=args.lr, seed=args.seed, device=args.device, checkpoint_path=checkpoint,
                           progress=not args.no_progress)  # fmt: skip
@@ -129,7 +120,7 @@ def _train_and_evaluate(args) -> int:
                 print(f"Resumed {checkpoint} at epoch {trainer.epoch}.")
     except torch.OutOfMemoryError:
         raise  # main() says which flags make the run smaller
-    except (ValueError, RuntimeError) as error:  # a device that is not there, a mismatched checkpoint
+    except (ValueError, RuntimeError) as error:  # a bad --lr or --seed, no such device, a mismatched checkpoint
         raise UsageError(str(error)) from error
     if is_main:
         args.out.mkdir(parents=True, exist_ok=True)

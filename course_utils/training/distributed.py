@@ -44,11 +44,6 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def is_main_process() -> bool:
-    """True on rank 0, the one process that prints and writes files."""
-    return rank() == 0
-
-
 def init_from_environment(device: str = "auto", environ: Mapping[str, str] | None = None) -> torch.device:
     """Join the process group torchrun set up (environ: default os.environ), or do nothing in a single process.
 
@@ -60,11 +55,8 @@ def init_from_environment(device: str = "auto", environ: Mapping[str, str] | Non
     if not present:
         return chosen
     if len(present) < len(LAUNCH_VARIABLES):
-        raise ValueError(
-            f"distributed training needs the environment variables {', '.join(LAUNCH_VARIABLES)}, but only "
-            f"{', '.join(present)} are set. Start the processes with torchrun (torchrun --nproc_per_node=2 -m "
-            "course_utils.training.cli ...), or unset the variables for a single-process run."
-        )
+        raise ValueError(f"distributed training needs {', '.join(LAUNCH_VARIABLES)}, but only {', '.join(present)} "
+                         "are set. Start the processes with torchrun, or unset them for a single-process run.")
     if chosen.type == "cuda":
         chosen = torch.device("cuda", int(environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(chosen)
@@ -89,8 +81,7 @@ def gather_with_grad(embeddings: torch.Tensor, labels: torch.Tensor,
     labels = check_labels(labels, embeddings.shape[0], embeddings.device)
     if not is_distributed():
         return embeddings, labels
-    # torch.distributed.nn's all_gather is differentiable, torch.distributed.all_gather is not. PyTorch marks
-    # it deprecated in favour of a private module; it is still the public one.
+    # The differentiable all_gather, deprecated in favour of a private module, is still the public one.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
         gathered = torch.cat(all_gather(embeddings), dim=0)
@@ -100,17 +91,12 @@ def gather_with_grad(embeddings: torch.Tensor, labels: torch.Tensor,
 
 
 class GlobalMiningTripletLoss(TripletLoss):
-    """``TripletLoss`` (same arguments) whose mining looks at the encodings of all ranks.
-
-    Every rank computes the same loss, the mean over the triplets of the whole gathered batch; with one
-    process it is exactly ``TripletLoss``.
-    """
+    """``TripletLoss`` (same arguments) mining among the encodings of all ranks; with one process, ``TripletLoss``."""
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of the gathered (R * B, D) batch; embeddings (B, D), labels (B,) are this rank's."""
-        # Every rank computes the same global loss L, so the backward of the all-gather SUMS R identical
-        # gradients into each rank's part, and DDP then AVERAGES the parameter gradients over the R ranks.
-        # The two cancel: the update equals one process training on the concatenated batch.
+        # Every rank computes the same loss: the all-gather's backward SUMS R identical gradients into each rank's
+        # part, DDP AVERAGES over the R ranks; the update equals one process training on the concatenated batch.
         return super().forward(*gather_with_grad(embeddings, labels, self.check_values))
 
 
@@ -136,8 +122,7 @@ def compare_local_and_global_mining(embeddings: torch.Tensor, labels: torch.Tens
     alpha = check_alpha(alpha)
     check_whole_number(world_size, "world_size")
     if embeddings.shape[0] % world_size:
-        raise ValueError(f"{embeddings.shape[0]} encodings cannot be split into {world_size} equal rank batches; "
-                         "give R * B rows.")
+        raise ValueError(f"{embeddings.shape[0]} encodings cannot be split into {world_size} equal rank batches.")
     with torch.no_grad():
         chunks = zip(embeddings.chunk(world_size), labels.chunk(world_size))
         local = torch.stack([_mining_sums(e, lab, alpha) for e, lab in chunks]).sum(dim=0)  # (5,)
@@ -164,8 +149,6 @@ def _mining_sums(embeddings, labels, alpha) -> torch.Tensor:
 
 def gather_bytes_per_step(world_size: int, batch_size: int, embedding_dim: int) -> int:
     """Bytes of float32 encodings gathered on every rank per step: R x (P * K per rank) x D x 4."""
-    for value, name in ((world_size, "world_size"), (batch_size, "batch_size"), (embedding_dim, "embedding_dim")):
-        check_whole_number(value, name)
     return world_size * batch_size * embedding_dim * 4
 
 
@@ -179,7 +162,7 @@ def torchrun_command(nproc_per_node: int, train_arguments: Sequence[str], python
 
 
 class LaunchResult(NamedTuple):
-    """What a launched training run left: history.json, metrics.json, the printed text and its warnings."""
+    """What a launched run left: history.json, metrics.json, its stdout and stderr."""
 
     history: list
     metrics: dict
@@ -193,10 +176,9 @@ def launch_training(nproc_per_node: int, train_arguments: Sequence[str], out: st
     one CPU thread per process; RuntimeError with its last output if it fails or runs over timeout seconds."""
     out = Path(out)
     command = torchrun_command(nproc_per_node, [*train_arguments, "--out", str(out)], python=sys.executable)
-    # The children must not inherit a process group of ours, nor share the cores with more than one thread each.
+    # No process group of ours for the children, one thread each; a session of their own, to stop them together.
     environment = {key: value for key, value in os.environ.items() if key not in LAUNCH_VARIABLES}
     environment.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    # A session of its own: on a timeout the launcher and all its workers are stopped together.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
                                start_new_session=True)
     try:

@@ -1,8 +1,5 @@
-"""Embedding networks: a picture in, an encoding f(x) on the unit sphere out.
-
-After L2 normalisation (FaceNet's choice) every encoding has length 1, so the squared distance
-d(A,B) = ||f(A) - f(B)||^2 lies in [0, 4] and the margin alpha has a fixed scale.
-"""
+"""The embedding network: a picture in, an encoding f(x) on the unit sphere out (FaceNet's L2 normalisation),
+so the squared distance d(A,B) = ||f(A) - f(B)||^2 lies in [0, 4] and the margin alpha has a fixed scale."""
 from __future__ import annotations
 
 import torch
@@ -11,7 +8,6 @@ from torch import nn
 
 from course_utils._validate import check_whole_number
 
-BACKBONES = ("small",)  # the name weight sidecars record
 
 
 def _small_backbone(in_channels: int, width: int) -> tuple[nn.Sequential, int]:
@@ -45,8 +41,8 @@ class EmbeddingNet(nn.Module):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("embedding_dim", embedding_dim), ("width", width)):
             check_whole_number(value, name)
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(map(repr, BACKBONES))}.")
+        if backbone != "small":
+            raise ValueError(f"unknown backbone {backbone!r}; the course's network is backbone='small'.")
         self.in_channels, self.embedding_dim, self.normalize = in_channels, embedding_dim, bool(normalize)
         self.backbone_name, self.width = backbone, width
         self.backbone, feature_dim = _small_backbone(in_channels, width)
@@ -57,11 +53,9 @@ class EmbeddingNet(nn.Module):
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
         if images.dim() != 4 or images.shape[1] != self.in_channels:
-            raise ValueError(
-                f"images must have shape (B, {self.in_channels}, H, W), got {tuple(images.shape)}. "
-                "Add a batch dimension with images.unsqueeze(0) for a single picture, or build "
-                f"the network with in_channels={images.shape[1] if images.dim() == 4 else '...'}."
-            )
+            raise ValueError(f"images must have shape (B, {self.in_channels}, H, W), got {tuple(images.shape)}. Add a "
+                             "batch dimension with images.unsqueeze(0) for a single picture, or build the network "
+                             f"with in_channels={images.shape[1] if images.dim() == 4 else '...'}.")
         # float32 even under mixed precision: distances computed from it are not rounded to half precision.
         encodings = self.head(self.backbone(images)).float()
         if self.normalize:
@@ -70,7 +64,5 @@ class EmbeddingNet(nn.Module):
         return encodings
 
     def extra_repr(self) -> str:
-        return (
-            f"in_channels={self.in_channels}, embedding_dim={self.embedding_dim}, "
-            f"normalize={self.normalize}, backbone={self.backbone_name!r}"
-        )
+        return (f"in_channels={self.in_channels}, embedding_dim={self.embedding_dim}, normalize={self.normalize}, "
+                f"backbone={self.backbone_name!r}")

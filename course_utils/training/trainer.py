@@ -1,13 +1,10 @@
-"""``Trainer``: the P x K training loop of notebook 06 with what a real run needs.
+"""``Trainer``: notebook 06's P x K loop with mixed precision on CUDA, held-out metrics, exact resume and DDP.
 
-The device picked and named, the pictures moved to it once, mixed precision and channels_last on CUDA, a
-per-epoch history with held-out retrieval metrics, checkpoints that resume exactly, and DDP under torchrun.
-A step never waits for the GPU: the sums are read back only at a progress refresh and at the end of an epoch.
+A step never waits for the GPU: an epoch's sums are read back once, at its end.
 """
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -27,20 +24,11 @@ from course_utils.training.checkpoints import (CHECKPOINT_FORMAT, CheckpointErro
                                                save_atomically)
 from course_utils.training.step import LossWithStats, batch_diagnostics, training_step, unpack_step
 
-__all__ = ["CheckpointError", "CollapseWarning", "Trainer", "cpu_threads", "describe_device", "looks_collapsed",
-           "mixed_precision_dtype", "training_step"]
+__all__ = ["CheckpointError", "CollapseWarning", "Trainer", "describe_device", "mixed_precision_dtype", "training_step"]
 
 
 class CollapseWarning(UserWarning):
     """All encodings are (nearly) the same point: the loss sits at its collapsed value and nothing is learned."""
-
-
-def cpu_threads() -> int:
-    """Threads for training on the CPU: torch's count if OMP_NUM_THREADS is set, else at most the allowed CPUs."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(allowed, torch.get_num_threads()))
 
 
 def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
@@ -55,9 +43,8 @@ def describe_device(device: torch.device, amp_dtype: torch.dtype | None = None) 
     if device.type == "cuda":
         precision = {torch.bfloat16: "bfloat16", torch.float16: "float16 + gradient scaler"}.get(amp_dtype, "float32")
         return f"cuda ({torch.cuda.get_device_name(device)}), {precision} mixed precision, channels_last"
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} thread(s)), float32"
-    return f"{device.type}, float32"
+    threads = f" ({torch.get_num_threads()} thread(s))" if device.type == "cpu" else ""
+    return f"{device.type}{threads}, float32"
 
 
 def looks_collapsed(mean_d_an: float, loss: float, collapsed_loss: float | None) -> bool:
@@ -74,11 +61,11 @@ def _check_inputs(model, images, labels, test_images, test_labels, step) -> None
     if (test_images is None) != (test_labels is None):
         raise ValueError("give both test_images and test_labels, or neither.")
     for name, x, y in (("train", images, labels), ("test", test_images, test_labels)):
-        if x is not None and (check_tensor(x, f"{name}_images").dim() != 4 or not x.is_floating_point()):
-            raise ValueError(f"{name}_images must be a float tensor of shape (N, C, H, W), got {x.dtype} "
-                             f"with shape {tuple(x.shape)}.")
-        if x is not None:
-            check_labels(y, x.shape[0])
+        if x is None:
+            continue
+        if check_tensor(x, f"{name}_images").dim() != 4 or not x.is_floating_point():
+            raise ValueError(f"{name}_images must be a float tensor (N, C, H, W), got {x.dtype} {tuple(x.shape)}.")
+        check_labels(y, x.shape[0])
     if step is not None and not callable(step):
         raise TypeError("step must be a function step(model, optimizer, loss_fn, images, labels) -> (loss, "
                         f"embeddings), passed without parentheses; got a {type(step).__name__}.")
@@ -91,14 +78,12 @@ class Trainer:
         model: network mapping (B, C, H, W) pictures to (B, D) encodings.
         train_images, train_labels: (N, C, H, W) float pictures and their (N,) identities.
         loss_fn: ``TripletLoss``, ``ContrastiveLoss`` or any (embeddings, labels) -> scalar loss.
-        test_images, test_labels: held-out identities evaluated after every epoch; None skips it.
+        test_images, test_labels: held-out identities evaluated after every epoch, or None.
         p, k: identities per batch, pictures per identity; seed: fixes the batch order of every epoch.
-        device: "auto" (cuda, then mps, then cpu) or a device name.
-        checkpoint_path: file written after every epoch; None writes nothing.
-        step: a function like ``training_step`` (notebook 06's exercise), run in float32; None: ``training_step``.
+        checkpoint_path: file written after every epoch, or None.
+        step: a function like ``training_step`` (notebook 06's exercise), run in float32.
 
-    Under torchrun each rank draws its own batches, the history holds the averages over all ranks,
-    and only rank 0 shows progress, evaluates and writes.
+    Under torchrun the history holds the averages over all ranks; only rank 0 shows progress, evaluates, writes.
     """
 
     def __init__(self, model: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor, loss_fn,
@@ -107,11 +92,9 @@ class Trainer:
                  checkpoint_path: str | Path | None = None, step=None, progress: bool = True, verbose: bool = True):
         _check_inputs(model, train_images, train_labels, test_images, test_labels, step)
         check_positive(lr, "lr")
-        self.device, self.step, self.seed = pick_device(device), step, seed
+        self.device, self.step = pick_device(device), step
         if distributed.is_distributed() and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
-        if self.device.type == "cpu":
-            torch.set_num_threads(cpu_threads())
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.amp_dtype = mixed_precision_dtype(self.device) if step is None else None  # one's own step: float32
         self.channels_last = self.device.type == "cuda"
@@ -119,11 +102,11 @@ class Trainer:
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = self.network = model.to(self.device, memory_format=memory_format)
         if distributed.is_distributed():  # DDP averages the gradients of all ranks in backward()
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.network = DistributedDataParallel(self.model, device_ids=device_ids)
+            self.network = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.channels_last
+                                                   else None)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
-        scaler_device = "cuda" if self.channels_last else "cpu"
-        self.scaler = torch.amp.GradScaler(scaler_device, enabled=self.amp_dtype == torch.float16)
+        float16 = self.amp_dtype is torch.float16  # bfloat16 has float32's range: no scaler
+        self.scaler = torch.amp.GradScaler("cuda" if self.channels_last else "cpu", enabled=float16)
         self.sampler = PKBatchSampler(train_labels.cpu(), p=p, k=k, seed=seed, rank=self.rank,
                                       world_size=self.world_size)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
@@ -140,10 +123,8 @@ class Trainer:
         self.test_labels = None if test_labels is None else test_labels.to(self.device)
         self.epoch, self.history, self.interrupted = 0, [], False
         if self.verbose:
-            processes = f" in each of {self.world_size} processes" if self.world_size > 1 else ""
-            print(f"Training on {describe_device(self.device, self.amp_dtype)}{processes}. {len(train_labels):,} "
-                  f"pictures of {int(train_labels.unique().numel()):,} identities, {len(self.sampler)} batches "
-                  f"of P={p} x K={k} per epoch{processes}.")
+            print(f"Training on {describe_device(self.device, self.amp_dtype)} ({self.world_size} process(es)): "
+                  f"{len(train_labels):,} pictures, {len(self.sampler)} batches of P={p} x K={k} per epoch and rank.")
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step without a read from the device: (row (7,) of sums, embeddings (B, D))."""
@@ -164,7 +145,6 @@ class Trainer:
         self.model.train()
         sums = torch.zeros(7, device=self.device)  # loss, d(A,P), d(A,N), norm, terms, active, batches without terms
         batches = pictures = 0
-        refresh = max(1, len(self.sampler) // 10)
         start = time.perf_counter()
         # One copy of the epoch's (batches, P*K) index plan to the device, then a row per batch.
         for batch in self.sampler.batches_for_epoch(self.epoch).to(self.device):
@@ -172,10 +152,6 @@ class Trainer:
             sums += row
             batches, pictures = batches + 1, pictures + len(batch)
             bar.update(1)
-            if self.progress and batches % refresh == 0:
-                speed = pictures / (time.perf_counter() - start)
-                loss = _read_sums(self.epoch + 1, sums)[0] / batches
-                bar.set_postfix(loss=f"{loss:.4f}", pictures_per_s=f"{speed:.0f}")
         # Every rank computes it: a loss that mines across ranks gathers from all of them.
         collapsed_loss = self.loss.at_collapse(embeddings, self.train_labels[batch]).reshape(1)
         totals = torch.cat([sums, torch.tensor([batches, pictures], dtype=sums.dtype, device=self.device)])
@@ -226,6 +202,7 @@ class Trainer:
                 record = self._train_one_epoch(bar) | self.evaluate()
                 self.epoch += 1
                 self.history.append(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
                 if self.checkpoint_path is not None and self.rank == 0:
                     self.save_checkpoint(self.checkpoint_path)
                 if self.verbose and not self.progress:
@@ -242,19 +219,14 @@ class Trainer:
             bar.close()
         return self.history
 
-    def state_dict(self) -> dict:
-        """Everything needed to continue this run exactly (see save_checkpoint)."""
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write all this run needs to continue exactly to ``path`` (under a temporary name, then renamed)."""
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-        return {
+        return save_atomically({
             "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "config": self.config, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "sampler": {"seed": self.seed, "next_epoch": self.epoch},  # the loop draws random numbers only from torch
             "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng}, "history": self.history,
-        }  # fmt: skip
-
-    def save_checkpoint(self, path: str | Path) -> Path:
-        """Write state_dict() to ``path`` (under a temporary name, then renamed: never a half file); returns it."""
-        return save_atomically(self.state_dict(), path)
+        }, path)  # fmt: skip
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Continue from a checkpoint of this same run; CheckpointError (nothing changed) if it is not one."""
@@ -265,7 +237,7 @@ class Trainer:
 
 def _read_sums(epoch: int, sums: torch.Tensor) -> list[float]:
     """The one read of an epoch's sums back to Python; a loss or distance that is not finite stops here."""
-    values = sums.tolist()  # waits for the device: only at a progress refresh and at the end of an epoch
+    values = sums.tolist()  # waits for the device, once an epoch
     if not all(math.isfinite(value) for value in values[:4]):
         raise FloatingPointError(f"epoch {epoch}: the training loss or the distances became NaN or infinite. "
                                  "Lower the learning rate, check the pictures for NaN, and look for a sqrt "

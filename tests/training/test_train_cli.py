@@ -104,7 +104,8 @@ def test_every_named_dataset_trains_with_the_default_p(
         (["--k", "5", "--pictures-per-identity", "4"], ["--k 5 is larger than the 4 pictures", "use --k 4 or less"]),
         (["--k", "1"], ["--k must be at least 2"]),
         (["--epochs", "0"], ["--epochs must be at least 1"]),
-        (["--lr", "0"], ["--lr must be > 0"]),
+        (["--lr", "0"], ["lr must be a number > 0"]),
+        (["--seed", "-1"], ["seed must be a whole number >= 0"]),
         (["--resume"], ["--resume was given but", "does not exist"]),
     ],
 )
