@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 MODES = ("auto", "quick", "full")
-FIGURE_DPI = 72
 
 
 @dataclass(frozen=True)
@@ -44,25 +43,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _png_figures() -> None:
-    import matplotlib
-
-    matplotlib.rcParams.update({"figure.dpi": FIGURE_DPI, "savefig.dpi": FIGURE_DPI, "figure.figsize": (6.0, 3.6)})
-    try:
-        from IPython import get_ipython
-        from matplotlib_inline.backend_inline import set_matplotlib_formats
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        # PNG, not SVG: SVG outputs carry random ids and would break the stored-output tests.
-        set_matplotlib_formats("png")
-
-
 def setup(seed: int = 0, mode: str = "auto", device: str = "auto") -> Settings:
     """Seed everything, choose device and mode, make figures small PNGs; print one line saying so.
 
-    mode: "quick" (short CPU run), "full" (longer run) or "auto": full on a CUDA GPU, quick otherwise;
-    the environment variable COURSE_MODE overrides "auto". device: "auto" or as `pick_device` takes it.
+    mode: "quick" (short CPU run), "full" or "auto": full on a CUDA GPU, else quick, unless COURSE_MODE says.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(map(repr, MODES))}.")
@@ -72,18 +56,25 @@ def setup(seed: int = 0, mode: str = "auto", device: str = "auto") -> Settings:
         if mode not in ("quick", "full"):
             raise ValueError(f"COURSE_MODE must be 'quick' or 'full', got {mode!r}.")
     seed_everything(seed)
-    _png_figures()
+    import matplotlib
+
+    matplotlib.rcParams.update({"figure.dpi": 72, "savefig.dpi": 72, "figure.figsize": (6.0, 3.6)})
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        if get_ipython() is not None:
+            set_matplotlib_formats("png")  # not SVG: its random ids would break the stored-output tests
+    except ImportError:
+        pass
     settings = Settings(device=chosen, quick=mode == "quick", seed=seed)
     print(f"Course set-up: {settings}")
     return settings
 
 
 def check_claim(statement: str, holds, measured: str = "") -> None:
-    """Print whether a claim holds on this run: the stable line a checked cell compares, where the
-    trained numbers themselves differ in their last digits between machines.
-
-    holds: a bool or a one-element tensor; measured: the numbers behind it, printed only when it does not hold.
-    """
+    """Print whether a claim holds on this run: the stable line a checked cell compares, where trained
+    numbers differ in their last digits between machines; measured is printed only when it does not hold."""
     if bool(holds):
         print(f"holds: {statement}")
     else:

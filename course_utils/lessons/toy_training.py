@@ -1,8 +1,4 @@
-"""Gradient descent on a handful of trainable 2-D points: the triplet cost at work, step by drawable step.
-
-The cost J, the sum of the triplet losses over every valid triplet, pulls points of the same identity
-together and pushes the others apart until every margin holds and J is exactly 0.
-"""
+"""Gradient descent on a handful of trainable 2-D points: the triplet cost J at work, step by drawable step."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,12 +14,10 @@ def make_toy_points(n_identities: int = 3, points_per_identity: int = 4, dim: in
                     spread: float = 0.3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Made-up (n_identities * points_per_identity, dim) float64 encodings and their labels (0, 0, ..., 1, ...).
 
-    Each identity's centre is drawn from N(0, separation^2) per coordinate and its points scatter
-    around it with standard deviation spread. The global random generator is not touched.
+    Centres are drawn from N(0, separation^2) per coordinate, points around them with standard deviation spread.
     """
-    for value, name in ((n_identities, "n_identities"), (points_per_identity, "points_per_identity")):
-        if check_whole_number(value, name) < 2:
-            raise ValueError(f"{name} must be at least 2 to form triplets, got {value}.")
+    check_whole_number(n_identities, "n_identities", 2, why="at least 2 to form triplets")
+    check_whole_number(points_per_identity, "points_per_identity", 2, why="at least 2 to form triplets")
     check_whole_number(dim, "dim")
     separation, spread = check_positive(separation, "separation"), check_positive(spread, "spread")
     generator = torch.Generator().manual_seed(seed)
@@ -35,7 +29,7 @@ def make_toy_points(n_identities: int = 3, points_per_identity: int = 4, dim: in
 
 @dataclass(frozen=True)
 class ToyHistory:
-    """What `train_toy_points` recorded at steps 0 (the start) .. steps; num_triplets is m, the valid triplets.
+    """What `train_toy_points` recorded at steps 0 .. steps; num_triplets is m, the valid triplets.
 
     points, gradients: (steps + 1, n, 2) positions and the gradient of J there; cost, num_active (triplets
     with a positive loss), mean_positive_distance, mean_negative_distance: (steps + 1,).
@@ -57,41 +51,21 @@ class ToyHistory:
         """Number of gradient steps taken."""
         return len(self.cost) - 1
 
-    @property
-    def reached_zero(self) -> bool:
-        """True when the last J is exactly 0 (every margin holds)."""
-        return bool(self.cost[-1] == 0)
 
-    @property
-    def mean_cost(self) -> torch.Tensor:
-        """(steps + 1,) J / m: the mean over all triplets, easy ones included."""
-        return self.cost / self.num_triplets
-
-    @property
-    def mean_active_cost(self) -> torch.Tensor:
-        """(steps + 1,) J / (number of triplets with positive loss); 0 once none is left."""
-        return torch.where(self.num_active > 0, self.cost / self.num_active.clamp_min(1), 0.0)
-
-    def check_step(self, step) -> int:
-        """Return step if it is a recorded step (0 .. steps), else raise ValueError saying the range."""
-        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= self.steps:
-            raise ValueError(f"step must be a whole number from 0 to {self.steps}, got {step!r}.")
-        return step
-
-
-def check_history(history) -> ToyHistory:
-    """Refuse anything that is not a ToyHistory, saying where one comes from."""
+def check_history(history, step=None) -> ToyHistory:
+    """Refuse anything but a ToyHistory, and a step (if given) outside 0 .. history.steps."""
     if not isinstance(history, ToyHistory):
         raise TypeError(f"history must be a ToyHistory from train_toy_points, got {type(history).__name__}.")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= history.steps):
+        raise ValueError(f"step must be a whole number from 0 to {history.steps}, got {step!r}.")
     return history
 
 
 def train_toy_points(points: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2, learning_rate: float = 0.01,
                      max_steps: int = 500) -> ToyHistory:
-    """Plain gradient descent on (n, 2) points (not modified), minimising J = sum_i L(A_i, P_i, N_i).
+    """Plain gradient descent on (n, 2) points (not modified), minimising J = sum of L over every valid triplet.
 
-    J runs over every valid triplet, d is the squared Euclidean distance. Descent stops once J is
-    exactly 0 (every margin holds, so the gradient is 0) or after max_steps updates.
+    d is the squared Euclidean distance. It stops once J is exactly 0 (every margin holds) or after max_steps.
     """
     check_embeddings(points, "points")
     if points.shape[1] != 2:
@@ -102,9 +76,7 @@ def train_toy_points(points: torch.Tensor, labels: torch.Tensor, alpha: float = 
     max_steps = check_whole_number(max_steps, "max_steps")
     anchor_idx, positive_idx, negative_idx = mine_triplets(points, labels, strategy="all")  # (m,) each
     if anchor_idx.numel() == 0:
-        raise ValueError(
-            "these labels form no valid triplet: give every identity at least 2 points and use at least 2 identities."
-        )
+        raise ValueError("these labels form no valid triplet: give at least 2 identities 2 points or more each.")
     position = points.detach().clone().requires_grad_()  # (n, 2), the parameters
     record = []
     for step in range(max_steps + 1):

@@ -1,5 +1,4 @@
-"""Which triplets a batch holds: none at all (random batches, notebook 04), or easy, semi-hard
-and hard ones (FaceNet's words, notebook 05)."""
+"""Which triplets a batch holds: none at all (random batches, notebook 04), or easy, semi-hard and hard ones (05)."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -8,23 +7,15 @@ from typing import NamedTuple
 
 import torch
 
-from course_utils._validate import (check_alpha, check_distances, check_embeddings, check_labels, check_tensor,
-                                    check_whole_number)
-from course_utils.core.distances import pairwise_distances
-from course_utils.core.mining import all_triplets
+from course_utils._validate import check_alpha, check_distances, check_labels, check_tensor, check_whole_number
 
 EASY, SEMIHARD, HARD = 0, 1, 2
 KIND_NAMES = ("easy", "semi-hard", "hard")
 
 
 class BatchOdds(NamedTuple):
-    """What a batch of B pictures drawn at random (without replacement) holds.
-
-    no_positive_probability: chance that no two pictures show the same person (no triplet).
-    anchor_positive_pairs: expected ordered pairs (A, P), A != P (P K (K - 1) in a P x K batch).
-    anchors: expected pictures with at least one positive in the batch.
-    triplets: expected valid ordered triplets (A, P, N).
-    """
+    """A random batch: the chance of no same-person pair, and the expected ordered (A, P) pairs (A != P),
+    pictures with a positive in the batch, and valid ordered triplets (A, P, N)."""
 
     no_positive_probability: float
     anchor_positive_pairs: float
@@ -33,16 +24,14 @@ class BatchOdds(NamedTuple):
 
 
 def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: int) -> BatchOdds:
-    """Exact odds for a batch of 2 <= B <= N pictures drawn uniformly without replacement from a
-    set of n_identities >= 2 persons with m = images_per_identity pictures each (N in all)."""
+    """Exact odds for 2 <= B <= N pictures drawn without replacement from N = n_identities x m pictures."""
     check_whole_number(n_identities, "n_identities", 2)
     m = check_whole_number(images_per_identity, "images_per_identity", 1)
     n = n_identities * m
     b = check_whole_number(batch_size, "batch_size", 2)
     if b > n:
         raise ValueError(f"batch_size={b} is larger than the set ({n} pictures); choose batch_size <= {n}.")
-    # Exact integers and fractions: C(10000, 64) has about 180 digits, too many for a float.
-    # No positive pair: B distinct persons, one of their m pictures each, among C(N, B) equally likely batches.
+    # Exact fractions (C(10000, 64) has 180 digits). No pair: B distinct persons, one of m pictures each.
     no_positive = Fraction(comb(n_identities, b) * m**b, comb(n, b))
     same_person = Fraction(m - 1, n - 1)  # two pictures of the batch show the same person
     pairs = b * (b - 1) * same_person  # ordered (A, P), A != P
@@ -55,11 +44,10 @@ def random_batch_odds(n_identities: int, images_per_identity: int, batch_size: i
 
 def simulate_random_batches(labels: torch.Tensor, batch_size: int, trials: int, seed: int = 0) -> BatchOdds:
     """`random_batch_odds`' four numbers measured on `trials` batches drawn at random from (N,) labels."""
-    check_tensor(labels, "labels")
-    labels = check_labels(labels, labels.shape[0] if labels.dim() else 0).cpu()
-    b = check_whole_number(batch_size, "batch_size", 2)
-    check_whole_number(trials, "trials", 1)
-    check_whole_number(seed, "seed", 0)
+    labels = check_labels(check_tensor(labels, "labels"), labels.shape[0] if labels.dim() else 0).cpu()
+    for value, name, low in ((batch_size, "batch_size", 2), (trials, "trials", 1), (seed, "seed", 0)):
+        check_whole_number(value, name, low)
+    b = batch_size
     if b > len(labels):
         raise ValueError(f"batch_size={b} is larger than labels ({len(labels)} pictures).")
     generator = torch.Generator().manual_seed(seed)
@@ -76,7 +64,7 @@ def simulate_random_batches(labels: torch.Tensor, batch_size: int, trials: int, 
 
 
 class KindCounts(NamedTuple):
-    """How many triplets of each kind, for one margin alpha."""
+    """How many triplets of each kind at one margin alpha."""
 
     alpha: float
     easy: int
@@ -89,26 +77,19 @@ class KindCounts(NamedTuple):
 
     @property
     def text(self) -> str:
-        """Stable one-line summary, for example "easy: 123, semi-hard: 45, hard: 67"."""
+        """For example "easy: 123, semi-hard: 45, hard: 67"."""
         return f"easy: {self.easy}, semi-hard: {self.semihard}, hard: {self.hard}"
 
 
-def _check_distances(d_ap, d_an) -> tuple[torch.Tensor, torch.Tensor]:
+def classify_triplets(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The (T,) kinds (KIND_NAMES[kind]) of triplets from their (T,) distances.
+
+    Easy: d(A,P) + alpha <= d(A,N), loss 0. Semi-hard: d(A,P) < d(A,N) < d(A,P) + alpha. Hard: d(A,N) <= d(A,P).
+    """
     d_ap, d_an = check_distances(d_ap, "d_ap", allow_empty=True), check_distances(d_an, "d_an", allow_empty=True)
     if d_ap.shape != d_an.shape:
-        raise ValueError(
-            f"d_ap and d_an need one entry per triplet each, got {tuple(d_ap.shape)} and {tuple(d_an.shape)}."
-        )
-    return d_ap, d_an
-
-
-def classify_triplets(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The (T,) kinds of T triplets from their (T,) distances: KIND_NAMES[kind] names each.
-
-    Easy: d(A,P) + alpha <= d(A,N), loss 0. Semi-hard: d(A,P) < d(A,N) < d(A,P) + alpha, farther
-    than the positive but inside the margin. Hard: d(A,N) <= d(A,P), with a positive loss.
-    """
-    d_ap, d_an = _check_distances(d_ap, d_an)
+        raise ValueError(f"d_ap and d_an need one entry per triplet each, got {tuple(d_ap.shape)} and "
+                         f"{tuple(d_an.shape)}.")
     alpha = check_alpha(alpha)
     kinds = torch.full(d_ap.shape, SEMIHARD, dtype=torch.long, device=d_ap.device)
     kinds[d_an <= d_ap] = HARD
@@ -122,20 +103,3 @@ def triplet_kind_counts(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) ->
     kinds = classify_triplets(d_ap, d_an, alpha)
     easy, semihard, hard = torch.bincount(kinds, minlength=3).tolist()
     return KindCounts(float(alpha), easy, semihard, hard)
-
-
-def zero_loss_fraction(d_ap: torch.Tensor, d_an: torch.Tensor, alpha: float) -> float:
-    """Share of T >= 1 triplets whose loss is already 0 (the easy ones), from their (T,) distances."""
-    counts = triplet_kind_counts(d_ap, d_an, alpha)
-    if counts.total == 0:
-        raise ValueError("no triplets given: d_ap and d_an are empty.")
-    return counts.easy / counts.total
-
-
-def batch_triplet_distances(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Squared distances d(A,P) and d(A,N) of every valid triplet of (B, D) encodings: two detached (T,) CPU tensors."""
-    check_embeddings(embeddings)
-    labels = check_labels(labels, embeddings.shape[0], embeddings.device)
-    dist = pairwise_distances(embeddings.detach())
-    anchor_idx, positive_idx, negative_idx = all_triplets(labels)
-    return dist[anchor_idx, positive_idx].cpu(), dist[anchor_idx, negative_idx].cpu()

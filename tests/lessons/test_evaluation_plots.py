@@ -13,7 +13,6 @@ from course_utils.lessons.evaluation_plots import (
     plot_retrieval,
     plot_roc,
     plot_threshold,
-    project_2d,
 )
 
 
@@ -29,13 +28,15 @@ DIFFERENT = torch.tensor([0.35, 0.8, 1.2, 1.5, 2.0, 3.1])
 
 
 @pytest.mark.parametrize("method", ["pca", "tsne"])
-def test_projection_shape_and_determinism(method):
-    embeddings, _ = clustered(0, n=25)
-    first = project_2d(embeddings, method=method, seed=1)
-    assert first.shape == (25, 2)
-    assert (first == project_2d(embeddings, method=method, seed=1)).all()
+def test_projection_is_repeatable_and_refuses_unknown_methods(method):
+    embeddings, labels = clustered(0, n=25)
+    first, again = (plot_embeddings(embeddings, labels, method=method, seed=1).axes[0] for _ in range(2))
+    assert len(first.collections) == 5 and sum(len(c.get_offsets()) for c in first.collections) == 25
+    assert all((a.get_offsets() == b.get_offsets()).all() for a, b in zip(first.collections, again.collections))
     with pytest.raises(ValueError, match="unknown method"):
-        project_2d(embeddings, method="umap")
+        plot_embeddings(embeddings, labels, method="umap")
+    with pytest.raises(ValueError, match="at least 3 points"):
+        plot_embeddings(embeddings[:2], labels[:2])
 
 
 def test_plots_have_labelled_axes():
@@ -54,6 +55,7 @@ def test_plots_have_labelled_axes():
     axes = plot_history(history).axes
     assert len(axes) == 3
     assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() for ax in axes)
+    assert [line.get_label() for line in axes[2].get_lines()] == ["test_map_at_r", "test_precision_at_1"]
     with pytest.raises(ValueError, match="non-empty list"):
         plot_history([])
 
@@ -97,8 +99,9 @@ def test_plot_accuracy_vs_gallery_size_draws_one_line_per_name():
     assert [line.get_label() for line in ax.get_lines()] == ["trained", "raw pixels"]
     assert list(ax.get_lines()[0].get_ydata()) == [90.0, 50.0]
     assert "%" in ax.get_ylabel() and "enrolled" in ax.get_xlabel()
-    with pytest.raises(TypeError, match="accuracy_vs_gallery_size"):
-        plot_accuracy_vs_gallery_size({"bad": [0.5]})
+    for bad in ({"bad": [0.5]}, {"empty": []}, {}):
+        with pytest.raises(TypeError, match="accuracy_vs_gallery_size"):
+            plot_accuracy_vs_gallery_size(bad)
 
 
 def test_hits_and_misses_label_every_column():
@@ -117,8 +120,11 @@ def test_hits_and_misses_label_every_column():
 def test_retrieval_figure_shows_query_and_ranked_results():
     pictures = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     figure = plot_retrieval(pictures[0], pictures[1:], torch.tensor([0.2, 0.3, 0.9]), torch.tensor([True, True, False]))
-    assert len(figure.axes) == 4 and figure.axes[0].get_xlabel() == "query"
-    assert figure.axes[3].get_xlabel() == "d = 0.90\n\u2717 other person" and figure.axes[1].get_title() == "#1"
-    with pytest.raises(ValueError, match="C = 1 or 3"):
+    assert len(figure.axes) == 4 and figure.axes[0].get_ylabel() == "query" and figure.axes[0].get_xlabel() == ""
+    assert figure.axes[1].get_xlabel() == "d = 0.20\n\u2713 same person"
+    assert figure.axes[3].get_xlabel() == "d = 0.90\n\u2717 other person"
+    with pytest.raises(ValueError, match="query_picture must have shape"):
         plot_retrieval(pictures[0, 0], pictures[1:], torch.zeros(3), torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        plot_retrieval(pictures[0], pictures[1:, 0], torch.zeros(3), torch.ones(3, dtype=torch.bool))
 

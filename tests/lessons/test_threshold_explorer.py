@@ -11,11 +11,12 @@ DIFFERENT = torch.tensor([0.6, 1.5, 2.0, 3.0])
 
 def test_label_shows_the_errors_and_follows_the_slider():
     explorer = ThresholdExplorer(SAME, DIFFERENT, threshold=0.8)
-    assert explorer.slider.description == "threshold"
-    assert explorer.slider.max == THRESHOLD_MAX == 4.0
+    (slider,) = explorer.sliders
+    assert slider.description == "threshold"
+    assert slider.max == THRESHOLD_MAX == 4.0
     assert explorer.label.value == "threshold 0.80: 1 false accepts (25.0 %), 1 false rejects (33.3 %)"
     before = bytes(explorer.picture.value)
-    explorer.slider.value = 1.5
+    slider.value = 1.5
     # At exactly the threshold a pair is accepted: the different pair at 1.5 is a false accept.
     assert explorer.label.value == threshold_summary(SAME, DIFFERENT, 1.5).text
     assert explorer.label.value == "threshold 1.50: 2 false accepts (50.0 %), 0 false rejects (0.0 %)"

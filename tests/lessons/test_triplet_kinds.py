@@ -14,7 +14,6 @@ from course_utils.lessons.triplet_kinds import (
     random_batch_odds,
     simulate_random_batches,
     triplet_kind_counts,
-    zero_loss_fraction,
 )
 
 
@@ -99,7 +98,7 @@ def test_boundaries_and_counts():
     counts = triplet_kind_counts(d_ap, d_an, alpha=0.25)
     assert (counts.easy, counts.semihard, counts.hard) == (2, 1, 2)
     assert counts.text == "easy: 2, semi-hard: 1, hard: 2"
-    assert zero_loss_fraction(d_ap, d_an, 0.25) == pytest.approx(0.4)
+    assert counts.total == 5 and counts.alpha == 0.25
     # alpha = 0: a tie has loss 0 and is easy; nothing can be semi-hard.
     assert classify_triplets(d_ap, d_an, 0.0).tolist() == [HARD, EASY, EASY, EASY, EASY]
 
@@ -124,6 +123,5 @@ def test_bad_distances_are_refused(d_ap, d_an, alpha, error, message):
         classify_triplets(d_ap, d_an, alpha)
 
 
-def test_zero_loss_fraction_of_nothing_is_refused():
-    with pytest.raises(ValueError, match="no triplets"):
-        zero_loss_fraction(torch.zeros(0), torch.zeros(0), 0.2)
+def test_no_triplets_count_as_zero_of_each_kind():
+    assert triplet_kind_counts(torch.zeros(0), torch.zeros(0), 0.2).text == "easy: 0, semi-hard: 0, hard: 0"
