@@ -57,10 +57,10 @@ def read_checked(path: Path, config: dict, model: torch.nn.Module, optimizer: to
     if not isinstance(state, dict) or any(key not in state for key in _KEYS) or state["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a course_utils training checkpoint (a bare state_dict goes to "
                               "model.load_state_dict; a Trainer resumes only from its own checkpoints).")
-    if isinstance(state["config"], dict):  # a run on one process stores no world_size (another gives other batches)
-        saved, current = {"world_size": 1, **state["config"]}, {"world_size": 1, **config}
+    if isinstance(state["config"], dict):
+        saved = state["config"]
         differences = [f"{key}: checkpoint {saved.get(key)!r}, now {now!r}" if len(repr(now)) < 100 else key
-                       for key, now in current.items() if saved.get(key) != now]  # a network's repr: its name
+                       for key, now in config.items() if saved.get(key) != now]  # a network's repr: its name
         if differences:
             raise CheckpointError(f"{path} was written by a different run ({'; '.join(differences)}). Use the same "
                                   "settings to resume, or another checkpoint path to start a new run.")
@@ -69,17 +69,6 @@ def read_checked(path: Path, config: dict, model: torch.nn.Module, optimizer: to
         raise CheckpointError(f"{path} holds a malformed checkpoint: its {wrong!r} entry cannot be restored into "
                               "this run. Nothing was loaded. Delete it, or point to another checkpoint.")
     return state
-
-
-def restore(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler):
-    """Load a state from read_checked into a run: every entry was checked, so nothing fails half-way."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if state["scaler"]:  # empty when saved without float16 (CPU, or bfloat16): keep the fresh scale
-        scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if torch.cuda.is_available() and len(state["rng"]["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
 
 def _shaped(value, *shapes) -> bool:

@@ -1,8 +1,6 @@
 """Command-line trainer: ``python -m course_utils.training.cli --dataset synthetic-faces --out runs/faces`` writes
-checkpoint.pt (resumable with --resume), history.json, metrics.json and config.json into --out.
-
-Under torchrun write --identities-per-batch (torchrun reads --p as its own flag); rank 0 alone writes.
-"""
+checkpoint.pt (resumable with --resume), history.json, metrics.json and config.json into --out; under torchrun
+rank 0 alone writes, and P is --identities-per-batch (torchrun reads --p as its own flag)."""
 from __future__ import annotations
 
 import argparse

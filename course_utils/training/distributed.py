@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,12 +25,11 @@ from course_utils.core.losses import TripletLoss
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs
 from course_utils.lessons.notebook import pick_device
 
-# What torchrun sets for every process; a process started without it is a single-process run.
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def is_distributed() -> bool:
-    """True inside a process group started by ``init_from_environment`` (or by hand)."""
+    """True inside a process group (``init_from_environment`` joins the one torchrun set up)."""
     return dist.is_available() and dist.is_initialized()
 
 
@@ -44,12 +43,9 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def init_from_environment(device: str = "auto", environ: Mapping[str, str] | None = None) -> torch.device:
-    """Join the process group torchrun set up (environ: default os.environ), or do nothing in a single process.
-
-    Returns the device this process trains on: under torchrun on CUDA, the GPU numbered LOCAL_RANK.
-    """
-    environ = os.environ if environ is None else environ
+def init_from_environment(device: str = "auto") -> torch.device:
+    """Join the process group torchrun set up, if any; the device this process trains on (on CUDA: LOCAL_RANK's)."""
+    environ = os.environ
     chosen = pick_device(device)
     present = [name for name in LAUNCH_VARIABLES if environ.get(name)]
     if not present:
@@ -66,7 +62,7 @@ def init_from_environment(device: str = "auto", environ: Mapping[str, str] | Non
 
 
 def shut_down() -> None:
-    """Leave the process group (no-op without one); call it once at the end of a run."""
+    """Leave the process group, if any, at the end of a run."""
     if is_distributed():
         dist.destroy_process_group()
 

@@ -1,8 +1,5 @@
-"""Pretrained weights as safetensors (plain numbers: opening a file never runs code) with a JSON sidecar.
-
-The sidecar (same name, suffix .json) records the file's sha256 and size, checked on every load, the
-network's constructor arguments and metadata such as the training command and its held-out metrics.
-"""
+"""Pretrained weights as safetensors (plain numbers: opening a file never runs code) and a JSON sidecar (same name,
+suffix .json) with their sha256, checked on every load, the network's arguments, the training command and metrics."""
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +31,7 @@ class Pretrained(NamedTuple):
 
 
 def save_weights(model: EmbeddingNet, path: str | Path, metadata: dict) -> Path:
-    """Write the model's weights to ``path`` (.safetensors) and its sidecar, with JSON ``metadata``; returns
-    the sidecar's path."""
+    """Write the model's weights to ``path`` (.safetensors) and its sidecar, with JSON ``metadata``."""
     path = Path(path)
     arguments = {"in_channels": model.in_channels, "embedding_dim": model.embedding_dim,
                  "normalize": model.normalize, "backbone": model.backbone_name, "width": model.width}
@@ -52,11 +48,8 @@ def save_weights(model: EmbeddingNet, path: str | Path, metadata: dict) -> Path:
 
 
 def load_pretrained(path: str | Path = DEFAULT_WEIGHTS, device: torch.device | str = "cpu") -> Pretrained:
-    """Load safetensors weights (by default the course's network) after checking them against their sidecar.
-
-    Returns Pretrained(model, info): the EmbeddingNet in evaluation mode and the sidecar's dict. Raises
-    FileNotFoundError without the weights file, PretrainedError for anything else that is wrong.
-    """
+    """(EmbeddingNet in evaluation mode, sidecar dict) from safetensors weights checked against their sidecar;
+    by default the course's network. PretrainedError for anything wrong but a missing file."""
     path, sidecar = Path(path), Path(path).with_suffix(".json")
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}; check the path (the shipped file is {DEFAULT_WEIGHTS}).")
@@ -85,13 +78,10 @@ def load_pretrained(path: str | Path = DEFAULT_WEIGHTS, device: torch.device | s
 def load_torch_checkpoint(path: str | Path) -> object:
     """What a ``.pt`` file holds (typically a state_dict), on the CPU, read with ``weights_only=True``:
     a file holding Python objects other than tensors, numbers, strings, lists and dicts is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no file at {path}; check the path.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise PretrainedError(f"{path} holds pickled Python objects that weights_only loading refuses; with "
                               "weights_only=False they could run any code: only for a file you fully trust.") from error
     except (RuntimeError, EOFError, OSError) as error:
-        raise PretrainedError(f"{path} cannot be read as a torch file ({error}); it is probably truncated.") from error
+        raise PretrainedError(f"{path} cannot be read as a torch file ({error}); check the path.") from error

@@ -15,11 +15,8 @@ from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, images: torch.Tensor,
                   labels: torch.Tensor, scaler: torch.amp.GradScaler | None = None,
                   amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of gradient descent on a batch of (B, C, H, W) images and (B,) labels: embed, loss, update.
-
-    scaler: gradient scaler for float16 mixed precision; amp_dtype: autocast dtype, None for float32.
-    Returns (loss, embeddings (B, D)), both detached, the contract of notebook 06's exercise.
-    """
+    """One step of gradient descent on (B, C, H, W) images and (B,) labels, under autocast to amp_dtype (None:
+    float32) with a float16 gradient scaler; returns (loss, embeddings (B, D)), detached, as notebook 06 asks."""
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         embeddings = model(images)
@@ -45,12 +42,8 @@ def unpack_step(answer) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class LossWithStats:
-    """Calls a loss and keeps its TripletStats or ContrastiveStats in ``last_stats`` (None when it reports none).
-
-    A loss reports them as a module's ``last_stats`` (TripletLoss, ContrastiveLoss), or returns (loss, stats)
-    when it has a ``return_stats`` parameter. check_values=False (passed to the losses that take it) makes
-    the loss read nothing back from the device.
-    """
+    """Calls a loss and keeps the stats it reports (a module's ``last_stats``, or (loss, stats) from a function with
+    ``return_stats``) in ``last_stats``; check_values=False makes the course's losses read nothing from the device."""
 
     def __init__(self, loss_fn, check_values: bool = True):
         if not callable(loss_fn):
@@ -68,9 +61,8 @@ class LossWithStats:
         self.asks_for_stats = not self.is_module and "return_stats" in parameters
         self.reports_stats = self.is_module or self.asks_for_stats
         self.keywords = {"check_values": check_values} if "check_values" in parameters else {}
-        default = getattr(parameters.get("metric"), "default", inspect.Parameter.empty)
-        fallback = "squared_euclidean" if default is inspect.Parameter.empty else default
-        self.metric = check_metric(getattr(loss_fn, "metric", fallback))
+        own = getattr(parameters.get("metric"), "default", None)  # a function's metric, else the course's
+        self.metric = check_metric(getattr(loss_fn, "metric", own if isinstance(own, str) else "squared_euclidean"))
         self.last_stats = None
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -85,7 +77,6 @@ class LossWithStats:
         """(2,) float [terms the last loss averaged over, how many were active], zeros without stats."""
         if self.last_stats is None:
             return torch.zeros(2, device=device)
-        # The course losses give 0-dim tensors; a loss written in a notebook may give Python ints.
         return torch.stack([torch.as_tensor(n, dtype=torch.float32, device=device) for n in self.last_stats[:2]])
 
     def at_collapse(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -99,15 +90,13 @@ def _describe(loss_fn) -> str:
     """A loss's name without memory addresses, the same in every process (stored in checkpoints)."""
     if isinstance(loss_fn, nn.Module):
         return repr(loss_fn)
-    func = getattr(loss_fn, "func", loss_fn)  # functools.partial keeps the function here
-    keywords = getattr(loss_fn, "keywords", {})
+    func, keywords = getattr(loss_fn, "func", loss_fn), getattr(loss_fn, "keywords", {})  # a functools.partial's
     name = getattr(func, "__qualname__", type(func).__qualname__)
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(keywords.items()))})"
 
 
 def batch_diagnostics(loss: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor, metric: str) -> torch.Tensor:
-    """(6,) float [loss, mean d(A,P), mean d(A,N), mean encoding length, anchor-positive and anchor-negative
-    pairs] of one batch, computed on its device; a mean over no pair is 0."""
+    """(6,) [loss, mean d(A,P), mean d(A,N), mean encoding length, A-P pairs, A-N pairs] of a batch, on its device."""
     dist = matrix_distances(embeddings, None, metric)  # (B, B), no value check: NaN stays NaN
     positive, negative = anchor_positive_mask(labels), anchor_negative_mask(labels)  # (B, B) each
     pairs = torch.stack([positive.sum(), negative.sum()]).float()  # (2,)

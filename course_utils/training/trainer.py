@@ -20,8 +20,8 @@ from course_utils.data import PKBatchSampler
 from course_utils.evaluation.retrieval import embed, retrieval_metrics
 from course_utils.lessons.notebook import pick_device
 from course_utils.training import distributed
-from course_utils.training.checkpoints import (CHECKPOINT_FORMAT, CheckpointError, fingerprint, read_checked, restore,
-                                               save_atomically)
+from course_utils.training.checkpoints import CHECKPOINT_FORMAT, CheckpointError, fingerprint, read_checked
+from course_utils.training.checkpoints import save_atomically
 from course_utils.training.step import LossWithStats, batch_diagnostics, training_step, unpack_step
 
 __all__ = ["CheckpointError", "CollapseWarning", "Trainer", "describe_device", "mixed_precision_dtype", "training_step"]
@@ -33,9 +33,7 @@ class CollapseWarning(UserWarning):
 
 def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype: bfloat16 on CUDA GPUs that have it, else float16 (with a gradient scaler); None off CUDA."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if device.type == "cuda" else None
 
 
 def describe_device(device: torch.device, amp_dtype: torch.dtype | None = None) -> str:
@@ -67,23 +65,16 @@ def _check_inputs(model, images, labels, test_images, test_labels, step) -> None
             raise ValueError(f"{name}_images must be a float tensor (N, C, H, W), got {x.dtype} {tuple(x.shape)}.")
         check_labels(y, x.shape[0])
     if step is not None and not callable(step):
-        raise TypeError("step must be a function step(model, optimizer, loss_fn, images, labels) -> (loss, "
-                        f"embeddings), passed without parentheses; got a {type(step).__name__}.")
+        raise TypeError(f"step must be a function, passed without parentheses; got a {type(step).__name__}.")
 
 
 class Trainer:
     """Train an embedding network with P x K batches and Adam, evaluate, checkpoint, resume.
 
-    Args:
-        model: network mapping (B, C, H, W) pictures to (B, D) encodings.
-        train_images, train_labels: (N, C, H, W) float pictures and their (N,) identities.
-        loss_fn: ``TripletLoss``, ``ContrastiveLoss`` or any (embeddings, labels) -> scalar loss.
-        test_images, test_labels: held-out identities evaluated after every epoch, or None.
-        p, k: identities per batch, pictures per identity; seed: fixes the batch order of every epoch.
-        checkpoint_path: file written after every epoch, or None.
-        step: a function like ``training_step`` (notebook 06's exercise), run in float32.
-
-    Under torchrun the history holds the averages over all ranks; only rank 0 shows progress, evaluates, writes.
+    model maps (B, C, H, W) pictures to (B, D) encodings; train_images (N, C, H, W) are float, train_labels (N,);
+    test_images and test_labels, held-out identities, are evaluated after every epoch; step: a function like
+    ``training_step`` (notebook 06's exercise), run in float32. Under torchrun the history holds the averages over
+    all ranks, and only rank 0 shows progress, evaluates and writes.
     """
 
     def __init__(self, model: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor, loss_fn,
@@ -114,10 +105,8 @@ class Trainer:
         self.config = {
             "model": repr(model), "loss": self.loss.name, "p": p, "k": k, "lr": float(lr), "seed": seed,
             "train_pictures": int(train_images.shape[0]), "picture_shape": list(train_images.shape[1:]),
-            "train_data": fingerprint(train_images, train_labels),
+            "train_data": fingerprint(train_images, train_labels), "world_size": self.world_size,  # its batches
         }  # fmt: skip
-        if self.world_size > 1:  # another process count gives other batches: no exact resume
-            self.config["world_size"] = self.world_size
         self.train_images, self.train_labels = train_images.to(self.device), train_labels.to(self.device)
         self.test_images = None if test_images is None else test_images.to(self.device)
         self.test_labels = None if test_labels is None else test_labels.to(self.device)
@@ -177,8 +166,7 @@ class Trainer:
         return record
 
     def evaluate(self) -> dict:
-        """{"test_precision_at_1", "test_r_precision", "test_map_at_r"} of the held-out identities;
-        {} without them, and on ranks other than 0."""
+        """The held-out test_precision_at_1, test_r_precision and test_map_at_r; {} without them or off rank 0."""
         if self.test_images is None or self.rank != 0:
             return {}
         embeddings = embed(self.model, self.test_images, batch_size=512, device=self.device)
@@ -186,13 +174,9 @@ class Trainer:
         return {f"test_{name}": value for name, value in metrics.items()}
 
     def fit(self, epochs: int) -> list[dict]:
-        """Train until ``epochs`` epochs are complete (counting those loaded from a checkpoint).
-
-        Returns the history, a dict per epoch: epoch, loss, active_fraction (None if the loss does not report
-        it), mean_d_ap, mean_d_an, embedding_norm, train_seconds, pictures_per_second and, with held-out data,
-        test_precision_at_1, test_r_precision, test_map_at_r. Jupyter's stop button ends training cleanly,
-        the model back at the last checkpoint.
-        """
+        """Train until ``epochs`` epochs are complete (counting those loaded from a checkpoint); Jupyter's stop button
+        ends it cleanly. Returns the history, a dict per epoch: loss, active_fraction (None if the loss does not say),
+        mean_d_ap, mean_d_an, embedding_norm, train_seconds, pictures_per_second and the held-out test_* metrics."""
         check_whole_number(epochs, "epochs")
         self.interrupted = False
         bar = tqdm(total=max(0, epochs - self.epoch) * len(self.sampler), unit="batch", disable=not self.progress)
@@ -230,8 +214,14 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Continue from a checkpoint of this same run; CheckpointError (nothing changed) if it is not one."""
-        state = read_checked(Path(path), self.config, self.model, self.optimizer)
-        restore(state, self.model, self.optimizer, self.scaler)
+        state = read_checked(Path(path), self.config, self.model, self.optimizer)  # every entry fits: no half load
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["scaler"]:  # empty when saved without float16 (CPU, or bfloat16): keep the fresh scale
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and len(state["rng"]["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.epoch, self.history = state["epoch"], list(state["history"])
 
 

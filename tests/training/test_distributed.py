@@ -154,14 +154,20 @@ def test_every_rank_of_an_accepted_sampler_iterates_and_every_suggested_fix_work
         ({"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}, "only RANK, WORLD_SIZE, MASTER_ADDR are set"),
     ],
 )
-def test_half_set_environment_is_refused_with_the_launch_command(environ, message):
+def test_half_set_environment_is_refused_with_the_launch_command(monkeypatch, environ, message):
+    for name in distributed.LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=message):
-        distributed.init_from_environment("cpu", environ=environ)
+        distributed.init_from_environment("cpu")
     assert not distributed.is_distributed()
 
 
-def test_no_environment_means_a_single_process():
-    assert distributed.init_from_environment("cpu", environ={}) == torch.device("cpu")
+def test_no_environment_means_a_single_process(monkeypatch):
+    for name in distributed.LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.init_from_environment("cpu") == torch.device("cpu")
     assert (distributed.rank(), distributed.world_size()) == (0, 1)
 
 
