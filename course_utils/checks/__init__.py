@@ -1,5 +1,4 @@
-"""Exercise checks: each ``check_*`` runs a learner's function on fixed cases, compares it
-with ``course_utils.core.reference`` and names the mistake when it differs."""
+"""Exercise checks: each ``check_*`` runs a learner's function on fixed cases and names the mistake if it is wrong."""
 from course_utils.checks.basics import check_distance_matrix, check_mean_over_active, check_triplet_loss
 from course_utils.checks.diagnosis import check_name_the_failure
 from course_utils.checks.masks import check_semihard_mask, check_valid_triplet_mask

@@ -17,21 +17,9 @@ def without_nan_test(history, alpha):
     return correct(never_matching, alpha)
 
 
-def triplets_before_nan(history, alpha):
-    if sum(r["active_fraction"] is None for r in history) > len(history) / 2:
-        return "no_valid_triplets"
-    return correct(history, alpha)
-
-
 def any_empty_step(history, alpha):
     if any(r["active_fraction"] is None for r in history):
         return "no_valid_triplets" if correct(history, alpha) != "nan" else "nan"
-    return correct(history, alpha)
-
-
-def half_is_enough(history, alpha):
-    if correct(history, alpha) != "nan" and sum(r["active_fraction"] is None for r in history) >= len(history) / 2:
-        return "no_valid_triplets"
     return correct(history, alpha)
 
 
@@ -45,24 +33,14 @@ def loss_near_alpha(history, alpha):
     return "collapsed" if answer == "healthy" and abs(history[-1]["loss"] - alpha) < 0.1 * alpha else answer
 
 
-def reads_first_record(history, alpha):
-    answer = correct(history, alpha)
-    if answer not in ("collapsed", "healthy"):
-        return answer
-    first = history[0]
-    near_zero = first["mean_d_an"] is not None and first["mean_d_an"] < 0.1 * alpha
-    return "collapsed" if near_zero and abs(first["loss"] - alpha) < 0.1 * alpha else "healthy"
-
-
 def stub(history, alpha):
     # YOUR CODE HERE
     raise NotImplementedError()
 
 
 def test_the_rules_pass(capsys):
-    result = check_name_the_failure(correct)
-    assert result.passed
-    assert "Well done" in capsys.readouterr().out
+    assert check_name_the_failure(correct).passed
+    assert capsys.readouterr().out == "Well done: name_the_failure names all 10 runs correctly.\n"
 
 
 def test_the_cases_cover_every_name_and_both_sides_of_each_rule():
@@ -73,12 +51,9 @@ def test_the_cases_cover_every_name_and_both_sides_of_each_rule():
 
 @pytest.mark.parametrize("function, mistake, phrase", [
     (without_nan_test, "nan_not_tested", "compares False"),
-    (triplets_before_nan, "nan_not_first", "order of the rules"),
     (any_empty_step, "one_empty_step_counts", "MORE THAN HALF"),
-    (half_is_enough, "half_counts", "use >, not >="),
     (alpha_decides, "alpha_only", "embedding_norm"),
-    (loss_near_alpha, "collapse_from_loss_only", "active triplets only"),
-    (reads_first_record, "first_record", "history[-1]"),
+    (loss_near_alpha, "collapse_from_loss_only", "active triplets"),
 ])
 def test_each_typical_mistake_gets_its_own_hint(function, mistake, phrase):
     result = check_name_the_failure(function)
@@ -86,10 +61,10 @@ def test_each_typical_mistake_gets_its_own_hint(function, mistake, phrase):
     assert phrase in result.message
 
 
-def test_an_unexplained_wrong_name_gets_the_missed_symptom():
+def test_an_unexplained_wrong_name_gets_the_rules():
     result = check_name_the_failure(lambda history, alpha: "healthy")
     assert not result.passed and result.mistake == "said_healthy"
-    assert "'collapsed'" in result.message and "mean d(A,N) is almost 0" in result.message
+    assert "'collapsed'" in result.message and "apply the five rules in order" in result.message
 
 
 def test_unknown_name_lists_the_names():

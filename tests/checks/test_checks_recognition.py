@@ -28,15 +28,6 @@ def verify_without_square(a, b, threshold):
     return distance, distance <= threshold
 
 
-def verify_cosine(a, b, threshold):
-    distance = 1 - F.cosine_similarity(a, b, dim=-1)
-    return distance, distance <= threshold
-
-
-def verify_normalising(a, b, threshold):
-    return verify(F.normalize(a, dim=-1), F.normalize(b, dim=-1), threshold)
-
-
 def verify_dim_one(a, b, threshold):
     distance = ((a - b) ** 2).sum(dim=1)
     return distance, distance <= threshold
@@ -69,7 +60,7 @@ def verify_distance_only(a, b, threshold):
 def test_the_solution_passes_on_every_case(capsys):
     result = check_verify(verify)
     assert result.passed and result.mistake is None
-    assert capsys.readouterr().out.strip() == f"Well done: verify is correct on all {len(VERIFY.cases)} test cases."
+    assert capsys.readouterr().out == "Well done: verify is correct on all 4 test cases.\n"
 
 
 def test_cases_cover_one_pair_many_pairs_and_the_boundary():
@@ -84,14 +75,13 @@ def test_cases_cover_one_pair_many_pairs_and_the_boundary():
     (verify_strict, "strict_comparison"),
     (verify_reversed, "comparison_reversed"),
     (verify_without_square, "forgot_square"),
-    (verify_cosine, "cosine_distance"),
-    (verify_normalising, "normalised_inputs"),
-    (verify_dim_one, "summed_wrong_axis"),
-    (verify_python_if, "builtin_compare"),
+    (verify_dim_one, None),  # IndexError on one pair, shown with a generic hint
+    (verify_python_if, "python_on_tensor"),
     (verify_in_place, "modified_input"),
     (verify_stub, "not_implemented"),
-    (verify_numbers, "decision_not_boolean"),
-    (verify_distance_only, "not_a_pair"),
+    (verify_numbers, "not_boolean"),
+    (verify_distance_only, "not_a_tuple"),
+    (lambda a, b, t: (((a - b) ** 2).sum(dim=-1).tolist(), True), "not_a_tensor"),
 ])
 def test_each_mistake_is_named(function, mistake, capsys):
     result = check_verify(function)
@@ -132,7 +122,7 @@ def error_rates_loop(same, different, thresholds):
     far = torch.stack([(different <= t).double().mean() for t in thresholds])
     frr = torch.stack([(same > t).double().mean() for t in thresholds])
     best = min(range(len(thresholds)), key=lambda i: abs(float(far[i] - frr[i])))
-    return far, frr, float((far[best] + frr[best]) / 2)
+    return far, frr, (far[best] + frr[best]) / 2
 
 
 def error_rates_strict(same, different, thresholds):
@@ -158,48 +148,9 @@ def error_rates_true_accepts(same, different, thresholds):
     return _closest(far, tar)
 
 
-def error_rates_denominators_swapped(same, different, thresholds):
-    far = (different[None, :] <= thresholds[:, None]).sum(dim=1) / len(same)
-    frr = (same[None, :] > thresholds[:, None]).sum(dim=1) / len(different)
-    return _closest(far, frr)
-
-
-def error_rates_all_pairs(same, different, thresholds):
-    total = len(same) + len(different)
-    far = (different[None, :] <= thresholds[:, None]).sum(dim=1) / total
-    frr = (same[None, :] > thresholds[:, None]).sum(dim=1) / total
-    return _closest(far, frr)
-
-
-def error_rates_eer_far(same, different, thresholds):
-    far, frr, _ = error_rates(same, different, thresholds)
-    return far, frr, far[(far - frr).abs().argmin()]
-
-
-def error_rates_eer_frr(same, different, thresholds):
-    far, frr, _ = error_rates(same, different, thresholds)
-    return far, frr, frr[(far - frr).abs().argmin()]
-
-
-def error_rates_lowest_total(same, different, thresholds):
-    far, frr, _ = error_rates(same, different, thresholds)
-    return far, frr, ((far + frr) / 2).min()
-
-
-def error_rates_argmax(same, different, thresholds):
-    far, frr, _ = error_rates(same, different, thresholds)
-    best = (far - frr).abs().argmax()
-    return far, frr, (far[best] + frr[best]) / 2
-
-
 def error_rates_no_broadcast(same, different, thresholds):
     far = (different <= thresholds).float().mean()
     return far, far, far
-
-
-def error_rates_bool_mean(same, different, thresholds):
-    far = (different[None, :] <= thresholds[:, None]).mean(dim=1)
-    return far, far, far[0]
 
 
 def error_rates_python_if(same, different, thresholds):
@@ -221,7 +172,7 @@ def error_rates_lists(same, different, thresholds):
 
 
 def error_rates_half_precision(same, different, thresholds):
-    """Right on the small cases (quarters are exact in float16), wrong where rounding to float16 merges distances."""
+    """Right on the small cases (quarters are exact in float16), wrong where float16 merges random distances."""
     return error_rates(same.half(), different.half(), thresholds.half())
 
 
@@ -235,9 +186,8 @@ def error_rates_in_place(same, different, thresholds):
 def test_error_rates_solutions_pass(function, capsys):
     result = check_error_rates(function)
     assert result.passed and result.mistake is None
-    out = capsys.readouterr().out.strip()
-    assert out.startswith(f"Well done: error_rates is correct on all {len(ERROR_RATES.cases)} test cases")
-    assert "agrees with the library's roc_curve and equal_error_rate" in out
+    assert capsys.readouterr().out == ("Well done: error_rates is correct on all 4 test cases and agrees with the "
+                                       "library's roc_curve and equal_error_rate on 340 random distances.\n")
 
 
 @pytest.mark.parametrize("function,mistake", [
@@ -245,18 +195,12 @@ def test_error_rates_solutions_pass(function, capsys):
     (error_rates_swapped, "rates_swapped"),
     (error_rates_counts, "counts_not_rates"),
     (error_rates_true_accepts, "true_accept_rate"),
-    (error_rates_denominators_swapped, "denominators_swapped"),
-    (error_rates_all_pairs, "all_pairs_denominator"),
-    (error_rates_eer_far, "eer_is_far"),
-    (error_rates_eer_frr, "eer_is_frr"),
-    (error_rates_lowest_total, "lowest_total_error"),
-    (error_rates_argmax, "largest_gap"),
-    (error_rates_no_broadcast, "broadcast_missing"),
-    (error_rates_bool_mean, "mean_of_booleans"),
-    (error_rates_python_if, "builtin_compare"),
+    (error_rates_no_broadcast, "size_mismatch"),
+    (error_rates_python_if, "python_on_tensor"),
     (error_rates_stub, "not_implemented"),
-    (error_rates_pair, "not_a_triple"),
-    (error_rates_lists, "rates_not_tensors"),
+    (error_rates_pair, "not_a_tuple"),
+    (error_rates_lists, "not_a_tensor"),
+    (error_rates_half_precision, None),  # right on the small cases, wrong on the random one
     (error_rates_in_place, "modified_input"),
 ])
 def test_each_error_rates_mistake_is_named(function, mistake, capsys):
@@ -265,13 +209,8 @@ def test_each_error_rates_mistake_is_named(function, mistake, capsys):
     assert capsys.readouterr().out.strip() == result.message
 
 
-def test_an_answer_right_only_on_the_small_cases_is_caught_by_the_library_comparison(capsys):
-    result = check_error_rates(error_rates_half_precision)
-    assert not result.passed and "differs from the library" in result.message
-
-
 def test_error_rates_cases_are_unambiguous_and_catch_each_slip():
-    for case in ERROR_RATES.cases:
+    for case in ERROR_RATES.cases[:4]:
         same, different, thresholds = case.args
         assert len({len(same), len(different)}) == 2 and len(thresholds) not in (len(same), len(different))
         far, frr, _ = ERROR_RATES.expected(*case.args)
@@ -287,7 +226,9 @@ def test_error_rates_cases_are_unambiguous_and_catch_each_slip():
         ), mistake.name
 
 
-def test_the_slow_reference_agrees_with_the_library():
+def test_on_the_checks_random_case_the_reference_agrees_with_the_library():
+    """What lets a passed check say that the answer agrees with roc_curve and equal_error_rate."""
+    assert all(torch.equal(a, b) for a, b in zip(ERROR_RATES.cases[-1].args, _library_case()))
     same, different, thresholds = _library_case()
     far, frr, eer = reference.error_rates(same, different, thresholds)
     curve = roc_curve(same, different)

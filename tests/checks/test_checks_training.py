@@ -9,7 +9,7 @@ from course_utils.core.losses import TripletLoss
 from course_utils.training.models import EmbeddingNet
 from course_utils.training.trainer import Trainer
 from course_utils.training.step import training_step as reference_training_step
-from learner_steps import (  # noqa: F401 - the parametrized tests name them
+from learner_steps import (
     correct,
     correct_zero_grad_late,
     stub,
@@ -43,7 +43,9 @@ def test_scenario_has_a_positive_loss_and_stale_gradients():
 def test_correct_steps_pass(function, capsys):
     result = check_training_step(function)
     assert result.passed and result.mistake is None
-    assert capsys.readouterr().out.startswith("Well done")
+    assert capsys.readouterr().out == ("Well done: training_step is correct. Two steps moved the weights exactly like "
+                                       "the course's training_step, with stale gradients cleared first, and returned "
+                                       "each batch's loss and embeddings.\n")
 
 
 @pytest.mark.parametrize(
@@ -56,13 +58,13 @@ def test_correct_steps_pass(function, capsys):
         (zero_grad_between_backward_and_step, "no_backward", "zero_grad between backward and step"),
         (detached, "detached", ".detach()"),
         (inside_no_grad, "detached", "torch.no_grad()"),
-        (returns_nothing, "returned_none", "return loss, embeddings"),
-        (returns_embeddings, "returned_only_embeddings", "return loss, embeddings"),
+        (returns_nothing, "wrong_return", "returns None"),
+        (returns_embeddings, "wrong_return", "(shape (6, 4))"),
         (returns_only_the_loss, "returned_only_loss", "return loss, embeddings"),
-        (returns_them_swapped, "swapped_return", "the other way round"),
-        (encodes_again_after_the_step, "embeddings_after_step", "after optimizer.step()"),
-        (returns_the_images, "wrong_return", "embeddings = model(images)"),
-        (returns_three_things, "wrong_return", "a tuple of 3"),
+        (returns_them_swapped, "wrong_return", "the loss first"),
+        (encodes_again_after_the_step, "wrong_return", "after optimizer.step()"),
+        (returns_the_images, "wrong_return", "model(images)"),
+        (returns_three_things, "wrong_return", "return loss, embeddings"),
         (own_loss, "wrong_update", "the loss_fn"),
         (two_steps, "wrong_update", "once per call"),
     ],
@@ -108,19 +110,17 @@ def _momentum_scenario():
 
 @pytest.mark.parametrize("function, mistake", [
     (correct, None), (no_zero_grad, "forgot_zero_grad"), (no_step, "no_step"),
-    (encodes_again_after_the_step, "embeddings_after_step"),
+    (returns_only_the_loss, "returned_only_loss"),
 ])
 def test_the_exercise_runs_on_another_scenario(function, mistake):
     verdict = judge(function, training_step_exercise("three batches, SGD with momentum", _momentum_scenario))
     assert verdict.passed == (mistake is None) and verdict.mistake == mistake
 
 
-def test_an_unknown_error_gets_a_hint_that_does_not_point_at_arguments(capsys):
+def test_an_unknown_error_is_shown_with_a_generic_hint(capsys):
     def typo(model, optimizer, loss_fn, images, labels):
         return los, model(images)  # noqa: F821 - the learner's typo
 
     result = check_training_step(typo)
     printed = capsys.readouterr().out
-    assert not result.passed and "NameError" in printed
-    assert "these arguments" not in printed and "Arguments:" not in printed
-    assert "new cell" in printed and "(loss, embeddings)" in printed
+    assert not result.passed and result.mistake is None and "NameError" in printed and "new cell" in printed
