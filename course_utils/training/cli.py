@@ -142,8 +142,7 @@ def _train_and_evaluate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; argparse reports bad flags itself, the rest of the usage errors and running out of GPU
-    memory get one line on stderr and exit status 2."""
+    """Entry point; impossible settings and out of GPU memory give one error line (argparse reports bad flags)."""
     args = build_parser().parse_args(argv)
     try:
         return run(args)

@@ -13,14 +13,10 @@ from course_utils._validate import check_whole_number
 def _small_backbone(in_channels: int, width: int) -> tuple[nn.Sequential, int]:
     """Four 3x3 conv + batch norm + ReLU + 2x2 max-pool blocks (width, 2, 4, 8 x width channels), then pooling."""
     channels = [in_channels, width, 2 * width, 4 * width, 8 * width]
-    blocks = [
-        nn.Sequential(
-            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-            # ceil_mode keeps odd sizes (and 1x1 maps) valid instead of shrinking them to 0.
-            nn.MaxPool2d(kernel_size=2, ceil_mode=True),
-        )
-        for c_in, c_out in zip(channels[:-1], channels[1:])
-    ]
+    # ceil_mode keeps odd sizes (and 1x1 maps) valid instead of shrinking them to 0.
+    blocks = [nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                            nn.ReLU(inplace=True), nn.MaxPool2d(kernel_size=2, ceil_mode=True))
+              for c_in, c_out in zip(channels[:-1], channels[1:])]
     # Adaptive pooling makes the network accept any picture size, 8x8 digits included.
     return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels[-1]
 

@@ -46,8 +46,7 @@ def describe_device(device: torch.device, amp_dtype: torch.dtype | None = None) 
 
 
 def looks_collapsed(mean_d_an: float, loss: float, collapsed_loss: float | None) -> bool:
-    """True when mean d(A,N) is below a tenth of collapsed_loss (the loss when all encodings coincide; None or
-    <= 0 never collapses) and the loss within a tenth of it."""
+    """True when mean d(A,N) and |loss - collapsed_loss| are below a tenth of collapsed_loss (if it is > 0)."""
     if collapsed_loss is None or not collapsed_loss > 0:
         return False
     return mean_d_an < 0.1 * collapsed_loss and abs(loss - collapsed_loss) < 0.1 * collapsed_loss
@@ -102,11 +101,8 @@ class Trainer:
                                       world_size=self.world_size)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.progress, self.verbose = progress and self.rank == 0, verbose and self.rank == 0
-        self.config = {
-            "model": repr(model), "loss": self.loss.name, "p": p, "k": k, "lr": float(lr), "seed": seed,
-            "train_pictures": int(train_images.shape[0]), "picture_shape": list(train_images.shape[1:]),
-            "train_data": fingerprint(train_images, train_labels), "world_size": self.world_size,  # its batches
-        }  # fmt: skip
+        self.config = {"model": repr(model), "loss": self.loss.name, "p": p, "k": k, "lr": float(lr), "seed": seed,
+                       "train_data": fingerprint(train_images, train_labels), "world_size": self.world_size}
         self.train_images, self.train_labels = train_images.to(self.device), train_labels.to(self.device)
         self.test_images = None if test_images is None else test_images.to(self.device)
         self.test_labels = None if test_labels is None else test_labels.to(self.device)
