@@ -41,7 +41,8 @@ def describe_device(device: torch.device, amp_dtype: torch.dtype | None = None) 
     if device.type == "cuda":
         precision = {torch.bfloat16: "bfloat16", torch.float16: "float16 + gradient scaler"}.get(amp_dtype, "float32")
         return f"cuda ({torch.cuda.get_device_name(device)}), {precision} mixed precision, channels_last"
-    threads = f" ({torch.get_num_threads()} thread(s))" if device.type == "cpu" else ""
+    n = torch.get_num_threads()
+    threads = f" ({n} thread{'s' if n > 1 else ''})" if device.type == "cpu" else ""
     return f"{device.type}{threads}, float32"
 
 
@@ -108,8 +109,9 @@ class Trainer:
         self.test_labels = None if test_labels is None else test_labels.to(self.device)
         self.epoch, self.history, self.interrupted = 0, [], False
         if self.verbose:
-            print(f"Training on {describe_device(self.device, self.amp_dtype)} ({self.world_size} process(es)): "
-                  f"{len(train_labels):,} pictures, {len(self.sampler)} batches of P={p} x K={k} per epoch and rank.")
+            ranks = f" in each of {self.world_size} processes" if self.world_size > 1 else ""
+            print(f"Training on {describe_device(self.device, self.amp_dtype)}: {len(train_labels):,} pictures, "
+                  f"{len(self.sampler)} batches of P={p} x K={k} per epoch{ranks}.")
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step without a read from the device: (row (7,) of sums, embeddings (B, D))."""
