@@ -1,6 +1,5 @@
 """Splits, P x K batches and triplet builders of course_utils.data.batches."""
 import itertools
-import warnings
 
 import pytest
 import torch
@@ -154,7 +153,6 @@ def test_pk_batches_of_the_running_example():
     # pictures, but never within one batch.
     assert set(batches.flatten().tolist()) == set(range(400))
     assert all(len(set(row)) == len(row) for row in batches.tolist())
-    assert sampler.duplicates_per_epoch == 0
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
@@ -171,9 +169,7 @@ def test_pk_sampler_invariants_on_uneven_identities(sizes, p, k, seed):
         with pytest.raises(ValueError):
             PKBatchSampler(labels, p=p, k=k, seed=seed)
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        sampler = PKBatchSampler(labels, p=p, k=k, seed=seed)
+    sampler = PKBatchSampler(labels, p=p, k=k, seed=seed)
     batches = sampler.batches_for_epoch(1)
     check_batches(sampler, labels, batches)
     # Coverage: identities with one picture never appear; of the others every picture
@@ -182,8 +178,8 @@ def test_pk_sampler_invariants_on_uneven_identities(sizes, p, k, seed):
     seen = set(batches.flatten().tolist())
     singles = {i for i in range(len(labels)) if sizes[(int(labels[i]) - 3) // 10] == 1}
     assert not seen & singles
-    if len(sampler.capped_identities) == 0:
-        groups = sum(-(-size // k) for size in eligible)
+    groups = sum(-(-size // k) for size in eligible)
+    if max(-(-size // k) for size in eligible) <= groups // p:  # no identity had to be cut down
         left_over = groups % p
         assert len(seen) >= len(labels) - len(singles) - left_over * k
         if left_over == 0:
@@ -216,12 +212,9 @@ def test_pk_sampler_feeds_a_dataloader():
         assert len(batch_labels.unique()) == 4
 
 
-def test_pk_identities_with_fewer_than_k_pictures_repeat_and_are_reported():
+def test_pk_identities_with_fewer_than_k_pictures_repeat_some_within_their_block():
     labels = labels_with_sizes([2, 3, 6, 6, 6, 6])
-    with pytest.warns(UserWarning, match="2 identities have fewer than k=4"):
-        sampler = PKBatchSampler(labels, p=3, k=4)
-    assert sorted(sampler.short_identities.tolist()) == [3, 13]
-    assert sampler.duplicates_per_epoch == (4 - 2) + (4 - 3)
+    sampler = PKBatchSampler(labels, p=3, k=4)
     batches = sampler.batches_for_epoch(0)
     check_batches(sampler, labels, batches)
     for block in batches.view(-1, 4).tolist():
@@ -230,40 +223,43 @@ def test_pk_identities_with_fewer_than_k_pictures_repeat_and_are_reported():
         assert distinct == {3: 2, 13: 3}.get(identity, 4)
 
 
-def test_pk_identities_with_fewer_than_k_pictures_can_be_skipped():
-    labels = labels_with_sizes([2, 3, 6, 6, 6, 6])
-    with pytest.warns(UserWarning, match="2 identities are skipped"):
-        sampler = PKBatchSampler(labels, p=3, k=4, fewer_than_k="skip")
-    assert sampler.duplicates_per_epoch == 0
-    assert not {3, 13} & set(labels[sampler.batches_for_epoch(0)].flatten().tolist())
-
-
-def test_pk_single_picture_identities_are_skipped_with_a_warning():
+def test_pk_single_picture_identities_are_skipped():
     labels = labels_with_sizes([1, 1, 4, 4, 4])
-    with pytest.warns(UserWarning, match="skipped"):
-        sampler = PKBatchSampler(labels, p=2, k=2)
-    assert sorted(sampler.skipped_identities.tolist()) == [3, 13]
+    used = set(labels[PKBatchSampler(labels, p=2, k=2).batches_for_epoch(0)].flatten().tolist())
+    assert used == {23, 33, 43}
 
 
-def test_pk_an_identity_with_very_many_pictures_is_cut_down():
+def test_pk_an_identity_with_very_many_pictures_is_cut_down_to_one_group_per_batch():
     labels = labels_with_sizes([40, 2, 2, 2])
-    with pytest.warns(UserWarning, match="cut down"):
-        sampler = PKBatchSampler(labels, p=2, k=2)
-    assert sampler.capped_identities.tolist() == [3]
+    sampler = PKBatchSampler(labels, p=2, k=2)
+    assert len(sampler) == 3  # 23 groups would fill 11 batches, but only 3 identities besides the big one
     check_batches(sampler, labels, sampler.batches_for_epoch(0))
 
 
-def test_pk_no_warning_for_a_clean_set():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        PKBatchSampler(torch.arange(10).repeat_interleave(4), p=5, k=4)
-
-
 def test_pk_refuses_a_set_without_positives():
-    with pytest.raises(ValueError, match="at least 2 identities with 2 or more pictures.*anchor"):
+    with pytest.raises(ValueError, match="needs p=4 identities with 2 or more pictures, but labels have 0.*anchor"):
         PKBatchSampler(torch.arange(20), p=4, k=2)
-    with pytest.raises(ValueError, match="at least 2 identities"):
+    with pytest.raises(ValueError, match="labels have 1; lower p or add identities"):
         PKBatchSampler(torch.tensor([0, 0, 0, 1, 2, 3]), p=2, k=2)
+
+
+def test_pk_a_world_size_that_leaves_a_rank_without_batches_is_refused_at_construction():
+    """Issue 18: 51 groups of K=2 fill 25 batches, but one identity holds 50 of them and a batch takes at most one."""
+    labels = torch.cat([torch.zeros(100), torch.ones(2)]).long()
+    with pytest.raises(ValueError, match="leave 0 batches for the 2 processes \\(world_size\\).*Lower p, k or world"):
+        PKBatchSampler(labels, p=2, k=2, rank=1, world_size=2)
+    assert len(PKBatchSampler(labels, p=2, k=2, world_size=1)) == 1
+
+
+def test_pk_ranks_share_one_plan_rounded_down_to_a_multiple_of_world_size():
+    labels = torch.arange(20).repeat_interleave(4)  # 40 groups of 2: 10 batches of P=4, 9 for 3 ranks
+    samplers = [PKBatchSampler(labels, p=4, k=2, seed=3, rank=r, world_size=3) for r in range(3)]
+    parts = [sampler.batches_for_epoch(1) for sampler in samplers]
+    assert [len(part) for part in parts] == [len(sampler) for sampler in samplers] == [3, 3, 3]
+    rows = [tuple(row) for part in parts for row in part.tolist()]
+    assert len(set(rows)) == 9, "no batch is on two ranks"
+    for sampler, part in zip(samplers, parts):
+        check_batches(sampler, labels, part)
 
 
 @pytest.mark.parametrize(
@@ -272,9 +268,9 @@ def test_pk_refuses_a_set_without_positives():
         ({"p": 1, "k": 4}, ValueError, "negative"),
         ({"p": 4, "k": 1}, ValueError, "positive"),
         ({"p": 4.0, "k": 2}, TypeError, "p must be a whole number \\(an int\\), got float 4.0"),
-        ({"p": 9, "k": 2}, ValueError, "only 8 identities"),
-        ({"p": 2, "k": 2, "fewer_than_k": "drop"}, ValueError, "fewer_than_k"),
+        ({"p": 9, "k": 2}, ValueError, "labels have 8"),
         ({"p": 2, "k": 2, "seed": -3}, ValueError, "seed"),
+        ({"p": 2, "k": 2, "rank": 2, "world_size": 2}, ValueError, "rank must be below world_size"),
     ],
 )
 def test_pk_refuses_bad_settings(kwargs, error, message):

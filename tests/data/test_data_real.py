@@ -14,15 +14,8 @@ import torch
 import torchvision.datasets
 from sklearn.utils import Bunch
 
-from course_utils.data import (
-    DatasetCheckError,
-    DatasetUnavailableError,
-    load_digits_dataset,
-    load_fashion_mnist,
-    load_lfw_people,
-    load_mnist,
-    load_olivetti_faces,
-)
+from course_utils.data import (DatasetUnavailableError, load_digits_dataset, load_lfw_people, load_mnist,
+                               load_olivetti_faces)
 
 
 def cache_entries(cache_dir: Path) -> list[str]:
@@ -107,7 +100,7 @@ def test_an_interrupted_download_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_data_that_fail_their_check_are_not_cached(tmp_path, monkeypatch):
     wrong_size = np.zeros((400, 32, 32), dtype=np.float32)
     monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", fake_olivetti([], images=wrong_size))
-    with pytest.raises(DatasetCheckError, match=r"shape \(1, 32, 32\) instead of \(1, 64, 64\)"):
+    with pytest.raises(DatasetUnavailableError, match=r"shape \(1, 32, 32\) instead of \(1, 64, 64\)"):
         load_olivetti_faces(cache_dir=tmp_path)
     assert cache_entries(tmp_path) == []
 
@@ -148,102 +141,67 @@ def test_a_damaged_cache_fails_its_check(tmp_path, monkeypatch):
     (tmp_path / "olivetti").mkdir()
     np.save(tmp_path / "olivetti" / "olivetti.npy", np.full((400, 64, 64), 2.0, dtype=np.float32))
     monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", fake_olivetti([]))
-    with pytest.raises(DatasetCheckError, match=r"outside \[0, 1\].*delete that folder"):
+    with pytest.raises(DatasetUnavailableError, match=r"outside \[0, 1\].*delete that folder"):
         load_olivetti_faces(cache_dir=tmp_path)
 
 
 # ---------------------------------------------------------------- LFW
 
 
-def fake_lfw(people, per_person, height=62, width=47):
-    def fetch(data_home, min_faces_per_person, resize, color, download_if_missing):
-        assert (height, width) == (int(125 * resize), int(94 * resize))
-        shape = (people * per_person, height, width) + ((3,) if color else ())
-        pictures = np.random.default_rng(1).random(shape, dtype=np.float32)
+def fake_lfw(people, per_person):
+    def fetch(data_home, min_faces_per_person, download_if_missing):
+        assert min_faces_per_person == 20
+        pictures = np.random.default_rng(1).random((people * per_person, 62, 47), dtype=np.float32)
         return Bunch(images=pictures, target=np.repeat(np.arange(people), per_person))
 
     return fetch
 
 
-@pytest.mark.parametrize("color, channels", [(False, 1), (True, 3)])
-def test_lfw_people_in_grey_and_colour(tmp_path, monkeypatch, color, channels):
+def test_lfw_people_in_the_course_format(tmp_path, monkeypatch):
     monkeypatch.setattr(sklearn.datasets, "fetch_lfw_people", fake_lfw(people=5, per_person=20))
-    images, labels = load_lfw_people(min_faces_per_person=20, color=color, cache_dir=tmp_path)
-    assert images.shape == (100, channels, 62, 47) and images.is_contiguous()
+    images, labels = load_lfw_people(cache_dir=tmp_path)
+    assert images.shape == (100, 1, 62, 47) and images.dtype == torch.float32
     assert labels.dtype == torch.long and len(labels.unique()) == 5
+    assert cache_entries(tmp_path) == ["lfw"]
 
 
-def test_lfw_published_size_is_checked(tmp_path, monkeypatch):
-    monkeypatch.setattr(sklearn.datasets, "fetch_lfw_people", fake_lfw(people=7, per_person=100))
-    with pytest.raises(DatasetCheckError, match="700 pictures instead of 1288"):
-        load_lfw_people(min_faces_per_person=70, cache_dir=tmp_path)
-    assert cache_entries(tmp_path) == []
+# ---------------------------------------------------------------- MNIST
 
 
-def test_lfw_persons_with_too_few_pictures_fail_the_check(tmp_path, monkeypatch):
-    monkeypatch.setattr(sklearn.datasets, "fetch_lfw_people", fake_lfw(people=4, per_person=5))
-    with pytest.raises(DatasetCheckError, match="fewer than min_faces_per_person=10"):
-        load_lfw_people(min_faces_per_person=10, cache_dir=tmp_path)
-
-
-@pytest.mark.parametrize(
-    "kwargs, error",
-    [
-        ({"min_faces_per_person": 0}, ValueError),
-        ({"min_faces_per_person": 2.0}, TypeError),
-        ({"resize": 0}, ValueError),
-        ({"resize": 1.5}, ValueError),
-    ],
-)
-def test_lfw_refuses_bad_arguments(kwargs, error, tmp_path):
-    with pytest.raises(error, match=next(iter(kwargs))):
-        load_lfw_people(cache_dir=tmp_path, **kwargs)
-
-
-# ---------------------------------------------------------------- MNIST and Fashion-MNIST
-
-
-def fake_torchvision(calls, per_class=None):
+def fake_mnist(calls, per_class=6000):
     class FakeSet:
         def __init__(self, root, train, download):
             calls.append((Path(root).name, train, download))
-            n = 60000 if train else 10000
             generator = torch.Generator().manual_seed(0)
-            self.data = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=generator)
-            self.targets = torch.arange(10).repeat_interleave(per_class or n // 10)[:n]
+            self.data = torch.randint(0, 256, (60000, 28, 28), dtype=torch.uint8, generator=generator)
+            self.targets = torch.arange(60000) // per_class
 
     return FakeSet
 
 
-@pytest.mark.parametrize("loader, class_name", [(load_mnist, "MNIST"), (load_fashion_mnist, "FashionMNIST")])
-def test_torchvision_sets_in_the_course_format(tmp_path, monkeypatch, loader, class_name):
+def test_mnist_in_the_course_format_cached_and_reused(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(torchvision.datasets, class_name, fake_torchvision(calls))
-    images, labels = loader(train=False, cache_dir=tmp_path)
-    assert images.shape == (10000, 1, 28, 28) and images.dtype == torch.float32
+    monkeypatch.setattr(torchvision.datasets, "MNIST", fake_mnist(calls))
+    images, labels = load_mnist(cache_dir=tmp_path)
+    assert images.shape == (60000, 1, 28, 28) and images.dtype == torch.float32
     assert float(images.max()) <= 1.0 and labels.dtype == torch.long
-    name = "mnist" if class_name == "MNIST" else "fashion_mnist"
-    assert cache_entries(tmp_path) == [name]
-    loader(train=True, cache_dir=tmp_path)
-    assert [download for _, _, download in calls] == [True, False]
-    assert calls[1] == (name, True, False)
+    assert cache_entries(tmp_path) == ["mnist"]
+    load_mnist(cache_dir=tmp_path)
+    assert [download for *_, download in calls] == [True, False], "the second call reads the cache"
+    assert calls[1] == ("mnist", True, False)
 
 
-@pytest.mark.parametrize(
-    "loader, class_name, name",
-    [(load_mnist, "MNIST", "mnist"), (load_fashion_mnist, "FashionMNIST", "fashion_mnist")],
-)
-def test_torchvision_offline_error(tmp_path, monkeypatch, loader, class_name, name):
+def test_mnist_offline_error(tmp_path, monkeypatch):
     class Offline:
         def __init__(self, root, train, download):
-            (Path(root) / class_name).mkdir()
+            (Path(root) / "MNIST").mkdir()
             raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error>")
 
-    monkeypatch.setattr(torchvision.datasets, class_name, Offline)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
     with pytest.raises(DatasetUnavailableError) as error:
-        loader(cache_dir=tmp_path)
+        load_mnist(cache_dir=tmp_path)
     message = str(error.value)
-    assert name in message and str(tmp_path / name) in message and f"{class_name}/raw" in message
+    assert "mnist" in message and str(tmp_path / "mnist") in message and "MNIST/raw" in message
     assert cache_entries(tmp_path) == []
 
 
@@ -258,21 +216,17 @@ def test_mnist_files_placed_by_hand_are_read_offline_by_torchvision(tmp_path):
     raw = tmp_path / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    write_idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, (10000, 28, 28)))
-    write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(10000) % 10)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
-        (raw / name).touch()  # present, as torchvision requires; only the test split is read
-    images, labels = load_mnist(train=False, cache_dir=tmp_path)
-    assert images.shape == (10000, 1, 28, 28) and float(images.max()) <= 1.0
-    assert torch.equal(labels, torch.arange(10000) % 10)
+    write_idx(raw / "train-images-idx3-ubyte", rng.integers(0, 256, (60000, 28, 28)))
+    write_idx(raw / "train-labels-idx1-ubyte", np.arange(60000) % 10)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).touch()  # present, as torchvision requires; only the training split is read
+    images, labels = load_mnist(cache_dir=tmp_path)
+    assert images.shape == (60000, 1, 28, 28) and float(images.max()) <= 1.0
+    assert torch.equal(labels, torch.arange(60000) % 10)
 
 
-def test_fashion_mnist_class_balance_is_checked(tmp_path, monkeypatch):
-    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", fake_torchvision([], per_class=6001))
-    with pytest.raises(DatasetCheckError, match="6000 pictures"):
-        load_fashion_mnist(cache_dir=tmp_path)
-
-
-def test_train_must_be_a_bool(tmp_path):
-    with pytest.raises(TypeError, match="train"):
-        load_mnist(train="yes", cache_dir=tmp_path)
+def test_mnist_class_count_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets, "MNIST", fake_mnist([], per_class=5000))
+    with pytest.raises(DatasetUnavailableError, match="classes: 12 instead of 10.*look damaged"):
+        load_mnist(cache_dir=tmp_path)
+    assert cache_entries(tmp_path) == []
