@@ -1,2 +1,1 @@
-"""How good are the embeddings: retrieval metrics (``retrieval``) and recognising and
-verifying people against a gallery (``recognition``)."""
+"""How good the embeddings are: retrieval metrics (``retrieval``), recognising people (``recognition``)."""

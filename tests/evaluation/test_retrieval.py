@@ -7,6 +7,7 @@ from pytorch_metric_learning.utils.inference import CustomKNN
 from torch import nn
 
 from course_utils.data import one_shot_split, pixel_one_shot_accuracy
+from course_utils.evaluation import retrieval
 from course_utils.evaluation.retrieval import (
     embed,
     one_shot_identification,
@@ -58,9 +59,10 @@ def slow_metrics(embeddings, labels):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("spread", [0.3, 1.0, 3.0])
-def test_metrics_match_pytorch_metric_learning(seed, spread):
+def test_metrics_match_pytorch_metric_learning(seed, spread, monkeypatch):
+    monkeypatch.setattr(retrieval, "METRICS_CHUNK", 17)  # several chunks of queries
     embeddings, labels = clustered(seed, spread=spread)
-    ours = retrieval_metrics(embeddings, labels, chunk_size=17)
+    ours = retrieval_metrics(embeddings, labels)
     theirs = pml_metrics(embeddings, labels, LpDistance(normalize_embeddings=False))
     assert ours == pytest.approx(theirs, abs=1e-12)
 
@@ -119,8 +121,12 @@ def test_embed_matches_a_single_forward_and_restores_training_mode():
     torch.testing.assert_close(encodings, expected)
     with pytest.raises(ValueError, match="batch_size"):
         embed(model, images, batch_size=0)
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\) with N >= 1"):
         embed(model, images.flatten(1))
+    with pytest.raises(ValueError, match="N >= 1"):
+        embed(model, images[:0])
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        embed(lambda x: x, images)
 
 
 def test_one_shot_matches_a_loop_and_the_pixel_baseline():
@@ -143,7 +149,7 @@ def test_one_shot_is_perfect_on_separated_points_and_refuses_singletons():
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     points = labels.double().unsqueeze(1) * 10 + torch.tensor([0.0, 0.1] * 3).unsqueeze(1)
     assert one_shot_identification(points, labels).accuracy == 1.0
-    with pytest.raises(ValueError, match="at least one identity with 2 pictures"):
+    with pytest.raises(ValueError, match="an identity with 2 or more pictures"):
         one_shot_identification(torch.randn(3, 2), torch.arange(3))
 
 
