@@ -4,6 +4,7 @@ generators, float64 arithmetic and pixels rounded to k / 255 give the same bytes
 from __future__ import annotations
 
 import math
+
 import torch
 
 from course_utils._validate import check_embeddings, check_labels, check_nonnegative, check_tensor, check_whole_number
@@ -98,10 +99,8 @@ def pixel_one_shot_accuracy(images: torch.Tensor, labels: torch.Tensor, seed: in
 
 def show_gallery(images: torch.Tensor, labels: torch.Tensor, n_identities: int = 6, per_identity: int = 8,
                  title: str | None = None):
-    """A matplotlib figure: a row for each of the first n_identities met in labels, their pictures in columns.
-
-    images: (N, C, H, W) floats in [0, 1], C = 1 (grey) or 3 (colour).
-    """
+    """A matplotlib figure of (N, C, H, W) pictures in [0, 1], C = 1 (grey) or 3: a row for each of the first
+    n_identities met in labels, with its pictures in the columns."""
     import matplotlib.pyplot as plt
 
     if check_tensor(images, "images").dim() != 4 or images.shape[1] not in (1, 3) or len(images) == 0:

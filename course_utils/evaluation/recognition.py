@@ -1,5 +1,5 @@
 """Recognition with a trained embedding: enrol, verify, identify, choose the threshold. A pair is accepted when its
-squared distance d <= threshold: a false accept for different persons; a rejected pair of one person, a false reject."""
+squared distance d <= threshold; false accepts are accepted pairs of two people, false rejects rejected pairs of one."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -38,8 +38,8 @@ class Gallery:
         threshold = _check_threshold(threshold)
         distances = self._distances(embedding)
         if claimed_name not in self.names:
-            raise ValueError(f"{claimed_name!r} is not enrolled (enrolled: {', '.join(self.names[:5])} ...); enrol "
-                             "them first with gallery.enrol_embeddings(name, encoding).")
+            raise ValueError(f"{claimed_name!r} is not enrolled (enrolled: {', '.join(self.names[:5])}"
+                             f"{' ...' if len(self) > 5 else ''}); enrol them first with gallery.enrol_embeddings.")
         distance = float(distances[self.names.index(claimed_name)])
         return distance, distance <= threshold
 
