@@ -66,7 +66,7 @@ def _check_arguments(args) -> None:
 
 
 def _load_data(args):
-    """(train images, train labels, test images, test labels), split by identity (a fifth held out)."""
+    """(train images, train labels, test images, test labels, P): split by identity, a fifth held out."""
     faces = dict(n_identities=args.identities, images_per_identity=args.pictures_per_identity,
                  image_size=args.image_size, seed=args.seed) if args.dataset == "synthetic-faces" else {}
     try:
