@@ -1,8 +1,7 @@
-"""Student copies of the notebooks (nbgrader's preprocessors through nbconvert, no gradebook needed:
-each ``### BEGIN SOLUTION`` block becomes a stub raising NotImplementedError, hidden tests and outputs
-go) and the course book (Jupyter Book 1.x from the stored outputs, nothing runs twice).
+"""Student copies of the notebooks (nbgrader's preprocessors, no gradebook: solutions become stubs raising
+NotImplementedError, hidden tests and outputs go) and the course book (Jupyter Book 1.x, stored outputs).
 
-    python -m course_instructor.copies student|book [--src notebooks] [--out build/student or build/book]
+    python -m course_instructor.copies student|book [--out build/student or build/book]
 """
 from __future__ import annotations
 
@@ -34,11 +33,8 @@ def make_student_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookN
     from traitlets.config import Config
 
     config = Config()
-    config.NotebookExporter.preprocessors = [
-        "nbgrader.preprocessors.ClearSolutions",
-        "nbgrader.preprocessors.ClearOutput",
-        "nbgrader.preprocessors.ClearHiddenTests",
-    ]
+    config.NotebookExporter.preprocessors = [f"nbgrader.preprocessors.{name}"
+                                             for name in ("ClearSolutions", "ClearOutput", "ClearHiddenTests")]
     # The notebooks carry no nbgrader metadata: the markers alone define the regions.
     config.ClearSolutions.enforce_metadata = False
     config.ClearHiddenTests.enforce_metadata = False
@@ -57,8 +53,8 @@ def make_student_version(src: Path = ROOT / "notebooks", out: Path = ROOT / "bui
 
 
 def build_book(src: Path = ROOT / "notebooks", out: Path = ROOT / "build" / "book") -> Path:
-    """Build the HTML course with Jupyter Book 1.x (execution off); returns the folder holding index.html.
-    The notebooks and book/ are staged beside the output, as Sphinx reads only files below its source folder."""
+    """Build the HTML course (execution off) from a copy of book/ and the notebooks beside `out` (Sphinx reads
+    only files below its source folder); returns the folder holding index.html."""
     out = Path(out)
     stage = out.parent / (out.name + "_source")
     shutil.rmtree(stage, ignore_errors=True)
@@ -79,14 +75,13 @@ def build_book(src: Path = ROOT / "notebooks", out: Path = ROOT / "build" / "boo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_instructor.copies", description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["student", "book"], help="student: student copies; book: the HTML course")
-    parser.add_argument("--src", type=Path, default=ROOT / "notebooks", help="folder of the course notebooks")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/student or build/book)")
     args = parser.parse_args(argv)
     out = args.out or ROOT / "build" / args.what
     if args.what == "student":
-        print(f"Wrote {len(make_student_version(args.src, out))} student notebooks to {out}")
+        print(f"Wrote {len(make_student_version(out=out))} student notebooks to {out}")
     else:
-        print(f"Book built: open {build_book(args.src, out) / 'index.html'}")
+        print(f"Book built: open {build_book(out=out) / 'index.html'}")
     return 0
 
 

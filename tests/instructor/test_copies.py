@@ -36,8 +36,8 @@ def exercise_cells(notebook) -> list[tuple[int, int]]:
     pairs = []
     for i, cell in enumerate(notebook.cells):
         if cell.cell_type == "code" and SOLUTION_BEGIN in cell.source:
-            check = next(j for j in range(i + 1, len(notebook.cells))
-                         if notebook.cells[j].cell_type == "code" and re.search(r"\bcheck_\w+\(", notebook.cells[j].source))
+            check = next(j for j, later in enumerate(notebook.cells) if j > i and later.cell_type == "code"
+                         and re.search(r"\bcheck_\w+\(", later.source))
             pairs.append((i, check))
     return pairs
 
@@ -46,7 +46,8 @@ def execute_up_to(notebook, last_cell: int):
     """Run cells 0..last_cell in a fresh kernel (from the notebooks folder) and return the notebook."""
     partial = nbformat.v4.new_notebook(cells=[nbformat.from_dict(dict(c)) for c in notebook.cells[: last_cell + 1]],
                                        metadata=notebook.metadata)
-    NotebookClient(partial, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    NotebookClient(partial, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     return partial
 
 
@@ -111,7 +112,8 @@ def test_book_has_every_notebook_page_with_its_figures(book_html):
         page = html / f"{path.stem}.html"
         assert page.exists(), f"no page for {path.name}"
         notebook = nbformat.read(path, as_version=4)
-        figures = sum("image/png" in o.get("data", {}) for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+        figures = sum("image/png" in o.get("data", {})
+                      for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
         shown = re.findall(r'<img [^>]*src="(_images/[^"]+\.png)"', page.read_text())
         assert len(shown) == figures, f"{path.name}: {figures} figures stored, {len(shown)} on the page"
         assert all((html / src).exists() for src in shown)
@@ -133,7 +135,8 @@ def test_book_renders_its_formulas_offline(book_html):
                    else (refused.append(route.request.url), route.abort()))
         for html in pages:
             page.goto(html.as_uri())
-            loaded = page.evaluate("() => window.MathJax?.startup?.promise ? MathJax.startup.promise.then(() => true) : false")
+            loaded = page.evaluate(
+                "() => window.MathJax?.startup?.promise ? MathJax.startup.promise.then(() => true) : false")
             assert loaded, f"{html.name}: MathJax did not load without a network (refused: {refused})"
             assert page.locator(".math:not(:has(mjx-container))").count() == 0, f"{html.name}: formulas left untypeset"
             text = page.title() + "\n" + page.inner_text("body")
@@ -150,4 +153,5 @@ def test_committed_student_copies_are_current(tmp_path):
     assert committed.keys() == fresh.keys(), "student/ is out of date: run make student-copies"
     for name, path in fresh.items():
         assert [c.source for c in nbformat.read(committed[name], as_version=4).cells] == \
-            [c.source for c in nbformat.read(path, as_version=4).cells], f"student/{name} is out of date: run make student-copies"
+            [c.source for c in nbformat.read(path, as_version=4).cells], \
+            f"student/{name} is out of date: run make student-copies"
