@@ -82,26 +82,21 @@ book: setup
 	$(PY) -m course_instructor.copies book --out build/book
 
 # Classroom grading with nbgrader (README, "Grading a class"): `make release` writes the student
-# assignment into $(CLASSROOM)/release/; `make grade SUBMISSIONS=folder` grades a folder of
-# per-student folders, writes $(CLASSROOM)/grades.csv and a feedback page per student, and on a
-# re-run grades again only the students whose files changed (FORCE=1: everybody). TIMEOUT: seconds
-# per cell of a student's notebook; JOBS: students graded at once; SEED: the hidden cases' seed.
+# assignment (every notebook with an exercise) into $(CLASSROOM)/release/; `make grade SUBMISSIONS=folder`
+# grades every student of a folder of per-student folders, on every run, into $(CLASSROOM)/grades.csv and
+# nbgrader's feedback. TIMEOUT: seconds per cell of a student's notebook; SEED: the hidden cases' seed.
 CLASSROOM ?= classroom
 ASSIGNMENT ?= triplet-loss
-NOTEBOOKS ?=
 TIMEOUT ?= 300
-JOBS ?= 1
 SEED ?=
 GRADING := $(PY) -m course_instructor.grading
 
 release: setup
-	$(GRADING) release --course $(CLASSROOM) --assignment $(ASSIGNMENT) \
-	  $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(SEED),--seed $(SEED))
+	$(GRADING) release --course $(CLASSROOM) --assignment $(ASSIGNMENT) $(if $(SEED),--seed $(SEED))
 
 grade: setup
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-with-one-folder-per-student"; exit 2; }
-	$(GRADING) grade "$(SUBMISSIONS)" --course $(CLASSROOM) --assignment $(ASSIGNMENT) \
-	  --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(FORCE),--force)
+	$(GRADING) grade "$(SUBMISSIONS)" --course $(CLASSROOM) --assignment $(ASSIGNMENT) --timeout $(TIMEOUT)
 
 bench: setup
 	$(PY) benchmarks/bench_losses.py
