@@ -25,8 +25,8 @@ _WHERE = {
     "Gallery": "evaluation.recognition", "accuracy_vs_gallery_size": "evaluation.recognition",
     "CheckpointError": "training.checkpoints", "CollapseWarning": "training.trainer", "Trainer": "training.trainer",
     "training_step": "training.step",
-    "anchor_negative_mask": "core.mining", "anchor_positive_mask": "core.mining", "count_valid_triplets": "core.mining",
-    "mine_triplets": "core.mining", "valid_triplet_mask": "core.mining",
+    "anchor_negative_mask": "core.mining", "anchor_positive_mask": "core.mining", "mine_triplets": "core.mining",
+    "valid_triplet_mask": "core.mining",
 }
 __all__ = sorted(_WHERE)
 

@@ -12,10 +12,8 @@ METRICS = ("squared_euclidean", "euclidean", "cosine")
 def check_tensor(x, name: str) -> torch.Tensor:
     """Refuse anything that is not a torch tensor, with the conversion to use."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor, got {type(x).__name__}. "
-            f"Convert it first, for example torch.as_tensor({name}, dtype=torch.float32)."
-        )
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}. "
+                        f"Convert it first, for example torch.as_tensor({name}, dtype=torch.float32).")
     return x
 
 
@@ -23,24 +21,19 @@ def check_embeddings(x, name: str = "embeddings", check_values: bool = True) -> 
     """A 2-D floating tensor (n, d) of finite numbers (the values are read only if check_values)."""
     check_tensor(x, name)
     if x.dim() != 2:
-        raise ValueError(
-            f"{name} must be 2-D with shape (n, d): one row per picture, got shape "
-            f"{tuple(x.shape)}. Flatten extra dimensions with {name}.flatten(1), or "
-            f"add a batch dimension with {name}.unsqueeze(0) for a single vector."
-        )
+        raise ValueError(f"{name} must be 2-D with shape (n, d): one row per picture, got shape {tuple(x.shape)}. "
+                         f"Flatten extra dimensions with {name}.flatten(1), or add a batch dimension with "
+                         f"{name}.unsqueeze(0) for a single vector.")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}. Use {name}.float().")
     if x.shape[1] == 0:
         raise ValueError(f"{name} has shape {tuple(x.shape)}: each row needs at least one coordinate.")
-    # One host sync: cheap next to the distance matrix, and it turns a silent NaN loss
-    # into an error that points at the real cause.
+    # One host sync: cheap next to the distance matrix, and it turns a silent NaN loss into an error.
     if check_values and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).any(dim=1).nonzero().flatten()
-        raise ValueError(
-            f"{name} contains NaN or inf in row(s) {bad[:5].tolist()}"
-            f"{' ...' if bad.numel() > 5 else ''}. The network produced invalid numbers "
-            "upstream (check the learning rate, the input data and any sqrt or log in the model)."
-        )
+        raise ValueError(f"{name} contains NaN or inf in row(s) {bad[:5].tolist()}{' ...' if bad.numel() > 5 else ''}. "
+                         "The network produced invalid numbers upstream (check the learning rate, the input data "
+                         "and any sqrt or log in the model).")
     return x
 
 
@@ -61,41 +54,27 @@ def check_distances(x, name: str, allow_empty: bool = False, hint: str = "") -> 
 
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same shape (one row each per triplet), "
-            f"got {tuple(a.shape)} and {tuple(b.shape)}."
-        )
+        raise ValueError(f"{name_a} and {name_b} must have the same shape (one row each per triplet), "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}.")
 
 
 def check_labels(labels, n: int, device: torch.device | None = None) -> torch.Tensor:
-    """A 1-D integer tensor with one label per embedding row. A (n, 1) column is rejected, not
-    squeezed (that would hide the broadcasting mistake behind it); float and one-hot labels too."""
+    """A 1-D integer tensor with one label per embedding row. A (n, 1) column or one-hot (n, c) labels are
+    rejected, not squeezed: that would hide the broadcasting mistake behind them."""
     check_tensor(labels, "labels")
-    if labels.dim() == 2 and labels.shape[1] == 1:
-        raise ValueError(
-            f"labels has shape {tuple(labels.shape)}, a column; the losses need a 1-D tensor "
-            "of shape (n,). Use labels.view(-1) (or labels.squeeze(1))."
-        )
     if labels.dim() == 2:
-        raise ValueError(
-            f"labels has shape {tuple(labels.shape)}; it looks one-hot encoded. The losses "
-            "need one integer identity per row: use labels.argmax(dim=1)."
-        )
+        kind = "a column" if labels.shape[1] == 1 else "one-hot labels"
+        raise ValueError(f"labels has shape {tuple(labels.shape)}, {kind}; the losses need one integer identity "
+                         "per row, shape (n,). Use labels.view(-1) for a column, labels.argmax(dim=1) for one-hot.")
     if labels.dim() != 1:
         raise ValueError(f"labels must be 1-D with shape (n,), got shape {tuple(labels.shape)}.")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(
-            f"labels must be an integer tensor (identity ids), got dtype {labels.dtype}. "
-            "Float labels compare unreliably; use labels.long() if they hold whole numbers."
-        )
+        raise TypeError(f"labels must be an integer tensor (identity ids), got dtype {labels.dtype}. "
+                        "Float labels compare unreliably; use labels.long() if they hold whole numbers.")
     if labels.shape[0] != n:
-        raise ValueError(
-            f"labels has {labels.shape[0]} entries but there are {n} embeddings; "
-            "give exactly one label per embedding row."
-        )
-    if device is not None and labels.device != device:
-        labels = labels.to(device)
-    return labels
+        raise ValueError(f"labels has {labels.shape[0]} entries but there are {n} embeddings; "
+                         "give exactly one label per embedding row.")
+    return labels if device is None else labels.to(device)
 
 
 def check_whole_number(value, name: str, minimum: int = 1, why: str = "") -> int:

@@ -2,18 +2,10 @@
 
     python -m course_utils.lab notebooks/ [more flags of jupyter lab]
 
-- nbgrader is installed for instructors (the [instructor] extra, part of [dev]); its server
-  extensions (formgrader, assignment and course lists, validation) and its JupyterLab plugins
-  are switched off here, so a learner sees the course instead of grading tools that ask for
-  an nbgrader_config.py.
-- No "get notified about official Jupyter news?" prompt and no update check: the course
-  runs offline.
-- As root (a container, a cloud machine) JupyterLab refuses to start without --allow-root;
-  it is added, with a one-line note.
-
-The settings are written into a temporary folder that comes first on JUPYTER_CONFIG_PATH
-(above the environment's own configuration) and removed when JupyterLab stops. Flags given
-on the command line are passed on to ``jupyter lab`` after them.
+nbgrader's server extensions and JupyterLab plugins (installed for instructors) are switched off, so
+a learner sees the course, not grading tools; there is no news prompt and no update check (the course
+runs offline); as root, --allow-root is added with a one-line note. The settings go into a temporary
+folder first on JUPYTER_CONFIG_PATH, removed when JupyterLab stops.
 """
 from __future__ import annotations
 
@@ -35,15 +27,13 @@ NBGRADER_SERVER_EXTENSIONS = (
 # The package name disables every plugin whose id starts with "@jupyter/nbgrader:".
 NBGRADER_LAB_EXTENSION = "@jupyter/nbgrader"
 
-# jupyter_server_config.json: a disabled extension is not even imported, so these entries are
-# harmless where nbgrader is not installed.
+# A disabled extension is not even imported: harmless where nbgrader is not installed.
 SERVER_CONFIG = {
     "ServerApp": {"jpserver_extensions": {name: False for name in NBGRADER_SERVER_EXTENSIONS}},
     "LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"},
 }
-# The plugin that asks "Would you like to get notified about official Jupyter news?" and shows
-# news and update notices; news_url and check_for_updates_class (above) keep the server itself
-# from fetching them.
+# The "get notified about official Jupyter news?" plugin; news_url and check_for_updates_class (above)
+# keep the server itself from fetching news.
 ANNOUNCEMENTS_PLUGIN = "@jupyterlab/apputils-extension:announcements"
 # labconfig/page_config.json: JupyterLab has no command-line flag for disabled plugins.
 PAGE_CONFIG = {"disabledExtensions": {NBGRADER_LAB_EXTENSION: True, ANNOUNCEMENTS_PLUGIN: True}}

@@ -63,34 +63,19 @@ def _checked_rows(a, b, metric: str) -> torch.Tensor:
 
 
 def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise squared Euclidean distance ||a_i - b_i||^2.
-
-    Args:
-        a, b: (n, d) encodings.
-    Returns:
-        (n,) distances, exactly 0 for identical rows.
-    """
+    """Row-wise squared Euclidean distance ||a_i - b_i||^2 of (n, d) encodings a, b: (n,), exactly 0 for equal rows."""
     return _checked_rows(a, b, "squared_euclidean")
 
 
 def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Euclidean distance ||a_i - b_i|| with a finite gradient at 0.
-
-    Args:
-        a, b: (n, d) encodings.
-    Returns:
-        (n,) distances.
-    """
+    """Row-wise Euclidean distance ||a_i - b_i|| of (n, d) encodings a, b: (n,), with a finite gradient at 0."""
     return _checked_rows(a, b, "euclidean")
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine distance 1 - cos(a_i, b_i), in [0, 2].
+    """Row-wise cosine distance 1 - cos(a_i, b_i) of (n, d) encodings a, b: (n,), in [0, 2].
 
-    Args:
-        a, b: (n, d) encodings, no all-zero row.
-    Returns:
-        (n,) distances. An all-zero row raises ValueError (the angle is undefined).
+    An all-zero row raises ValueError: its angle is undefined.
     """
     return _checked_rows(a, b, "cosine")
 

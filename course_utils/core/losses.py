@@ -39,14 +39,12 @@ class DegenerateBatchWarning(UserWarning):
 
 
 class TripletStats(NamedTuple):
-    """What a batch loss averaged over (the same fields as ContrastiveStats).
-
-    Both are 0-dim int64 tensors on the embeddings' device: ``int(stats.num_active)`` reads one
-    (on a GPU, reading waits for the GPU).
+    """What a batch loss averaged over, as 0-dim int64 tensors on the embeddings' device.
 
     num_terms: triplets the loss considered (valid triplets for batch-all, anchors for
         batch-hard, positive pairs for semi-hard).
     num_active: how many of them had a positive loss (the ones that teach the network).
+    ``int(stats.num_active)`` reads one (on a GPU, reading waits for the GPU).
     """
 
     num_terms: torch.Tensor
@@ -55,23 +53,16 @@ class TripletStats(NamedTuple):
     @property
     def active_fraction(self) -> float:
         """num_active / num_terms as a Python float (a host read), 0.0 when the loss considered nothing."""
-        return _fraction(self.num_active, self.num_terms)
+        num_terms = int(self.num_terms)
+        return int(self.num_active) / num_terms if num_terms else 0.0
 
 
-def _fraction(num_active, num_terms) -> float:
-    num_terms = int(num_terms)
-    return int(num_active) / num_terms if num_terms else 0.0
-
-
-def _warn_if_degenerate(num_terms: torch.Tensor, labels: torch.Tensor) -> None:
-    """Warn (one host read) when the batch held no triplet: the loss is then an attached 0."""
+def _warn_if_degenerate(num_terms: torch.Tensor, labels: torch.Tensor,
+                        consequence: str = "The loss is 0 and this batch teaches nothing.") -> None:
+    """Warn (one host read) when the batch held no triplet (or pair): the loss is then an attached 0."""
     if int(num_terms) == 0:
-        warnings.warn(
-            f"{_degenerate_reason(labels)} The loss is 0 and this batch teaches nothing. Build batches "
-            "of P identities x K >= 2 pictures each (see course_utils.data.PKBatchSampler).",
-            DegenerateBatchWarning,
-            stacklevel=3,
-        )
+        warnings.warn(f"{_degenerate_reason(labels)} {consequence} Build batches of P >= 2 identities x K >= 2 "
+                      "pictures each (see course_utils.data.PKBatchSampler).", DegenerateBatchWarning, stacklevel=3)
 
 
 def _degenerate_reason(labels: torch.Tensor) -> str:
@@ -292,21 +283,12 @@ class TripletLoss(torch.nn.Module):
 # The contrastive loss: pairs instead of triplets.
 
 
-class ContrastiveStats(NamedTuple):
-    """What a contrastive loss averaged over (the same fields as TripletStats).
+class ContrastiveStats(TripletStats):
+    """TripletStats of a contrastive loss: num_terms counts the unordered pairs of the batch,
+    num_active the pairs with a positive loss (same-person pairs not yet at distance 0,
+    different-person pairs closer than the margin)."""
 
-    num_terms: unordered pairs of the batch (same-person and different-person).
-    num_active: pairs with a positive loss: every same-person pair that is not yet at
-        distance 0, and every different-person pair closer than the margin.
-    """
-
-    num_terms: torch.Tensor
-    num_active: torch.Tensor
-
-    @property
-    def active_fraction(self) -> float:
-        """num_active / num_terms as a Python float (a host read), 0.0 when the batch held no pair."""
-        return _fraction(self.num_active, self.num_terms)
+    __slots__ = ()
 
 
 def _check_margin(margin) -> float:
@@ -352,15 +334,10 @@ def contrastive_loss(
     pull = torch.where(same, dist**2 / 2, 0)  # (B, B)
     push = torch.where(different, (margin - dist).clamp_min(0) ** 2 / 2, 0)
     num_same, num_different = same.sum(), different.sum()
-    if check_values and (int(num_same) == 0 or int(num_different) == 0):
-        missing = "same-person" if int(num_same) == 0 else "different-person"
-        warnings.warn(
-            f"{_degenerate_reason(labels)} With no {missing} pair the contrastive loss only "
-            f"{'pushes' if missing == 'same-person' else 'pulls'}; the missing term counts 0. Build batches of "
-            "P >= 2 identities x K >= 2 pictures each (see course_utils.data.PKBatchSampler).",
-            DegenerateBatchWarning,
-            stacklevel=2,
-        )
+    if check_values and int(num_same) * int(num_different) == 0:
+        missing, only = ("same-person", "pushes") if int(num_same) == 0 else ("different-person", "pulls")
+        _warn_if_degenerate(0, labels, f"With no {missing} pair the contrastive loss only {only}; the missing term "
+                            "counts 0.")
     # Two means; an empty term's sum is 0, still attached to the graph, so backward() runs.
     loss = pull.sum() / num_same.clamp_min(1) + push.sum() / num_different.clamp_min(1)
     if return_stats:

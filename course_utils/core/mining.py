@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from course_utils._validate import check_choice, check_embeddings, check_labels, check_metric
-from course_utils.data.batches import Triplets, count_triplets
+from course_utils._validate import check_choice, check_embeddings, check_labels, check_metric, check_whole_number
+from course_utils.data.batches import Triplets
 from course_utils.core.distances import pairwise_distances
 
 STRATEGIES = ("all", "hard", "semihard", "random")
@@ -35,14 +35,6 @@ def valid_triplet_mask(labels: torch.Tensor) -> torch.Tensor:
     B^3 entries: meant for small teaching batches. The losses never build it.
     """
     return anchor_positive_mask(labels).unsqueeze(2) & anchor_negative_mask(labels).unsqueeze(1)
-
-
-def count_valid_triplets(labels: torch.Tensor) -> int:
-    """Number of valid triplets (True entries of ``valid_triplet_mask``) from the identity sizes, as an int.
-
-    The ``triplets`` field of ``course_utils.data.count_triplets``; labels: (B,) integer labels.
-    """
-    return count_triplets(labels).triplets
 
 
 def hardest_pairs(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -168,14 +160,9 @@ def random_triplets(labels: torch.Tensor, num_triplets: int, generator: torch.Ge
     return anchors, positive_idx[pick], negatives
 
 
-def mine_triplets(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    strategy: str = "all",
-    metric: str = "squared_euclidean",
-    num_triplets: int | None = None,
-    generator: torch.Generator | None = None,
-) -> Triplets:
+def mine_triplets(embeddings: torch.Tensor, labels: torch.Tensor, strategy: str = "all",
+                  metric: str = "squared_euclidean", num_triplets: int | None = None,
+                  generator: torch.Generator | None = None) -> Triplets:
     """Choose triplets from a batch.
 
     Args:
@@ -197,10 +184,7 @@ def mine_triplets(
     if strategy == "all":
         return all_triplets(labels)
     if strategy == "random":
-        if num_triplets is None:
-            num_triplets = len(labels)
-        if not isinstance(num_triplets, int) or num_triplets < 0:
-            raise ValueError(f"num_triplets must be a non-negative int, got {num_triplets!r}.")
+        num_triplets = len(labels) if num_triplets is None else check_whole_number(num_triplets, "num_triplets", 0)
         return random_triplets(labels, num_triplets, generator)
     with torch.no_grad():
         dist = pairwise_distances(embeddings, metric=metric)

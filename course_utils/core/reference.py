@@ -106,13 +106,8 @@ def all_triplets(labels: torch.Tensor) -> list[tuple[int, int, int]]:
     """Every valid (anchor, positive, negative) index triplet."""
     labels = labels.tolist()
     n = len(labels)
-    return [
-        (a, p, k)
-        for a in range(n)
-        for p in range(n)
-        for k in range(n)
-        if a != p and labels[a] == labels[p] and labels[k] != labels[a]
-    ]
+    return [(a, p, k) for a in range(n) for p in range(n) for k in range(n)
+            if a != p and labels[a] == labels[p] and labels[k] != labels[a]]
 
 
 def batch_all_triplet_loss(embeddings, labels, alpha=0.2, metric="squared_euclidean"):

@@ -124,8 +124,10 @@ def test_pairwise_refuses_bad_input():
 def test_miner_refuses_bad_strategy_and_count():
     with pytest.raises(ValueError, match="unknown strategy 'easy'"):
         mine_triplets(GOOD_X, GOOD_LABELS, "easy")
-    with pytest.raises(ValueError, match="num_triplets must be a non-negative int"):
+    with pytest.raises(ValueError, match="num_triplets must be a whole number >= 0, got -3"):
         mine_triplets(GOOD_X, GOOD_LABELS, "random", num_triplets=-3)
+    with pytest.raises(TypeError, match="num_triplets must be a whole number"):
+        mine_triplets(GOOD_X, GOOD_LABELS, "random", num_triplets=2.0)
 
 
 @pytest.mark.parametrize("value, error, message", [
