@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("course_utils", "course_instructor")
-MAX_FUNCTION_LINES, MAX_CLASS_LINES, MAX_CORE_LINES = 80, 250, 1200
+MAX_FUNCTION_LINES, MAX_CLASS_LINES, MAX_CORE_LINES, MAX_TOTAL_LINES, MAX_LINE_LENGTH = 80, 250, 1200, 5500, 120
 
 
 def _modules(*packages: str) -> list[Path]:
@@ -33,6 +33,19 @@ def test_no_class_over_250_lines():
 def test_the_core_a_learner_reads_stays_short():
     lines = sum(len(path.read_text().splitlines()) for path in _modules("course_utils/core"))
     assert lines <= MAX_CORE_LINES, f"course_utils/core has {lines} lines (limit {MAX_CORE_LINES})"
+
+
+def test_all_helper_code_stays_within_the_budget():
+    """`wc -l` over every .py file of both packages (issue 18: at most 5,500 lines)."""
+    lines = sum(len(path.read_text().splitlines()) for path in _modules(*PACKAGES))
+    assert lines <= MAX_TOTAL_LINES, f"course_utils + course_instructor have {lines} lines (limit {MAX_TOTAL_LINES})"
+
+
+def test_no_line_over_120_characters():
+    """The line budget is not met by packing code into long lines."""
+    long = [f"{path.relative_to(ROOT)}:{number}" for path in _modules(*PACKAGES)
+            for number, line in enumerate(path.read_text().splitlines(), 1) if len(line) > MAX_LINE_LENGTH]
+    assert long == [], f"lines over {MAX_LINE_LENGTH} characters: {long}"
 
 
 @pytest.mark.parametrize("path", _modules("course_utils"), ids=lambda p: str(p.relative_to(ROOT)))
