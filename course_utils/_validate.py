@@ -63,9 +63,9 @@ def check_labels(labels, n: int, device: torch.device | None = None) -> torch.Te
     rejected, not squeezed: that would hide the broadcasting mistake behind them."""
     check_tensor(labels, "labels")
     if labels.dim() == 2:
-        kind = "a column" if labels.shape[1] == 1 else "one-hot labels"
+        kind, fix = ("a column", "labels.view(-1)") if labels.shape[1] == 1 else ("one-hot", "labels.argmax(dim=1)")
         raise ValueError(f"labels has shape {tuple(labels.shape)}, {kind}; the losses need one integer identity "
-                         "per row, shape (n,). Use labels.view(-1) for a column, labels.argmax(dim=1) for one-hot.")
+                         f"per row, shape (n,): use {fix}.")
     if labels.dim() != 1:
         raise ValueError(f"labels must be 1-D with shape (n,), got shape {tuple(labels.shape)}.")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
