@@ -79,7 +79,8 @@ def _generator(seed: int, salt: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + salt) % (2**63 - 1))  # a salt per exercise
 
 
-def _tenths(generator: torch.Generator, *shape: int, low: int = -20, high: int = 20, step: float = 10) -> torch.Tensor:
+def _fractions(generator: torch.Generator, *shape: int, low: int = -20, high: int = 20,
+               step: float = 10) -> torch.Tensor:
     """Random float32 multiples of 1/step (step 4 or 8: squares and sums stay exact, so ties stay ties)."""
     return torch.randint(low, high + 1, shape, generator=generator).float() / step
 
@@ -92,30 +93,30 @@ def _checked(exercise: Exercise, *cases: Case, after_cases: tuple = ()) -> tuple
 
 def _distance_matrix_cases(seed: int) -> tuple:
     g = _generator(seed, 1)
-    three = _tenths(g, 2, 4)
-    return (*_checked(DISTANCE_MATRIX, Case("seven random points in 3-D", (_tenths(g, 7, 3),)),
-                      Case("a single point in 5-D", (_tenths(g, 1, 5),)),
+    three = _fractions(g, 2, 4)
+    return (*_checked(DISTANCE_MATRIX, Case("seven random points in 3-D", (_fractions(g, 7, 3),)),
+                      Case("a single point in 5-D", (_fractions(g, 1, 5),)),
                       Case("four points in 4-D, three of them equal", (three[[0, 0, 0, 1]],))),
             # The visible check's clamp and loop tests after a hidden case (a looked-up answer fails that first).
             *_checked(DISTANCE_MATRIX, Case("30 random points in 8-D, then no negative distance and no Python loop",
-                                            (_tenths(g, 30, 8),)), after_cases=DISTANCE_MATRIX.after_cases))
+                                            (_fractions(g, 30, 8),)), after_cases=DISTANCE_MATRIX.after_cases))
 
 
 def _triplet_loss_cases(seed: int) -> tuple:
     g = _generator(seed, 2)
-    same = _tenths(g, 3, 4)
+    same = _fractions(g, 3, 4)
     return _checked(
-        TRIPLET_LOSS, Case("six random triplets in 5-D, alpha = 0.35", (*_tenths(g, 3, 6, 5), 0.35)),
-        Case("one triplet in 1-D, alpha = 1.0", (*_tenths(g, 3, 1, 1), 1.0)),
+        TRIPLET_LOSS, Case("six random triplets in 5-D, alpha = 0.35", (*_fractions(g, 3, 6, 5), 0.35)),
+        Case("one triplet in 1-D, alpha = 1.0", (*_fractions(g, 3, 1, 1), 1.0)),
         Case("a tie d(A,P) = d(A,N) and alpha = 0 (loss 0)",
              (torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, -1.0]]), 0.0)),
         Case("three triplets whose positive is the anchor itself, alpha = 0.5",
-             (same, same.clone(), _tenths(g, 3, 4), 0.5)))
+             (same, same.clone(), _fractions(g, 3, 4), 0.5)))
 
 
 def _mean_over_active_cases(seed: int) -> tuple:
     g = _generator(seed, 3)
-    mixed = _tenths(g, 8, low=0, high=12) * (torch.rand(8, generator=g) < 0.6)
+    mixed = _fractions(g, 8, low=0, high=12) * (torch.rand(8, generator=g) < 0.6)
     mixed[0], mixed[1] = 0.0, 0.4  # at least one inactive and one active triplet
     return (*_checked(MEAN_OVER_ACTIVE, Case("eight random losses, some of them 0", (mixed,)),
                       Case("one loss, positive", (torch.tensor([0.7]),))),
@@ -171,7 +172,7 @@ def _training_step_cases(seed: int) -> tuple:
 
 
 def _verify_cases(seed: int) -> tuple:
-    quarters = partial(_tenths, _generator(seed, 7), low=-8, high=8, step=4)
+    quarters = partial(_fractions, _generator(seed, 7), low=-8, high=8, step=4)
     a, b, one = quarters(5, 4), quarters(5, 4), quarters(6)
     at_threshold = float(((a[2] - b[2]) ** 2).sum())  # pair 2 lies exactly on the threshold
     return _checked(
@@ -183,7 +184,7 @@ def _verify_cases(seed: int) -> tuple:
 
 
 def _error_rates_cases(seed: int) -> tuple:
-    eighths = partial(_tenths, _generator(seed, 8), step=8)
+    eighths = partial(_fractions, _generator(seed, 8), step=8)
     same, different = eighths(4, low=0, high=12), eighths(8, low=6, high=24)
     thresholds = torch.cat([same[:2], different[:1], eighths(2, low=0, high=24)])  # some exactly on a distance
     return _checked(
