@@ -40,7 +40,9 @@ from pytorch_metric_learning import miners as pml_miners
 from course_utils.data import load_digits_dataset, make_synthetic_faces, split_by_identity
 from course_utils.core.losses import TripletLoss
 from course_utils.training.models import EmbeddingNet
-from course_utils.training.trainer import Trainer, describe_device, training_step
+from course_utils.training.device import describe_device
+from course_utils.training.step import training_step
+from course_utils.training.trainer import Trainer
 
 ALPHA = 0.2
 # Which PML run each course run is compared with (the first is the pairing).

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from course_utils.training.device import pick_device
+
 MODES = ("auto", "quick", "full")
 
 
@@ -21,19 +23,6 @@ class Settings:
 
     def __str__(self) -> str:
         return f"device={self.device.type}, mode={'quick' if self.quick else 'full'}, seed={self.seed}"
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """"auto" gives cuda if available, then mps, then cpu; anything else is taken as asked."""
-    if requested != "auto":
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'.")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
 
 
 def seed_everything(seed: int) -> None:

@@ -23,7 +23,7 @@ from course_utils._validate import check_alpha, check_embeddings, check_labels, 
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.losses import TripletLoss
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs
-from course_utils.lessons.notebook import pick_device
+from course_utils.training.device import pick_device
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 

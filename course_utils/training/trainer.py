@@ -18,32 +18,17 @@ from course_utils._validate import check_labels, check_positive, check_tensor, c
 from course_utils.core.losses import DegenerateBatchWarning
 from course_utils.data import PKBatchSampler
 from course_utils.evaluation.retrieval import embed, retrieval_metrics
-from course_utils.lessons.notebook import pick_device
 from course_utils.training import distributed
 from course_utils.training.checkpoints import CHECKPOINT_FORMAT, CheckpointError, fingerprint, read_checked
 from course_utils.training.checkpoints import save_atomically
+from course_utils.training.device import describe_device, mixed_precision_dtype, pick_device
 from course_utils.training.step import LossWithStats, batch_diagnostics, training_step, unpack_step
 
-__all__ = ["CheckpointError", "CollapseWarning", "Trainer", "describe_device", "mixed_precision_dtype", "training_step"]
+__all__ = ["CheckpointError", "CollapseWarning", "Trainer", "training_step"]
 
 
 class CollapseWarning(UserWarning):
     """All encodings are (nearly) the same point: the loss sits at its collapsed value and nothing is learned."""
-
-
-def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bfloat16 on CUDA GPUs that have it, else float16 (with a gradient scaler); None off CUDA."""
-    return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if device.type == "cuda" else None
-
-
-def describe_device(device: torch.device, amp_dtype: torch.dtype | None = None) -> str:
-    """One line naming the device and how it computes, for the start of a run."""
-    if device.type == "cuda":
-        precision = {torch.bfloat16: "bfloat16", torch.float16: "float16 + gradient scaler"}.get(amp_dtype, "float32")
-        return f"cuda ({torch.cuda.get_device_name(device)}), {precision} mixed precision, channels_last"
-    n = torch.get_num_threads()
-    threads = f" ({n} thread{'s' if n > 1 else ''})" if device.type == "cpu" else ""
-    return f"{device.type}{threads}, float32"
 
 
 def looks_collapsed(mean_d_an: float, loss: float, collapsed_loss: float | None) -> bool:

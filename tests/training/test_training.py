@@ -13,7 +13,7 @@ from course_utils.data import PKBatchSampler, make_synthetic_faces
 from course_utils.core.distances import pairwise_distances
 from course_utils.core.losses import ContrastiveLoss, TripletLoss, batch_all_triplet_loss, batch_hard_triplet_loss
 from course_utils.training.models import EmbeddingNet
-from course_utils.lessons.notebook import pick_device
+from course_utils.training.device import describe_device, mixed_precision_dtype, pick_device
 from course_utils.training.distributed import GlobalMiningTripletLoss
 from course_utils.training.checkpoints import fingerprint as _fingerprint
 from course_utils.training.step import batch_diagnostics
@@ -21,9 +21,7 @@ from course_utils.training.trainer import (
     CheckpointError,
     CollapseWarning,
     Trainer,
-    describe_device,
     looks_collapsed,
-    mixed_precision_dtype,
     training_step,
 )
 from host_reads import count_host_reads
