@@ -7,6 +7,7 @@ import torch
 
 from batches import KINDS, make_batch
 from host_reads import count_host_reads
+from course_utils import _validate
 from course_utils.core.losses import (
     ContrastiveLoss,
     ContrastiveStats,
@@ -20,7 +21,7 @@ from course_utils.core.losses import (
     triplet_loss,
 )
 
-METRICS = ["squared_euclidean", "euclidean", "cosine"]
+METRICS = list(_validate.METRICS)  # every distance the course knows
 FUNCTIONS = {
     "batch-all": batch_all_triplet_loss,
     "batch-hard": batch_hard_triplet_loss,

@@ -4,6 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from course_utils import _validate
 from course_utils.core.losses import (
     batch_all_triplet_loss,
     batch_hard_triplet_loss,
@@ -12,7 +13,7 @@ from course_utils.core.losses import (
 )
 
 LOSSES = [batch_all_triplet_loss, batch_hard_triplet_loss, batch_semihard_triplet_loss]
-METRICS = ["squared_euclidean", "euclidean", "cosine"]
+METRICS = list(_validate.METRICS)  # every distance the course knows
 SETTINGS = settings(max_examples=25, deadline=None)
 
 
