@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from course_utils._validate import check_choice, check_embeddings, check_labels, check_metric, check_whole_number
-from course_utils.data.batches import Triplets
+from course_utils.data.batches import Triplets, count_triplets, make_random_triplets
 from course_utils.core.distances import pairwise_distances
 
 STRATEGIES = ("all", "hard", "semihard", "random")
@@ -142,24 +142,6 @@ def all_triplets(labels: torch.Tensor) -> Triplets:
     return anchor_idx[pair_idx], positive_idx[pair_idx], negative_idx
 
 
-def random_triplets(labels: torch.Tensor, num_triplets: int, generator: torch.Generator | None = None) -> Triplets:
-    """num_triplets valid triplets drawn at random: a random positive pair, then a random negative of its anchor."""
-    anchor_positive = anchor_positive_mask(labels)
-    anchor_negative = anchor_negative_mask(labels)
-    anchor_idx, positive_idx = anchor_positive.nonzero(as_tuple=True)
-    has_negative = anchor_negative[anchor_idx].any(dim=1)
-    anchor_idx, positive_idx = anchor_idx[has_negative], positive_idx[has_negative]
-    if anchor_idx.numel() == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=labels.device)
-        return empty, empty, empty
-    device = labels.device
-    pick = torch.randint(len(anchor_idx), (num_triplets,), generator=generator, device="cpu").to(device)
-    anchors = anchor_idx[pick]
-    weights = anchor_negative[anchors].float().cpu()
-    negatives = torch.multinomial(weights, 1, generator=generator).flatten().to(device)
-    return anchors, positive_idx[pick], negatives
-
-
 def mine_triplets(embeddings: torch.Tensor, labels: torch.Tensor, strategy: str = "all",
                   metric: str = "squared_euclidean", num_triplets: int | None = None,
                   generator: torch.Generator | None = None) -> Triplets:
@@ -170,7 +152,7 @@ def mine_triplets(embeddings: torch.Tensor, labels: torch.Tensor, strategy: str 
         labels: (B,) integer identity labels.
         strategy: "all" (every valid triplet), "hard" (batch-hard: one per anchor with its
             farthest positive and closest negative), "semihard" (one per positive pair, see
-            `semihard_negatives`) or "random" (num_triplets valid triplets at random).
+            `semihard_negatives`) or "random" (num_triplets at random, as `data.make_random_triplets` draws them).
         metric: distance used to rank candidates.
         num_triplets: how many triplets "random" draws (default: B).
         generator: torch.Generator for "random", for repeatable draws.
@@ -185,7 +167,9 @@ def mine_triplets(embeddings: torch.Tensor, labels: torch.Tensor, strategy: str 
         return all_triplets(labels)
     if strategy == "random":
         num_triplets = len(labels) if num_triplets is None else check_whole_number(num_triplets, "num_triplets", 0)
-        return random_triplets(labels, num_triplets, generator)
+        if count_triplets(labels).triplets == 0:  # nothing to draw from
+            return all_triplets(labels)  # three empty index tensors
+        return make_random_triplets(labels, num_triplets, generator=generator)
     with torch.no_grad():
         dist = pairwise_distances(embeddings, metric=metric)
     if strategy == "hard":

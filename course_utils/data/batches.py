@@ -129,9 +129,11 @@ class PKBatchSampler(Sampler[list[int]]):
         return batches[torch.randperm(self._num_batches, generator=generator)][self.rank :: self.world_size]
 
 
-def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0) -> Triplets:
+def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0,
+                         generator: torch.Generator | None = None) -> Triplets:
     """n random valid (anchor_idx, positive_idx, negative_idx): anchor uniform among pictures with a positive,
-    then positive and negative uniform; three (n,) long tensors on labels' device."""
+    then positive and negative uniform; three (n,) long tensors on labels' device. A CPU `generator`, when given,
+    is drawn from instead of the seed's (the "random" miner passes its own)."""
     labels = _check_label_vector(labels)
     check_whole_number(n, "n", minimum=0)
     device, labels = labels.device, labels.cpu()
@@ -145,7 +147,7 @@ def make_random_triplets(labels: torch.Tensor, n: int, seed: int = 0) -> Triplet
     # Per sorted position: its identity's start and size.
     size_at, start_at = torch.repeat_interleave(sizes, sizes), torch.repeat_interleave(starts, sizes)
     with_positive = (size_at >= 2).nonzero().flatten()
-    uniforms = torch.rand(3, n, generator=keyed_generator(seed), dtype=torch.float64)
+    uniforms = torch.rand(3, n, generator=generator or keyed_generator(seed), dtype=torch.float64)
     anchor = with_positive[_below(uniforms[0], len(with_positive))]
     size, start = size_at[anchor], start_at[anchor]
     # Positive: 1 .. size - 1 places further round the anchor's identity (never itself).
