@@ -28,7 +28,7 @@ from course_utils._validate import (
 )  # fmt: skip
 from course_utils.core.distances import matrix_distances, row_distances
 from course_utils.core.mining import anchor_negative_mask, anchor_positive_mask, hardest_pairs
-from course_utils.core.mining import run_lasts, run_starts, semihard_negative_columns, sort_rows
+from course_utils.core.mining import semihard_negative_columns, sort_rows
 
 REDUCTIONS = ("none", "sum", "mean")
 MININGS = ("all", "hard", "semihard")
@@ -142,16 +142,17 @@ def batch_all_triplet_loss(
     with torch.no_grad():  # counting: the counts are constant where the loss has a gradient
         # keys[a, j]: t(a, j) for a positive j, d(a, j) for a negative (and for a itself, unused).
         keys = dist + alpha * anchor_positive  # (B, B)
-        sorted_keys, order = sort_rows(keys)  # (B, B), each row ascending
+        # Ties: a negative equal to t has loss exactly 0, inactive. Sorting the thresholds before
+        # equal negatives makes "before" mean strictly below and "after" strictly above.
+        order = sort_rows(keys, first_at_ties=anchor_positive)  # (B, B), each row ascending
         is_negative = anchor_negative.gather(1, order)  # (B, B) in sorted order
         is_threshold = anchor_positive.gather(1, order)
-        # Ties: a negative equal to t has loss exactly 0, inactive; so count strictly below / above.
-        negatives_before = is_negative.cumsum(dim=1, dtype=torch.int32) - is_negative.int()  # (B, B): at ranks < k
-        thresholds_upto = is_threshold.cumsum(dim=1, dtype=torch.int32)  # (B, B): at ranks <= k
-        negatives_below = negatives_before.gather(1, run_starts(sorted_keys))  # (B, B)
-        thresholds_above = thresholds_upto[:, -1:] - thresholds_upto.gather(1, run_lasts(sorted_keys))  # (B, B)
-        active = torch.where(is_threshold, negatives_below, 0)  # (B, B): c(a, p) at p's rank
-        weight = active - torch.where(is_negative, thresholds_above, 0)  # (B, B), sorted order
+        # At a threshold's rank the negatives up to it are the ones before it, and vice versa.
+        negatives_upto = is_negative.cumsum(dim=1, dtype=torch.int32)  # (B, B): at ranks <= k
+        thresholds_upto = is_threshold.cumsum(dim=1, dtype=torch.int32)
+        active = torch.where(is_threshold, negatives_upto, 0)  # (B, B): c(a, p) at p's rank
+        thresholds_after = thresholds_upto[:, -1:] - thresholds_upto  # (B, B): at ranks > k
+        weight = active - torch.where(is_negative, thresholds_after, 0)  # (B, B), sorted order
         weight = torch.empty_like(weight).scatter_(1, order, weight)  # (B, B), column order
     num_active = active.sum()
     # The summed loss sum_(a,p) c (d(a,p) + alpha) - sum_(a,n) (pairs of n) d(a,n), whose gradient

@@ -56,43 +56,29 @@ def hardest_pairs(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return positive_idx, negative_idx, has_both
 
 
-def sort_rows(values: torch.Tensor, descending: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort each row of a float matrix of numbers >= 0 (distances): (sorted values, order).
+def sort_rows(values: torch.Tensor, first_at_ties: torch.Tensor, descending: bool = False) -> torch.Tensor:
+    """Sort each row of a (B, n) matrix of numbers >= 0 (distances); among equal values the
+    entries where ``first_at_ties`` (B, n) bool is True come first. Returns (B, n) long:
+    order[a, k] is the column of row a at rank k.
 
-    IEEE floats >= 0 are ordered like their bit patterns read as integers, and torch sorts
-    integers about a third faster than floats on the CPU, so the bits are sorted.
+    The tie rule is what "strictly closer" and "strictly farther" need when distances tie.
+    IEEE floats >= 0 are ordered like their bit patterns read as integers, so for float32 each
+    entry becomes one int64 key (row, value bits, tie bit) and one flat integer sort orders
+    every row (a radix sort for large batches: on one CPU thread 2-3 times faster than sorting
+    row by row). float64 has no spare bits: two stable row sorts.
     """
-    bits = values.view(torch.int32 if values.element_size() == 4 else torch.int64)  # no copy
-    sorted_bits, order = bits.sort(dim=1, descending=descending)
-    return sorted_bits.view(values.dtype), order
-
-
-def _running(marked: torch.Tensor, last: bool) -> torch.Tensor:
-    """(B, n) bool -> (B, n) long: for each k, the last marked position <= k (-1 if none) or,
-    with last=False, the first marked position >= k (n if none). Scanned as floats (exact
-    below 2^24): torch's cummax and cummin are several times faster on the CPU for floats.
-    """
-    n = marked.shape[1]
-    position = torch.arange(n, device=marked.device, dtype=torch.float32)
-    if last:
-        return torch.where(marked, position, -1.0).cummax(dim=1).values.long()
-    return torch.where(marked, position, float(n)).flip(1).cummin(dim=1).values.flip(1).long()  # from the right
-
-
-def run_starts(sorted_rows: torch.Tensor) -> torch.Tensor:
-    """(B, n) sorted rows -> (B, n) long: where the run of entries equal to entry [a, j] starts.
-
-    The entries before it are strictly smaller (ascending rows) or larger (descending): what
-    "strictly closer" and "strictly farther" need when distances tie.
-    """
-    new_run = F.pad(sorted_rows[:, 1:] != sorted_rows[:, :-1], (1, 0), value=True)  # (B, n): a run starts at j
-    return _running(new_run, last=True)
-
-
-def run_lasts(sorted_rows: torch.Tensor) -> torch.Tensor:
-    """(B, n) sorted rows -> (B, n) long: where the run of entries equal to entry [a, j] ends (its last entry)."""
-    next_is_new = F.pad(sorted_rows[:, 1:] != sorted_rows[:, :-1], (0, 1), value=True)  # a run starts at j + 1
-    return _running(next_is_new, last=False)
+    rows, n = values.shape
+    if values.dtype == torch.float64:
+        by_tie = (~first_at_ties).to(torch.uint8).argsort(dim=1, stable=True)  # (B, n)
+        return by_tie.gather(1, values.gather(1, by_tie).sort(dim=1, descending=descending, stable=True).indices)
+    bits = values.view(torch.int32) & 0x7FFFFFFF  # (B, n); the mask turns -0.0 into +0.0
+    if descending:
+        bits = 0x7FFFFFFF - bits
+    row = torch.arange(rows, device=values.device).unsqueeze(1)  # (B, 1)
+    keys = bits.long() << 1  # (B, n) int64 keys: the row, then the value bits, then the tie bit
+    keys += row << 33
+    keys += ~first_at_ties
+    return keys.flatten().sort().indices.view(rows, n) - row * n  # (B, n): flat positions -> columns
 
 
 def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -100,8 +86,8 @@ def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch
 
     For a pair (a, p): the closest negative n with d(a, n) > d(a, p) (strictly), else the
     farthest negative. Instead of comparing every negative with every positive (B^3), each
-    row of the distance matrix is sorted once, from the farthest to the closest: the chosen
-    negative is the last negative before the run of distances equal to d(a, p).
+    row of the distance matrix is sorted once, farthest first, with negatives after the other
+    entries at equal distance: the chosen negative is the last negative before p.
 
     Args:
         dist: (B, B) distances (not differentiated); labels: (B,) integer labels.
@@ -109,14 +95,16 @@ def semihard_negative_columns(dist: torch.Tensor, labels: torch.Tensor) -> torch
         (B, B) long: column of the negative chosen for (a, j); meaningful for positive pairs
         whose anchor has a negative.
     """
-    sorted_dist, order = sort_rows(dist, descending=True)  # (B, B); order[a, k]: column at rank k
-    is_negative = anchor_negative_mask(labels).gather(1, order)  # (B, B) in sorted order
-    # last_negative[a, k]: last negative at rank < k (< 0: none, no negative is that far); the
-    # mask is shifted one rank to the right, so its positions are one more than the ranks.
-    last_negative = _running(F.pad(is_negative[:, :-1], (1, 0), value=False), last=True) - 1  # (B, B)
-    chosen = last_negative.gather(1, run_starts(sorted_dist))  # (B, B): closest negative strictly farther
-    farthest = (is_negative.cumsum(dim=1, dtype=torch.int32) == 0).sum(dim=1, keepdim=True)  # (B, 1): first negative
-    chosen = torch.where(chosen >= 0, chosen, farthest).clamp_max(dist.shape[1] - 1)  # a has none: unused
+    negative = anchor_negative_mask(labels)
+    order = sort_rows(dist, first_at_ties=~negative, descending=True)  # (B, B); order[a, k]: column at rank k
+    is_negative = negative.gather(1, order)  # (B, B) in sorted order
+    farthest = is_negative.to(torch.uint8).argmax(dim=1, keepdim=True)  # (B, 1): rank of the first negative
+    # chosen[a, k]: the last negative at a rank < k, else the farthest (the first). A running max of
+    # ranks started at the first negative's rank gives both. Ranks as floats: torch's cummax is
+    # several times faster on the CPU for floats (exact below 2^24).
+    negative_before = F.pad(is_negative[:, :-1], (1, 0), value=False)  # (B, B): rank k - 1 is a negative
+    rank_before = torch.arange(-1, dist.shape[1] - 1, device=dist.device, dtype=torch.float32)  # (B,): k - 1
+    chosen = torch.where(negative_before, rank_before, farthest.float()).cummax(dim=1).values.long()  # (B, B)
     chosen_column = order.gather(1, chosen)  # (B, B), still in sorted order
     return torch.empty_like(order).scatter_(1, order, chosen_column)  # back to column order: [a, j]
 

@@ -118,6 +118,25 @@ def test_mined_route_equals_fused_route(seed, metric):
     assert torch.allclose(batch_semihard_triplet_loss(x, labels, alpha, metric), gathered("semihard").mean(), atol=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_float32_path_with_ties_matches_reference(seed):
+    """Training runs in float32, where batch-all and semi-hard sort one flat int64 key per entry
+    (float64 uses row sorts): on a grid of tied and zero distances it must give the reference's
+    triplets and values, and on a large tied batch the float64 path's."""
+    x, labels = make_batch(seed, "ties", dtype=torch.float32, max_size=24)
+    for alpha in ALPHAS:  # integer distances: ties are exact in float32 too
+        loss, stats = batch_all_triplet_loss(x, labels, alpha, return_stats=True)
+        expected, valid, active = reference.batch_all_triplet_loss(x.double(), labels, alpha)
+        assert (int(stats.num_terms), int(stats.num_active)) == (valid, active)
+        assert math.isclose(loss.item(), float(expected), abs_tol=1e-6)
+        expected = reference.batch_semihard_triplet_loss(x.double(), labels, alpha)
+        assert math.isclose(batch_semihard_triplet_loss(x, labels, alpha).item(), float(expected), abs_tol=1e-6)
+    big = torch.randint(-1, 2, (256, 3), generator=torch.Generator().manual_seed(seed)).float()
+    big_labels = torch.arange(256) % 16
+    for loss_fn in (batch_all_triplet_loss, batch_semihard_triplet_loss):
+        assert math.isclose(loss_fn(big, big_labels).item(), loss_fn(big.double(), big_labels).item(), abs_tol=1e-6)
+
+
 @pytest.mark.parametrize("loss_fn", [batch_all_triplet_loss, batch_hard_triplet_loss, batch_semihard_triplet_loss])
 @pytest.mark.parametrize("seed", range(3))
 def test_gradients_match_reference(loss_fn, seed):
