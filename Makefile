@@ -111,4 +111,4 @@ clean:
 notebooks: setup
 	$(TEST_ENV) COURSE_MODE=quick CUDA_VISIBLE_DEVICES= $(ENV_DIR)/bin/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.store_widget_state=False \
-	  --ExecutePreprocessor.kernel_name=python3 $(or $(NB),notebooks/[0-9]*.ipynb)
+	  --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.record_timing=False $(or $(NB),notebooks/[0-9]*.ipynb)
