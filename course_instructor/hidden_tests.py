@@ -20,6 +20,7 @@ from course_utils.checks.masks import SEMIHARD_MASK, VALID_TRIPLET_MASK
 from course_utils.checks.recognition import ERROR_RATES, VERIFY
 from course_utils.checks.runner import Case, CheckResult, Exercise, collect_answers, judge
 from course_utils.checks.training import training_step_exercise
+from course_utils.core import reference
 from course_utils.core.losses import TripletLoss
 
 # The MIME type of the report a hidden test cell displays (read back by course_instructor.grading).
@@ -137,7 +138,7 @@ def _valid_triplet_mask_cases(seed: int) -> tuple:
 
 def _semihard_mask_cases(seed: int) -> tuple:
     points = torch.randint(-3, 4, (10, 2), generator=_generator(seed, 5)).float()
-    grid = (points.unsqueeze(1) - points.unsqueeze(0)).pow(2).sum(dim=2)
+    grid = reference.pairwise_distances(points).float()  # whole numbers, with ties
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
     line = torch.tensor([0, 0.5, 0.25, 0.5, 0.75, -0.625, 1.0])  # pair at 0.5; negatives at 0.25, 0.5, 0.75, 0.625, 1
     return _checked(
@@ -226,8 +227,10 @@ def _judge_run(everything: Exercise, number: int, function) -> CheckResult:
     """Run `number` of name_the_failure alone; a wrong name is explained by the learner's answers on all runs
     (one run cannot tell two mistakes apart)."""
     verdict = judge(function, replace(everything, cases=(everything.cases[number],)))
+    if verdict:  # right on this run: the other runs are not needed
+        return verdict
     every = collect_answers(function, everything, requires_grad=False)
-    if verdict or isinstance(every, CheckResult):
+    if isinstance(every, CheckResult):
         return verdict
     return everything.explain(everything, number, every, everything.expected(*everything.cases[number].args))
 

@@ -1,11 +1,14 @@
 """The one runner behind every exercise check: `judge` calls a learner's function on an `Exercise`'s cases,
-compares each answer with `course_utils.core.reference` and names the typical `Mistake` that reproduces a wrong one."""
+compares each answer with the exercise's slow expected answer (built on `course_utils.core.reference`) and
+names the typical `Mistake` that reproduces a wrong one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import torch
+
+from course_utils.core import reference
 
 # Errors with a known cause, whatever the exercise: (phrase in the error message, mistake name, hint).
 KNOWN_ERRORS = (
@@ -45,8 +48,10 @@ def grid(*rows) -> torch.Tensor:
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """float64 ||a - b||² over the last axis: of one pair of vectors (0-d) or of each pair of rows ((n,))."""
-    return ((a.double() - b.double()) ** 2).sum(dim=-1)
+    """float64 d(a, b) = ||a - b||² by `reference.distance`: of two vectors (0-d) or of each pair of rows ((n,))."""
+    if a.dim() == 1:
+        return reference.distance(a, b)
+    return torch.stack([reference.distance(x, y) for x, y in zip(a, b)]) if len(a) else a.new_zeros(0).double()
 
 
 def same(answer, expected) -> bool:
