@@ -20,7 +20,8 @@ from course_utils.training.models import EmbeddingNet
 from course_utils.training.trainer import Trainer
 
 DEFAULT_P = 32  # lowered to the number of training identities of a smaller dataset
-_LOADERS = {"synthetic-faces": "make_synthetic_faces", "digits": "load_digits_dataset",  # in course_utils.data
+# Names in course_utils.data, looked up when a run starts, so a test can stand in a fake loader.
+_LOADERS = {"synthetic-faces": "make_synthetic_faces", "digits": "load_digits_dataset",
             "olivetti": "load_olivetti_faces", "lfw": "load_lfw_people", "mnist": "load_mnist"}
 
 

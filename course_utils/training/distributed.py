@@ -45,19 +45,18 @@ def world_size() -> int:
 
 def init_from_environment(device: str = "auto") -> torch.device:
     """Join the process group torchrun set up, if any; the device this process trains on (on CUDA: LOCAL_RANK's)."""
-    environ = os.environ
     chosen = pick_device(device)
-    present = [name for name in LAUNCH_VARIABLES if environ.get(name)]
+    present = [name for name in LAUNCH_VARIABLES if os.environ.get(name)]
     if not present:
         return chosen
     if len(present) < len(LAUNCH_VARIABLES):
         raise ValueError(f"distributed training needs {', '.join(LAUNCH_VARIABLES)}, but only {', '.join(present)} "
                          "are set. Start the processes with torchrun, or unset them for a single-process run.")
     if chosen.type == "cuda":
-        chosen = torch.device("cuda", int(environ.get("LOCAL_RANK", "0")))
+        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(chosen)
     dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", init_method="env://",
-                            rank=int(environ["RANK"]), world_size=int(environ["WORLD_SIZE"]))
+                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
     return chosen
 
 

@@ -43,8 +43,9 @@ def save_weights(model: EmbeddingNet, path: str | Path, metadata: dict) -> Path:
     text = json.dumps(sidecar, indent=2) + "\n"  # fails before anything is written if metadata is not JSON
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
-    path.with_suffix(".json").write_text(text)
-    return path.with_suffix(".json")
+    sidecar_path = path.with_suffix(".json")
+    sidecar_path.write_text(text)
+    return sidecar_path
 
 
 def load_pretrained(path: str | Path = DEFAULT_WEIGHTS, device: torch.device | str = "cpu") -> Pretrained:

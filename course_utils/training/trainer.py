@@ -78,11 +78,11 @@ class Trainer:
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = self.network = model.to(self.device, memory_format=memory_format)
         if distributed.is_distributed():  # DDP averages the gradients of all ranks in backward()
-            self.network = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.channels_last
-                                                   else None)
+            on_cuda = self.device.type == "cuda"
+            self.network = DistributedDataParallel(self.model, device_ids=[self.device.index] if on_cuda else None)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         float16 = self.amp_dtype is torch.float16  # bfloat16 has float32's range: no scaler
-        self.scaler = torch.amp.GradScaler("cuda" if self.channels_last else "cpu", enabled=float16)
+        self.scaler = torch.amp.GradScaler("cuda" if self.device.type == "cuda" else "cpu", enabled=float16)
         self.sampler = PKBatchSampler(train_labels.cpu(), p=p, k=k, seed=seed, rank=self.rank,
                                       world_size=self.world_size)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
