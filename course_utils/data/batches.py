@@ -22,8 +22,8 @@ class TripletCount(NamedTuple):
 
 def keyed_generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU torch.Generator that depends only on the ints (seed, *keys) >= 0; nearby keys give unrelated streams."""
-    for value in (seed, *keys):
-        check_whole_number(value, "seed", minimum=0)
+    for name, value in (("seed", seed), *((f"key {i}", key) for i, key in enumerate(keys))):
+        check_whole_number(value, name, minimum=0)
     state = np.random.SeedSequence([seed, *keys]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 

@@ -16,7 +16,7 @@ UNKNOWN = "unknown"
 
 
 class Gallery:
-    """Enrolled names and their unit-length encodings, (people, D) float32, one row per name."""
+    """Enrolled names and their unit-length encodings (all-zero stays 0), (people, D) float32, one row per name."""
 
     def __init__(self):
         self.names: list[str] = []

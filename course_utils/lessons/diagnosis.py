@@ -1,4 +1,4 @@
-"""Name the likely failure of a triplet-loss run from its per-step records (notebook 08, the failure lab)."""
+"""Name the likely failure of a triplet-loss run from its records, one per step or epoch (notebook 08)."""
 from __future__ import annotations
 
 import math
@@ -35,8 +35,8 @@ class Diagnosis(NamedTuple):
 
 def _check_history(history) -> list[dict]:
     if not isinstance(history, (list, tuple)) or not history or not all(isinstance(r, dict) for r in history):
-        raise ValueError("history must be a non-empty list of dicts, one per step, as train_fresh or Trainer.fit "
-                         f"returns; got {history!r:.60}.")
+        raise ValueError("history must be a non-empty list of dicts, one per step or epoch, as train_fresh or "
+                         f"Trainer.fit returns; got {history!r:.60}.")
     missing = sorted({key for record in history for key in REQUIRED_KEYS if key not in record})
     if missing:
         raise ValueError(f"history's records lack {missing}; each record needs {list(REQUIRED_KEYS)}.")
@@ -101,7 +101,7 @@ def train_fresh(loss_fn, images: torch.Tensor, labels: torch.Tensor, batches, lr
 
 def plot_broken_and_fixed(broken: list[dict], fixed: list[dict], keys: tuple[str, ...] = ("loss", "mean_d_an"),
                           title: str = "") -> Figure:
-    """One panel per key of REQUIRED_KEYS: the broken and the fixed run over the steps (see `plot_curves`)."""
+    """One panel per key in `keys` (from REQUIRED_KEYS): the broken and the fixed run (see `plot_curves`)."""
     unknown = [key for key in keys if key not in REQUIRED_KEYS]
     if unknown:
         raise ValueError(f"cannot plot {unknown}; choose from {list(REQUIRED_KEYS)}.")

@@ -142,8 +142,8 @@ def plot_accuracy_vs_gallery_size(results: dict) -> Figure:
 
 
 def _picture_grid(rows: list[list[torch.Tensor]], marks, row_names: list[str], title: str) -> Figure:
-    """Rows of (C, H, W) pictures in [0, 1]; under each picture of the last row its (distance, good, yes, no)
-    mark: the distance and a green tick with ``yes`` or a red cross with ``no``."""
+    """Rows of (C, H, W) pictures in [0, 1]; under each of the last len(marks) pictures of the last row its
+    (distance, good, yes, no) mark: the distance and a green tick with ``yes`` or a red cross with ``no``."""
     figure = Figure(figsize=(1.4 * len(rows[-1]), 1.2 + 1.0 * len(rows)), layout="constrained")
     axes = figure.subplots(len(rows), len(rows[-1]), squeeze=False)
     for ax, picture in ((ax, p) for row_axes, row in zip(axes, rows) for ax, p in zip(row_axes, row)):
