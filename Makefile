@@ -22,11 +22,11 @@ TEST_THREADS ?= 1
 KERNELS ?=
 TEST_ENV := $(KERNELS) OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) COURSE_MODE=quick \
   CUBLAS_WORKSPACE_CONFIG=:4096:8 MPLBACKEND=Agg
-# Two notebooks at a time with one torch thread each, one at a time with more: two workers of two
+# Two test processes with one torch thread each, one process with more: two workers of two
 # threads each oversubscribe a 2-core machine (the notebooks took 12.6 minutes instead of 2).
-NB_WORKERS ?= $(if $(filter 1,$(TEST_THREADS)),2,1)
+WORKERS ?= $(if $(filter 1,$(TEST_THREADS)),2,1)
 # The stored notebooks are compared on the CPU, also on a machine with a GPU.
-NBVAL := CUDA_VISIBLE_DEVICES= $(PY) -m pytest -n $(NB_WORKERS) --dist loadscope notebooks \
+NBVAL := CUDA_VISIBLE_DEVICES= $(PY) -m pytest -n $(WORKERS) --dist loadscope notebooks \
   --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .PHONY: lab test test-notebooks setup setup-learner chromium unit notebooks student student-copies book bench clean release grade
@@ -63,7 +63,7 @@ lab: setup-learner
 	$(PY) -m course_utils.lab notebooks/
 
 test: setup chromium
-	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadscope tests
+	$(TEST_ENV) $(PY) -m pytest -n $(WORKERS) --dist loadscope tests
 	$(TEST_ENV) $(NBVAL)
 
 # The notebooks alone, compared with their stored outputs.
@@ -71,7 +71,7 @@ test-notebooks: setup
 	$(TEST_ENV) $(NBVAL)
 
 unit: setup
-	$(TEST_ENV) $(PY) -m pytest -n 2 tests
+	$(TEST_ENV) $(PY) -m pytest -n $(WORKERS) tests
 
 # Student copies (solutions replaced by stubs) and the rendered HTML course.
 student: setup
